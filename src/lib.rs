@@ -1,9 +1,16 @@
 //! sockudo: a Pusher-compatible (protocol v7) WebSocket server, thread-per-core on glommio.
 //!
-//! Data path: bytes -> [`http`] request -> [`ws`] frames -> [`protocol`] messages -> shard state -> frames out.
-//! Everything under `config`, `http`, `ws` and `protocol` is sans-IO and unit-tested without sockets.
+//! Data path: bytes -> [`http`] request -> [`ws`] frames -> [`protocol`] messages -> [`shard`] state -> frames out.
+//! `config`, `http`, `ws` and `protocol` are sans-IO and unit-tested without sockets; [`conn`] and [`shard`] own
+//! the sockets and per-core state; [`rest`] answers the HTTP API; [`server`] starts and stops the shards.
 
+pub mod app;
 pub mod config;
+pub mod conn;
 pub mod http;
+pub mod logging;
 pub mod protocol;
+pub mod rest;
+pub mod server;
+pub mod shard;
 pub mod ws;

@@ -1,1 +1,58 @@
-fn main() {}
+//! The `sockudo` binary: load configuration, start the shards, stop cleanly on SIGTERM/SIGINT.
+
+use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use sockudo::config::{self, ConfigError};
+use sockudo::{logging, server::Server};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let loaded = match config::load(&args, &|name| std::env::var(name).ok()) {
+        Ok(loaded) => loaded,
+        Err(ConfigError::Help(text)) => {
+            print_stdout(&text);
+            return ExitCode::SUCCESS;
+        }
+        Err(ConfigError::Version) => {
+            print_stdout(&format!("sockudo {}", env!("CARGO_PKG_VERSION")));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("sockudo: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    logging::init(&loaded.config);
+    for note in &loaded.notes {
+        tracing::warn!("{note}");
+    }
+    match run(loaded.config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("sockudo: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_stdout(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
+}
+
+fn run(config: config::Config) -> anyhow::Result<()> {
+    // Register before starting shards so that a signal during start-up is not lost.
+    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    let addr = format!("{}:{}", config.host, config.port);
+    let server = Server::start(config)?;
+    tracing::info!(%addr, shards = server.nr_shards, "sockudo ready");
+    if let Some(signal) = signals.forever().next() {
+        tracing::info!(signal, "stopping");
+    }
+    server.stop();
+    tracing::info!("stopped");
+    Ok(())
+}

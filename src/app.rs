@@ -1,0 +1,192 @@
+//! Applications: the memory app manager.
+//!
+//! Every shard holds its own copy of the registry (built once at start-up from the configuration), so lookups on
+//! the per-message path touch only shard-local memory. The one cross-shard value is the per-app connection count,
+//! an atomic touched on connect and disconnect only, never per message.
+
+use crate::config::{AppConfig, Config};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Limits and switches of one app, with process defaults filled in where the app leaves them unset.
+#[derive(Debug, Clone)]
+pub struct AppLimits {
+    /// 0 = unlimited.
+    pub max_connections: u64,
+    /// Client events (`client-*`) are accepted only when set.
+    pub enable_client_messages: bool,
+    /// Longest channel name accepted, in bytes.
+    pub max_channel_name_length: usize,
+    /// Longest event name accepted, in bytes.
+    pub max_event_name_length: usize,
+    /// Largest event `data`, in bytes.
+    pub max_event_payload_bytes: usize,
+    /// Most channels one `POST /events` may name.
+    pub max_event_channels_at_once: usize,
+    /// Most events one `POST /batch_events` may carry.
+    pub max_event_batch_size: usize,
+}
+
+/// One application as the server uses it.
+#[derive(Debug)]
+pub struct App {
+    /// Position in the registry; identical on every shard, so shards can name an app by index in messages.
+    pub index: u32,
+    /// The app id used in REST paths.
+    pub id: String,
+    /// The public key used in `/app/{key}` and `auth_key`.
+    pub key: String,
+    /// The signing secret.
+    pub secret: String,
+    /// A disabled app refuses connections (4003) and REST calls (403).
+    pub enabled: bool,
+    /// Effective limits.
+    pub limits: AppLimits,
+    /// Open connections across all shards; shared by every shard's copy of this app.
+    connections: Arc<AtomicU64>,
+    /// The configuration record this app was built from, for features added later.
+    pub config: AppConfig,
+}
+
+impl App {
+    /// Reserves a connection slot; false when the app is at `max_connections`.
+    pub fn try_acquire_connection(&self) -> bool {
+        let max = self.limits.max_connections;
+        let mut current = self.connections.load(Ordering::Relaxed);
+        loop {
+            if max != 0 && current >= max {
+                return false;
+            }
+            match self
+                .connections
+                .compare_exchange_weak(current, current + 1, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => return true,
+                Err(now) => current = now,
+            }
+        }
+    }
+
+    /// Gives back a slot taken by [`App::try_acquire_connection`].
+    pub fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Open connections of this app on all shards.
+    pub fn connection_count(&self) -> u64 {
+        self.connections.load(Ordering::Relaxed)
+    }
+}
+
+/// The apps of one shard, found by id or by key.
+#[derive(Debug)]
+pub struct AppRegistry {
+    apps: Vec<Rc<App>>,
+    by_id: HashMap<String, usize>,
+    by_key: HashMap<String, usize>,
+}
+
+/// What every shard needs to build its own registry: the configuration and the shared connection counters.
+#[derive(Debug, Clone)]
+pub struct AppSeed {
+    apps: Vec<(AppConfig, Arc<AtomicU64>)>,
+    defaults: AppLimits,
+}
+
+impl AppSeed {
+    /// Prepares the apps of `config`; call once per process.
+    pub fn new(config: &Config) -> Self {
+        let defaults = AppLimits {
+            max_connections: 0,
+            enable_client_messages: false,
+            max_channel_name_length: config.channel_limits.max_name_length,
+            max_event_name_length: config.event_limits.max_name_length,
+            max_event_payload_bytes: config.event_limits.max_payload_in_kb * 1024,
+            max_event_channels_at_once: config.event_limits.max_channels_at_once,
+            max_event_batch_size: config.event_limits.max_batch_size,
+        };
+        let apps = config
+            .app_manager
+            .array
+            .apps
+            .iter()
+            .map(|a| (a.clone(), Arc::new(AtomicU64::new(0))))
+            .collect();
+        AppSeed { apps, defaults }
+    }
+
+    /// Builds a shard-local registry.
+    pub fn registry(&self) -> AppRegistry {
+        let mut registry = AppRegistry {
+            apps: Vec::with_capacity(self.apps.len()),
+            by_id: HashMap::new(),
+            by_key: HashMap::new(),
+        };
+        for (index, (cfg, counter)) in self.apps.iter().enumerate() {
+            let limits = effective_limits(cfg, &self.defaults);
+            let app = App {
+                index: index as u32,
+                id: cfg.id.clone(),
+                key: cfg.key.clone(),
+                secret: cfg.secret.clone(),
+                enabled: cfg.enabled,
+                limits,
+                connections: counter.clone(),
+                config: cfg.clone(),
+            };
+            registry.by_id.insert(app.id.clone(), index);
+            registry.by_key.insert(app.key.clone(), index);
+            registry.apps.push(Rc::new(app));
+        }
+        registry
+    }
+}
+
+fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
+    let or = |v: Option<u64>, d: usize| match v {
+        Some(n) if n > 0 => n as usize,
+        _ => d,
+    };
+    AppLimits {
+        max_connections: cfg.max_connections.unwrap_or(0),
+        enable_client_messages: cfg.enable_client_messages,
+        max_channel_name_length: or(cfg.max_channel_name_length, defaults.max_channel_name_length),
+        max_event_name_length: or(cfg.max_event_name_length, defaults.max_event_name_length),
+        max_event_payload_bytes: cfg
+            .max_event_payload_in_kb
+            .filter(|kb| *kb > 0)
+            .map(|kb| kb as usize * 1024)
+            .unwrap_or(defaults.max_event_payload_bytes),
+        max_event_channels_at_once: or(cfg.max_event_channels_at_once, defaults.max_event_channels_at_once),
+        max_event_batch_size: or(cfg.max_event_batch_size, defaults.max_event_batch_size),
+    }
+}
+
+impl AppRegistry {
+    /// The app with REST id `id`.
+    pub fn by_id(&self, id: &str) -> Option<&Rc<App>> {
+        self.by_id.get(id).map(|&i| &self.apps[i])
+    }
+
+    /// The app with public key `key`.
+    pub fn by_key(&self, key: &str) -> Option<&Rc<App>> {
+        self.by_key.get(key).map(|&i| &self.apps[i])
+    }
+
+    /// The app at registry position `index` (the same on every shard).
+    pub fn by_index(&self, index: u32) -> Option<&Rc<App>> {
+        self.apps.get(index as usize)
+    }
+
+    /// Number of apps.
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+
+    /// True when no app is configured.
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+    }
+}

@@ -1,0 +1,80 @@
+//! The first phase of every TCP connection: HTTP/1.1 requests on the shared port.
+//!
+//! `GET /app/{key}` with upgrade headers becomes a WebSocket; everything else is answered by the REST router,
+//! with keep-alive and pipelining (requests are parsed out of one buffer in order).
+
+use crate::http::{self, Response};
+use crate::rest;
+use crate::shard::Shard;
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::rc::Rc;
+
+/// Serves one accepted TCP connection until it closes or becomes a WebSocket.
+pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let limits = http::Limits {
+        max_header_bytes: shard.config.http_api.max_header_bytes,
+        max_body_bytes: shard.config.http_api.request_limit_in_mb * 1024 * 1024,
+    };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let parsed = http::parse_request(&buf, &limits);
+        match parsed {
+            Ok(Some((req, header_len))) => {
+                if req.path.starts_with("/app/") && req.method == http::Method::Get {
+                    if !req.is_websocket_upgrade() {
+                        let resp = Response::error(400, "WebSocket upgrade required on /app/{key}");
+                        let _ = write_response(&mut stream, &shard, &resp, false).await;
+                        return;
+                    }
+                    let leftover = buf.split_off(header_len);
+                    crate::conn::websocket::upgrade(shard, stream, req, leftover).await;
+                    return;
+                }
+                let need = header_len + req.content_length;
+                while buf.len() < need {
+                    match stream.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let keep_alive = req.keep_alive && !shard.is_shutting_down();
+                let resp = rest::handle(&shard, &req, &buf[header_len..need]).await;
+                if write_response(&mut stream, &shard, &resp, keep_alive).await.is_err() || !keep_alive {
+                    return;
+                }
+                buf.drain(..need);
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                let resp = Response::error(e.status(), &e.to_string());
+                let _ = write_response(&mut stream, &shard, &resp, false).await;
+                return;
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    shard: &Shard,
+    resp: &Response,
+    keep_alive: bool,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(256 + resp.body_len());
+    resp.clone()
+        .with_header("X-Sockudo-Shard", &shard.id.to_string())
+        .write_to(&mut out, keep_alive);
+    stream.write_all(&out).await?;
+    if !keep_alive {
+        let _ = stream.close().await;
+    }
+    Ok(())
+}

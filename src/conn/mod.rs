@@ -1,0 +1,302 @@
+//! One client connection: its socket, its outbound queue and its Pusher-level state.
+//!
+//! A connection lives on exactly one shard and is shared there through `Rc`. Two tasks serve it: the reader
+//! (`websocket::run`) owns the protocol, the writer ([`write_loop`]) owns draining the queue. Neither holds a
+//! borrow of the socket across an `.await`.
+
+pub mod http_conn;
+pub mod outbound;
+pub mod websocket;
+
+use crate::app::App;
+use crate::ws;
+use bytes::Bytes;
+use futures_lite::future::poll_fn;
+use futures_lite::AsyncWrite;
+use glommio::net::TcpStream;
+use outbound::{Drain, Frame, Offer, OutQueue, QueueLimits};
+use std::cell::{Cell, RefCell};
+use std::os::unix::io::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// Exchanging Pusher messages.
+    Open,
+    /// A close frame is queued or sent; waiting for the peer to go away.
+    Closing,
+    /// The reader has finished; the connection is out of every index.
+    Closed,
+}
+
+/// What to do when a subscriber's queue is full.
+#[derive(Debug, Clone, Copy)]
+pub struct SlowConsumerPolicy {
+    /// Queue bounds.
+    pub limits: QueueLimits,
+    /// Close with 4100 (true) or drop the message (false).
+    pub disconnect: bool,
+}
+
+/// One WebSocket client.
+pub struct Connection {
+    /// Shard-local key.
+    pub id: u64,
+    /// The Pusher socket id, unique and unpredictable.
+    pub socket_id: Box<str>,
+    /// The app the client connected to.
+    pub app: Rc<App>,
+    stream: RefCell<TcpStream>,
+    fd: RawFd,
+    out: RefCell<OutQueue>,
+    writer_waker: Cell<Option<Waker>>,
+    state: Cell<ConnState>,
+    /// After the queue drains, shut the socket's write side (a close frame is the last thing queued).
+    shutdown_after_flush: Cell<bool>,
+    /// Channels this connection has joined.
+    pub channels: RefCell<Vec<Box<str>>>,
+    /// Shard clock second of the last message from the client.
+    pub last_seen: Cell<u32>,
+    /// Shard clock second when the server sent `pusher:ping` and is waiting for any reply.
+    pub ping_sent_at: Cell<Option<u32>>,
+    /// Shard clock second when closing began.
+    pub closing_since: Cell<u32>,
+    /// Messages dropped because the queue was full (with `disconnect_on_buffer_full` off).
+    pub dropped: Cell<u64>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.id)
+            .field("socket_id", &self.socket_id)
+            .field("app", &self.app.id)
+            .field("state", &self.state.get())
+            .finish()
+    }
+}
+
+impl Connection {
+    /// Wraps an upgraded socket.
+    pub fn new(id: u64, socket_id: String, app: Rc<App>, stream: TcpStream, now: u32) -> Self {
+        let fd = stream.as_raw_fd();
+        Connection {
+            id,
+            socket_id: socket_id.into_boxed_str(),
+            app,
+            stream: RefCell::new(stream),
+            fd,
+            out: RefCell::new(OutQueue::default()),
+            writer_waker: Cell::new(None),
+            state: Cell::new(ConnState::Open),
+            shutdown_after_flush: Cell::new(false),
+            channels: RefCell::new(Vec::new()),
+            last_seen: Cell::new(now),
+            ping_sent_at: Cell::new(None),
+            closing_since: Cell::new(now),
+            dropped: Cell::new(0),
+        }
+    }
+
+    /// Current state.
+    pub fn state(&self) -> ConnState {
+        self.state.get()
+    }
+
+    /// True while messages may still be sent to the client.
+    pub fn is_open(&self) -> bool {
+        self.state.get() == ConnState::Open
+    }
+
+    /// Frames waiting in the queue.
+    pub fn queued(&self) -> usize {
+        self.out.borrow().len()
+    }
+
+    /// Queues a frame the server itself produced for this client (never refused, never counted as slow).
+    pub fn send_control(&self, text: &str) {
+        if self.is_open() {
+            self.push(Rc::new(ws::encode_text(text.as_bytes())), None);
+        }
+    }
+
+    /// Queues an already-encoded frame produced for this client alone (e.g. a pong).
+    pub fn send_raw(&self, frame: Bytes) {
+        if self.is_open() {
+            self.push(Rc::new(frame), None);
+        }
+    }
+
+    /// Queues a shared channel-event frame, applying the slow-consumer policy.
+    /// Returns false when the connection was closed for being too slow.
+    pub fn send_event(&self, frame: &Frame, policy: &SlowConsumerPolicy, now: u32) -> bool {
+        if !self.is_open() {
+            return true;
+        }
+        if self.push(frame.clone(), Some(policy.limits)) == Offer::Full {
+            if policy.disconnect {
+                tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "slow consumer: closing 4100");
+                self.out.borrow_mut().clear();
+                self.close(crate::protocol::codes::OVER_CAPACITY, "Client too slow: buffer full", now);
+                return false;
+            }
+            self.dropped.set(self.dropped.get() + 1);
+        }
+        true
+    }
+
+    fn push(&self, frame: Frame, limits: Option<QueueLimits>) -> Offer {
+        let outcome = self.out.borrow_mut().offer(frame, limits);
+        if outcome == Offer::Queued {
+            if let Some(w) = self.writer_waker.take() {
+                w.wake();
+            }
+        }
+        outcome
+    }
+
+    /// Sends `pusher:error` (when `message` is given) and a close frame with `code`, then stops sending anything
+    /// else. The reader keeps running until the peer answers or goes away.
+    pub fn close_with_error(&self, code: u16, message: &str, now: u32) {
+        if self.is_open() {
+            self.send_control(&crate::protocol::messages::error(Some(code), message, None));
+        }
+        self.close(code, message, now);
+    }
+
+    /// Queues a close frame and moves to `Closing`.
+    pub fn close(&self, code: u16, reason: &str, now: u32) {
+        if !self.is_open() {
+            return;
+        }
+        self.push(Rc::new(ws::encode_close(code, reason)), None);
+        self.state.set(ConnState::Closing);
+        self.closing_since.set(now);
+        self.shutdown_after_flush.set(true);
+        self.wake_writer();
+    }
+
+    /// Answers the peer's close frame (echoing its code) and moves to `Closing`.
+    pub fn acknowledge_close(&self, code: Option<u16>, now: u32) {
+        if !self.is_open() {
+            return;
+        }
+        let frame = match code {
+            Some(c) => ws::encode_close(c, ""),
+            None => Bytes::from_static(&[0x88, 0x00]),
+        };
+        self.push(Rc::new(frame), None);
+        self.state.set(ConnState::Closing);
+        self.closing_since.set(now);
+        self.shutdown_after_flush.set(true);
+        self.wake_writer();
+    }
+
+    /// Marks the connection finished; the writer exits and the socket closes when the last `Rc` goes.
+    pub fn mark_closed(&self) {
+        self.state.set(ConnState::Closed);
+        self.wake_writer();
+    }
+
+    /// Cuts the socket in both directions so a reader blocked on a silent peer wakes up with end-of-file.
+    pub fn abort(&self) {
+        // SAFETY: shutdown on a descriptor this connection owns; errors (already closed) are irrelevant.
+        unsafe {
+            libc::shutdown(self.fd, libc::SHUT_RDWR);
+        }
+    }
+
+    fn wake_writer(&self) {
+        if let Some(w) = self.writer_waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Reads into `buf`, without holding the socket across the await.
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use futures_lite::AsyncRead;
+        poll_fn(|cx| Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, buf)).await
+    }
+
+    /// Reads into the shard's shared scratch buffer and hands the bytes to `consume` before any other task can
+    /// touch the scratch buffer again: idle connections hold no read buffer of their own.
+    pub async fn read_with<R>(
+        &self,
+        scratch: &RefCell<Box<[u8]>>,
+        mut consume: impl FnMut(&[u8]) -> R,
+    ) -> std::io::Result<R> {
+        use futures_lite::AsyncRead;
+        poll_fn(|cx| {
+            let mut buf = scratch.borrow_mut();
+            match Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, &mut buf[..]) {
+                Poll::Ready(Ok(n)) => Poll::Ready(Ok(consume(&buf[..n]))),
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+        .await
+    }
+}
+
+/// Drains `conn`'s queue into its socket until the connection is closed.
+pub async fn write_loop(conn: Rc<Connection>) {
+    loop {
+        let closed = poll_fn(|cx| {
+            if conn.state.get() == ConnState::Closed {
+                return Poll::Ready(true);
+            }
+            if !conn.out.borrow().is_empty() || conn.shutdown_after_flush.get() {
+                return Poll::Ready(false);
+            }
+            conn.writer_waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await;
+        if closed {
+            return;
+        }
+        let drained = conn.out.borrow_mut().drain_into(conn.fd);
+        match drained {
+            Ok(Drain::Empty) => {
+                if conn.shutdown_after_flush.get() {
+                    // SAFETY: half-close of our own descriptor; the peer sees end-of-stream after the close frame.
+                    unsafe {
+                        libc::shutdown(conn.fd, libc::SHUT_WR);
+                    }
+                    return;
+                }
+            }
+            Ok(Drain::WouldBlock) => {
+                if let Err(e) = wait_writable(&conn).await {
+                    tracing::debug!(socket_id = %conn.socket_id, error = %e, "write failed");
+                    conn.abort();
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(socket_id = %conn.socket_id, error = %e, "write failed");
+                conn.abort();
+                return;
+            }
+        }
+    }
+}
+
+/// Waits until the socket takes more bytes, writing the front frame's rest through glommio so that the wait is
+/// registered with the reactor.
+async fn wait_writable(conn: &Connection) -> std::io::Result<()> {
+    let written = poll_fn(|cx| {
+        if conn.state.get() == ConnState::Closed {
+            return Poll::Ready(Ok(0));
+        }
+        let out = conn.out.borrow();
+        let Some(front) = out.front() else { return Poll::Ready(Ok(0)) };
+        Pin::new(&mut *conn.stream.borrow_mut()).poll_write(cx, front)
+    })
+    .await?;
+    conn.out.borrow_mut().advance(written);
+    Ok(())
+}

@@ -1,0 +1,307 @@
+//! The WebSocket phase of a connection: the upgrade, the Pusher handshake, and the reader loop that turns frames
+//! into Pusher messages and dispatches them.
+
+use super::{write_loop, ConnState, Connection};
+use crate::http::Request;
+use crate::protocol::messages::{self, ClientMessage, SubscribeData, UnsubscribeData};
+use crate::protocol::{auth, channel, codes, socket_id};
+use crate::shard::Shard;
+use crate::ws::{self, Message};
+use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Protocol versions this server speaks (PROTOCOL.md C2).
+const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
+
+/// Why a handshake is refused after the upgrade: a Pusher close code and its message.
+struct Refusal(u16, &'static str);
+
+/// Completes the HTTP upgrade of `/app/{key}` and serves the WebSocket until it closes.
+pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, leftover: Vec<u8>) {
+    let Some(key) = req.websocket_key() else { return };
+    let mut response = ws::upgrade_response(&ws::accept_key(key));
+    // Lets tests and operators see which shard took the connection.
+    let shard_header = format!("X-Sockudo-Shard: {}\r\n\r\n", shard.id);
+    response.truncate(response.len() - 2);
+    response.extend_from_slice(shard_header.as_bytes());
+    if stream.write_all(&response).await.is_err() {
+        return;
+    }
+
+    let app_key = req.path.trim_start_matches("/app/").trim_end_matches('/');
+    let app = match check_handshake(&shard, app_key, &req.query) {
+        Ok(app) => app,
+        Err(Refusal(code, message)) => {
+            tracing::debug!(code, message, app_key, "refusing WebSocket");
+            refuse(stream, code, message).await;
+            return;
+        }
+    };
+    let now = shard.now();
+    let conn = Rc::new(Connection::new(shard.next_conn_id(), socket_id::generate(), app, stream, now));
+    shard.register(conn.clone());
+    glommio::spawn_local(write_loop(conn.clone())).detach();
+    conn.send_control(&messages::connection_established(&conn.socket_id, shard.config.activity_timeout));
+
+    read_loop(&shard, &conn, leftover).await;
+
+    shard.unregister(&conn);
+    conn.mark_closed();
+    conn.abort();
+}
+
+fn check_handshake(shard: &Shard, app_key: &str, query: &str) -> Result<Rc<crate::app::App>, Refusal> {
+    if shard.is_shutting_down() {
+        return Err(Refusal(codes::RECONNECT, "Server shutting down"));
+    }
+    let protocol = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "protocol")
+        .map(|(_, v)| v);
+    match protocol {
+        None | Some("") => {}
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if SUPPORTED_PROTOCOLS.contains(&n) => {}
+            Ok(_) => return Err(Refusal(codes::UNSUPPORTED_PROTOCOL, "Unsupported protocol version")),
+            Err(_) => return Err(Refusal(codes::INVALID_VERSION_FORMAT, "Invalid version string format")),
+        },
+    }
+    let app = shard
+        .apps
+        .by_key(app_key)
+        .cloned()
+        .ok_or(Refusal(codes::APP_NOT_FOUND, "Application does not exist"))?;
+    if !app.enabled {
+        return Err(Refusal(codes::APP_DISABLED, "Application is disabled"));
+    }
+    if !app.try_acquire_connection() {
+        return Err(Refusal(codes::OVER_CONNECTION_QUOTA, "Application is over connection quota"));
+    }
+    Ok(app)
+}
+
+/// Sends `pusher:error` and a close frame, then waits briefly for the client's close so that it reads our close
+/// code instead of a reset.
+async fn refuse(mut stream: TcpStream, code: u16, message: &str) {
+    let mut out = ws::encode_text(messages::error(Some(code), message, None).as_bytes()).to_vec();
+    out.extend_from_slice(&ws::encode_close(code, message));
+    if stream.write_all(&out).await.is_err() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = glommio::timer::timeout(Duration::from_secs(2), async {
+        let mut sink = [0u8; 512];
+        loop {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => return Ok(()),
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+}
+
+/// Decodes every complete message in `data`; returns how many bytes were used.
+fn decode_all(decoder: &mut ws::Decoder, data: &[u8], out: &mut Vec<Message>) -> Result<usize, ws::WsError> {
+    let mut used = 0;
+    while used < data.len() {
+        match decoder.decode(&data[used..])? {
+            Some((msg, n)) => {
+                used += n;
+                out.push(msg);
+            }
+            None => break,
+        }
+    }
+    Ok(used)
+}
+
+/// What one read produced.
+enum ReadOutcome {
+    Eof,
+    Data,
+    Invalid(ws::WsError),
+}
+
+async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) {
+    let max = shard.config.websocket_max_payload_kb * 1024;
+    let mut decoder = ws::Decoder::new(max);
+    let mut partial = leftover;
+    let mut messages = Vec::new();
+    // Bytes that arrived with the upgrade request.
+    if !partial.is_empty() {
+        match decode_all(&mut decoder, &partial, &mut messages) {
+            Ok(used) => {
+                partial.drain(..used);
+            }
+            Err(e) => {
+                protocol_violation(shard, conn, &e);
+                partial.clear();
+            }
+        }
+        for msg in messages.drain(..) {
+            handle(shard, conn, msg).await;
+        }
+    }
+    loop {
+        let read = conn
+            .read_with(&shard.read_scratch, |data| {
+                if data.is_empty() {
+                    return ReadOutcome::Eof;
+                }
+                if partial.is_empty() {
+                    match decode_all(&mut decoder, data, &mut messages) {
+                        Ok(used) => {
+                            partial.extend_from_slice(&data[used..]);
+                            ReadOutcome::Data
+                        }
+                        Err(e) => ReadOutcome::Invalid(e),
+                    }
+                } else {
+                    partial.extend_from_slice(data);
+                    match decode_all(&mut decoder, &partial, &mut messages) {
+                        Ok(used) => {
+                            partial.drain(..used);
+                            if partial.is_empty() {
+                                partial = Vec::new();
+                            }
+                            ReadOutcome::Data
+                        }
+                        Err(e) => ReadOutcome::Invalid(e),
+                    }
+                }
+            })
+            .await;
+        match read {
+            Ok(ReadOutcome::Data) => {}
+            Ok(ReadOutcome::Eof) | Err(_) => return,
+            Ok(ReadOutcome::Invalid(e)) => {
+                protocol_violation(shard, conn, &e);
+                partial = Vec::new();
+                // Keep reading until the peer goes away or the sweeper cuts the socket.
+            }
+        }
+        for msg in messages.drain(..) {
+            handle(shard, conn, msg).await;
+        }
+    }
+}
+
+fn protocol_violation(shard: &Shard, conn: &Connection, e: &ws::WsError) {
+    tracing::debug!(socket_id = %conn.socket_id, error = %e, "WebSocket protocol violation");
+    conn.close(e.close_code(), &e.to_string(), shard.now());
+}
+
+/// Dispatches one WebSocket message.
+async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
+    if conn.state() != ConnState::Open {
+        if let Message::Close(_) = msg {
+            conn.abort();
+        }
+        return;
+    }
+    conn.last_seen.set(shard.now());
+    conn.ping_sent_at.set(None);
+    match msg {
+        Message::Text(bytes) => {
+            // The decoder validated UTF-8.
+            let Ok(text) = std::str::from_utf8(&bytes) else { return };
+            handle_text(shard, conn, text).await;
+        }
+        Message::Binary(_) => {
+            conn.send_control(&messages::error(
+                Some(codes::GENERIC_ERROR),
+                "Binary frames are not supported; send JSON text frames",
+                None,
+            ));
+        }
+        Message::Ping(payload) => conn.send_raw(ws::encode_pong(&payload)),
+        Message::Pong(_) => {}
+        Message::Close(code) => conn.acknowledge_close(code.map(|(c, _)| c), shard.now()),
+    }
+}
+
+async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
+    let msg = match ClientMessage::parse(text) {
+        Ok(m) => m,
+        Err(e) => {
+            conn.send_control(&messages::error(Some(codes::GENERIC_ERROR), &e.to_string(), None));
+            return;
+        }
+    };
+    match &*msg.event {
+        "pusher:ping" => conn.send_control(messages::pong()),
+        "pusher:pong" => {}
+        "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
+            Ok(data) => subscribe(shard, conn, data).await,
+            Err(e) => conn.send_control(&messages::error(Some(codes::GENERIC_ERROR), &e.to_string(), None)),
+        },
+        "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
+            Ok(data) => unsubscribe(shard, conn, &data.channel),
+            Err(e) => conn.send_control(&messages::error(Some(codes::GENERIC_ERROR), &e.to_string(), None)),
+        },
+        other => {
+            tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
+        }
+    }
+}
+
+async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: SubscribeData) {
+    let name = data.channel.as_str();
+    let error = |code: Option<u16>, message: &str| {
+        conn.send_control(&messages::error(code, message, Some(name)));
+    };
+    if let Err(e) = channel::validate_name(name, conn.app.limits.max_channel_name_length) {
+        error(Some(codes::GENERIC_ERROR), &format!("Invalid channel name: {e}"));
+        return;
+    }
+    if conn.channels.borrow().iter().any(|c| &**c == name) {
+        return;
+    }
+    let kind = channel::classify(name);
+    match kind.kind {
+        channel::ChannelKind::Public => {}
+        channel::ChannelKind::Private | channel::ChannelKind::PrivateEncrypted => {
+            let to_sign = auth::channel_string_to_sign(&conn.socket_id, name, None);
+            let provided = data.auth.as_deref().unwrap_or("");
+            if !auth::verify_auth(&conn.app.key, &conn.app.secret, &to_sign, provided) {
+                error(
+                    None,
+                    &format!(
+                        "Invalid signature: Expected HMAC SHA256 hex digest of {to_sign}, but got {}",
+                        provided.split_once(':').map(|(_, s)| s).unwrap_or(provided)
+                    ),
+                );
+                return;
+            }
+        }
+        channel::ChannelKind::Presence | channel::ChannelKind::ServerToUser => {
+            error(Some(codes::GENERIC_ERROR), "This channel type is not supported yet");
+            return;
+        }
+    }
+    conn.channels.borrow_mut().push(name.into());
+    shard.join(conn.app.index, name, conn).await;
+    if conn.is_open() {
+        conn.send_control(&messages::subscription_succeeded(name));
+    }
+}
+
+fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
+    let removed = {
+        let mut channels = conn.channels.borrow_mut();
+        match channels.iter().position(|c| &**c == name) {
+            Some(pos) => {
+                channels.swap_remove(pos);
+                true
+            }
+            None => false,
+        }
+    };
+    if removed {
+        shard.leave(conn.app.index, name, conn.id);
+    }
+}

@@ -1,0 +1,146 @@
+//! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`: validate, encode each channel's frame once, and
+//! hand it to the shard's fan-out.
+
+use crate::app::App;
+use crate::http::Response;
+use crate::protocol::{channel, messages, socket_id};
+use crate::shard::Shard;
+use crate::ws;
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// One event as the HTTP API accepts it.
+#[derive(Debug, Deserialize)]
+struct EventBody<'a> {
+    name: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    channel: Option<String>,
+    channels: Option<Vec<String>>,
+    socket_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchBody<'a> {
+    #[serde(borrow)]
+    batch: Vec<EventBody<'a>>,
+}
+
+/// A validated event, ready to encode.
+#[derive(Debug)]
+struct Publication {
+    name: String,
+    /// `data` as a JSON value to embed verbatim (a string literal).
+    data_json: String,
+    channels: Vec<String>,
+    except: Option<String>,
+}
+
+/// An invalid event: HTTP status and message.
+struct Rejection(u16, String);
+
+impl From<Rejection> for Response {
+    fn from(r: Rejection) -> Self {
+        Response::error(r.0, &r.1)
+    }
+}
+
+fn bad(msg: impl Into<String>) -> Rejection {
+    Rejection(400, msg.into())
+}
+
+fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
+    let limits = &app.limits;
+    let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| bad("Missing event name"))?;
+    if name.len() > limits.max_event_name_length {
+        return Err(bad(format!("Event name longer than {} characters", limits.max_event_name_length)));
+    }
+    let channels = match (body.channel, body.channels) {
+        (Some(_), Some(_)) => return Err(bad("Give either channel or channels, not both")),
+        (Some(c), None) => vec![c],
+        (None, Some(cs)) => cs,
+        (None, None) => return Err(bad("Missing channel or channels")),
+    };
+    if channels.is_empty() {
+        return Err(bad("channels must name at least one channel"));
+    }
+    if channels.len() > limits.max_event_channels_at_once {
+        return Err(bad(format!("Too many channels: at most {} per event", limits.max_event_channels_at_once)));
+    }
+    for c in &channels {
+        channel::validate_name(c, limits.max_channel_name_length)
+            .map_err(|e| bad(format!("Invalid channel name {c:?}: {e}")))?;
+    }
+    let raw = body.data.ok_or_else(|| bad("Missing data"))?;
+    let (data_json, data_len) = if raw.get().starts_with('"') {
+        let decoded: String = serde_json::from_str(raw.get()).map_err(|e| bad(format!("Invalid data: {e}")))?;
+        (raw.get().to_string(), decoded.len())
+    } else {
+        // Not a string: publish its JSON text as the string, as SDKs that stringify would have.
+        (messages::json_string(raw.get()), raw.get().len())
+    };
+    if data_len > limits.max_event_payload_bytes {
+        return Err(Rejection(
+            413,
+            format!("Event data is {data_len} bytes; the limit is {} bytes", limits.max_event_payload_bytes),
+        ));
+    }
+    let except = match body.socket_id {
+        Some(s) if !socket_id::is_valid(&s) => return Err(bad(format!("Invalid socket_id {s:?}"))),
+        other => other,
+    };
+    Ok(Publication { name, data_json, channels, except })
+}
+
+fn publish(shard: &Shard, app: &App, p: &Publication) {
+    let items: Vec<(String, Bytes)> = p
+        .channels
+        .iter()
+        .map(|c| {
+            let text = messages::channel_event(&p.name, c, &p.data_json, None);
+            (c.clone(), ws::encode_text(text.as_bytes()))
+        })
+        .collect();
+    shard.publish(app.index, items, p.except.as_deref());
+}
+
+/// `POST /apps/{id}/events`.
+pub fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
+    let parsed: EventBody<'_> = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => return Response::error(400, &format!("Invalid JSON body: {e}")),
+    };
+    match validate(app, parsed) {
+        Ok(p) => {
+            publish(shard, app, &p);
+            Response::json(200, "{}")
+        }
+        Err(r) => r.into(),
+    }
+}
+
+/// `POST /apps/{id}/batch_events`: every event is validated before any is published.
+pub fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
+    let parsed: BatchBody<'_> = match serde_json::from_slice(body) {
+        Ok(b) => b,
+        Err(e) => return Response::error(400, &format!("Invalid JSON body: {e}")),
+    };
+    if parsed.batch.len() > app.limits.max_event_batch_size {
+        return Response::error(
+            400,
+            &format!("Batch of {} events; at most {} allowed", parsed.batch.len(), app.limits.max_event_batch_size),
+        );
+    }
+    let mut publications = Vec::with_capacity(parsed.batch.len());
+    for (i, event) in parsed.batch.into_iter().enumerate() {
+        match validate(app, event) {
+            Ok(p) => publications.push(p),
+            Err(Rejection(status, msg)) => return Response::error(status, &format!("batch[{i}]: {msg}")),
+        }
+    }
+    for p in &publications {
+        publish(shard, app, p);
+    }
+    Response::json(200, "{}")
+}

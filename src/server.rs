@@ -1,0 +1,96 @@
+//! Process lifecycle: start one pinned shard per CPU, wait for all to serve, stop them on SIGTERM/SIGINT.
+
+use crate::app::AppSeed;
+use crate::config::Config;
+use crate::shard::{self, ShardSeed};
+use anyhow::{anyhow, Context};
+use glommio::channels::channel_mesh::MeshBuilder;
+use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Capacity of each shard-to-shard channel of the mesh.
+const MESH_CAPACITY: usize = 4096;
+
+/// How long shards may take to bind and join the mesh.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running server: its shard threads and the way to stop them.
+pub struct Server {
+    threads: Vec<std::thread::JoinHandle<()>>,
+    stoppers: Vec<tokio::sync::oneshot::Sender<()>>,
+    /// Number of worker shards.
+    pub nr_shards: usize,
+}
+
+/// Online CPUs, in order.
+fn online_cpus() -> Vec<usize> {
+    CpuSet::online().map(|set| set.iter().map(|l| l.cpu).collect()).unwrap_or_default()
+}
+
+impl Server {
+    /// Starts every shard and returns once all of them accept connections, or fails naming the shard that could
+    /// not start (bind, memlock, ...).
+    pub fn start(config: Config) -> anyhow::Result<Server> {
+        let cpus = online_cpus();
+        let nr_shards = if config.shards == 0 { cpus.len().max(1) } else { config.shards };
+        if nr_shards > 64 {
+            return Err(anyhow!("shards = {nr_shards}: at most 64 shards are supported"));
+        }
+        let pin = nr_shards <= cpus.len();
+        let seed = ShardSeed {
+            apps: AppSeed::new(&config),
+            config: Arc::new(config.clone()),
+            mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
+            nr_shards,
+        };
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let mut threads = Vec::with_capacity(nr_shards);
+        let mut stoppers = Vec::with_capacity(nr_shards);
+        for id in 0..nr_shards {
+            let placement = if pin { Placement::Fixed(cpus[id]) } else { Placement::Unbound };
+            let builder = LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{id}"))
+                .io_memory(config.runtime.io_memory_kb * 1024)
+                .preempt_timer(Duration::from_millis(config.runtime.preempt_timer_ms.max(1)))
+                .spin_before_park(Duration::from_micros(config.runtime.spin_before_park_us));
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
+            stoppers.push(stop_tx);
+            let seed = seed.clone();
+            let ready = ready_tx.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("shard-{id}"))
+                .spawn(move || match builder.make() {
+                    Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
+                    Err(e) => {
+                        let _ = ready.send((id, Err(format!("shard {id}: cannot start its executor: {e}"))));
+                    }
+                })
+                .context("cannot spawn a shard thread")?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut serving = 0;
+        while serving < nr_shards {
+            match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
+                Ok((_, Ok(()))) => serving += 1,
+                Ok((_, Err(message))) => return Err(anyhow!(message)),
+                Err(_) => return Err(anyhow!("{} of {nr_shards} shards did not start in time", nr_shards - serving)),
+            }
+        }
+        Ok(Server { threads, stoppers, nr_shards })
+    }
+
+    /// Asks every shard to close its connections (4200) and stop, then waits for their threads.
+    pub fn stop(self) {
+        for stop in self.stoppers {
+            let _ = stop.send(());
+        }
+        for thread in self.threads {
+            if thread.join().is_err() {
+                tracing::error!("a shard thread panicked during shutdown");
+            }
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The channel index of one shard: which local connections joined each channel, and which other shards have
+//! subscribers for it (so a publish makes exactly one hop per interested shard).
+
+use crate::conn::Connection;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+/// Subscribers of one channel as seen from one shard.
+#[derive(Debug, Default)]
+pub struct ChannelEntry {
+    /// Connections on this shard.
+    pub local: Vec<Rc<Connection>>,
+    /// Bit `s` set: shard `s` has at least one subscriber.
+    pub remote: u64,
+}
+
+impl ChannelEntry {
+    fn is_unused(&self) -> bool {
+        self.local.is_empty() && self.remote == 0
+    }
+}
+
+/// Channels of every app on one shard, indexed by app position then channel name.
+#[derive(Debug)]
+pub struct ChannelIndex {
+    apps: Vec<HashMap<Box<str>, ChannelEntry>>,
+}
+
+impl ChannelIndex {
+    /// An empty index for `nr_apps` apps.
+    pub fn new(nr_apps: usize) -> Self {
+        ChannelIndex { apps: (0..nr_apps).map(|_| HashMap::new()).collect() }
+    }
+
+    /// The entry of `channel`, if anyone anywhere subscribes to it.
+    pub fn get(&self, app: u32, channel: &str) -> Option<&ChannelEntry> {
+        self.apps.get(app as usize)?.get(channel)
+    }
+
+    /// Adds a local subscriber; true when it is the first one on this shard.
+    pub fn add_local(&mut self, app: u32, channel: &str, conn: Rc<Connection>) -> bool {
+        let Some(map) = self.apps.get_mut(app as usize) else { return false };
+        let entry = match map.get_mut(channel) {
+            Some(e) => e,
+            None => map.entry(channel.into()).or_default(),
+        };
+        entry.local.push(conn);
+        entry.local.len() == 1
+    }
+
+    /// Removes a local subscriber; true when it was the last one on this shard.
+    pub fn remove_local(&mut self, app: u32, channel: &str, conn_id: u64) -> bool {
+        let Some(map) = self.apps.get_mut(app as usize) else { return false };
+        let Some(entry) = map.get_mut(channel) else { return false };
+        let Some(pos) = entry.local.iter().position(|c| c.id == conn_id) else { return false };
+        entry.local.swap_remove(pos);
+        let last = entry.local.is_empty();
+        if entry.is_unused() {
+            map.remove(channel);
+        }
+        last
+    }
+
+    /// Records whether shard `shard` has subscribers for `channel`.
+    pub fn set_remote(&mut self, app: u32, channel: &str, shard: usize, interested: bool) {
+        let Some(map) = self.apps.get_mut(app as usize) else { return };
+        let bit = 1u64 << shard;
+        if interested {
+            let entry = match map.get_mut(channel) {
+                Some(e) => e,
+                None => map.entry(channel.into()).or_default(),
+            };
+            entry.remote |= bit;
+        } else if let Some(entry) = map.get_mut(channel) {
+            entry.remote &= !bit;
+            if entry.is_unused() {
+                map.remove(channel);
+            }
+        }
+    }
+
+    /// Channels of `app` with at least one local subscriber, with their local subscriber counts.
+    pub fn local_channels(&self, app: u32) -> impl Iterator<Item = (&str, usize)> {
+        self.apps
+            .get(app as usize)
+            .into_iter()
+            .flat_map(|m| m.iter())
+            .filter(|(_, e)| !e.local.is_empty())
+            .map(|(name, e)| (&**name, e.local.len()))
+    }
+}

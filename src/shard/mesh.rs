@@ -1,0 +1,124 @@
+//! Cross-shard messages and the ordered, non-blocking way a shard posts them to its peers.
+//!
+//! Every message from shard A to shard B travels through one FIFO: a local queue per peer drained by one sender
+//! task into glommio's bounded channel mesh. Posting never blocks the caller, and the order in which a shard
+//! announces interest changes is the order in which its peers apply them.
+
+use bytes::Bytes;
+use glommio::channels::channel_mesh::Senders;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use tokio::sync::oneshot;
+
+/// A message from one shard to another.
+#[derive(Debug)]
+pub enum ShardMsg {
+    /// Deliver encoded frames to the local subscribers of these channels, skipping `except` (a socket id).
+    Deliver {
+        /// App position in the registry.
+        app: u32,
+        /// `(channel, frame)` pairs; the frame bytes are shared by every shard.
+        items: Vec<(Box<str>, Bytes)>,
+        /// Socket id excluded from delivery.
+        except: Option<Box<str>>,
+    },
+    /// Shard `from` gained its first (`interested`) or lost its last subscriber of a channel.
+    Interest {
+        /// App position.
+        app: u32,
+        /// Channel name.
+        channel: Box<str>,
+        /// Announcing shard.
+        from: usize,
+        /// Has subscribers now.
+        interested: bool,
+        /// Answered once applied, so a subscriber is confirmed only when every shard will route to it.
+        ack: Option<oneshot::Sender<()>>,
+    },
+}
+
+/// Pending messages towards one peer.
+#[derive(Default)]
+struct Outbox {
+    queue: RefCell<VecDeque<ShardMsg>>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// The sending side of the mesh for one shard.
+pub struct Peers {
+    me: usize,
+    nr_shards: usize,
+    outboxes: Vec<Rc<Outbox>>,
+}
+
+impl std::fmt::Debug for Peers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peers").field("me", &self.me).field("nr_shards", &self.nr_shards).finish()
+    }
+}
+
+impl Peers {
+    /// Creates the outboxes and spawns one sender task per peer.
+    pub fn start(me: usize, nr_shards: usize, senders: Option<Senders<ShardMsg>>) -> Self {
+        let outboxes: Vec<Rc<Outbox>> = (0..nr_shards).map(|_| Rc::new(Outbox::default())).collect();
+        if let Some(senders) = senders {
+            let senders = Rc::new(senders);
+            for (peer, outbox) in outboxes.iter().enumerate() {
+                if peer == me {
+                    continue;
+                }
+                let outbox = outbox.clone();
+                let senders = senders.clone();
+                glommio::spawn_local(async move {
+                    loop {
+                        let msg = futures_lite::future::poll_fn(|cx| match outbox.queue.borrow_mut().pop_front() {
+                            Some(m) => Poll::Ready(m),
+                            None => {
+                                outbox.waker.set(Some(cx.waker().clone()));
+                                Poll::Pending
+                            }
+                        })
+                        .await;
+                        if senders.send_to(peer, msg).await.is_err() {
+                            tracing::debug!(peer, "peer shard gone; dropping cross-shard messages");
+                            return;
+                        }
+                    }
+                })
+                .detach();
+            }
+        }
+        Peers { me, nr_shards, outboxes }
+    }
+
+    /// This shard's id.
+    pub fn me(&self) -> usize {
+        self.me
+    }
+
+    /// Number of shards.
+    pub fn nr_shards(&self) -> usize {
+        self.nr_shards
+    }
+
+    /// Every shard but this one.
+    pub fn others(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.nr_shards).filter(move |&s| s != self.me)
+    }
+
+    /// Queues `msg` for `peer` in order; never blocks.
+    pub fn post(&self, peer: usize, msg: ShardMsg) {
+        let Some(outbox) = self.outboxes.get(peer) else { return };
+        outbox.queue.borrow_mut().push_back(msg);
+        if let Some(w) = outbox.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// Messages waiting towards each peer (for metrics and debugging).
+    pub fn backlog(&self) -> Vec<usize> {
+        self.outboxes.iter().map(|o| o.queue.borrow().len()).collect()
+    }
+}

@@ -1,0 +1,317 @@
+//! A worker shard: one glommio executor pinned to one CPU, owning its listener, sockets and subscriptions.
+//!
+//! All state here is `Rc`/`RefCell`, reachable only from the shard's own thread. Other shards are reached by
+//! explicit [`mesh::ShardMsg`]s; nothing on the per-message path is shared or locked.
+
+pub mod channels;
+pub mod mesh;
+mod sweeper;
+
+use crate::app::{App, AppRegistry};
+use crate::config::Config;
+use crate::conn::outbound::QueueLimits;
+use crate::conn::{Connection, SlowConsumerPolicy};
+use bytes::Bytes;
+use channels::ChannelIndex;
+use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
+use glommio::net::TcpListener;
+use mesh::{Peers, ShardMsg};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// Size of the read buffer shared by all connections of a shard.
+const READ_SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Per-core state.
+pub struct Shard {
+    /// This shard's index, 0-based.
+    pub id: usize,
+    /// The configuration, as loaded.
+    pub config: Rc<Config>,
+    /// This shard's copy of the apps.
+    pub apps: AppRegistry,
+    /// Open WebSocket connections by shard-local id.
+    pub conns: RefCell<HashMap<u64, Rc<Connection>>>,
+    next_conn_id: Cell<u64>,
+    /// Local subscribers and remote interest per channel.
+    pub channels: RefCell<ChannelIndex>,
+    /// The way to other shards.
+    pub peers: Peers,
+    /// Read buffer lent to whichever connection is reading right now.
+    pub read_scratch: RefCell<Box<[u8]>>,
+    started: Instant,
+    clock: Cell<u32>,
+    shutting_down: Cell<bool>,
+    /// What to do with subscribers whose queue is full.
+    pub slow_consumer: SlowConsumerPolicy,
+}
+
+impl std::fmt::Debug for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shard").field("id", &self.id).finish()
+    }
+}
+
+/// Everything a shard thread needs to start.
+#[derive(Clone)]
+pub struct ShardSeed {
+    /// Configuration shared read-only by all shards at start-up.
+    pub config: std::sync::Arc<Config>,
+    /// Apps, with process-wide connection counters.
+    pub apps: crate::app::AppSeed,
+    /// The cross-shard mesh, joined by every shard.
+    pub mesh: MeshBuilder<ShardMsg, Full>,
+    /// Number of shards.
+    pub nr_shards: usize,
+}
+
+/// How a shard thread reports that it is serving (or why it could not start).
+pub type ReadySender = std::sync::mpsc::Sender<(usize, Result<(), String>)>;
+
+impl Shard {
+    /// Seconds since the shard started, updated by the sweeper once a second.
+    pub fn now(&self) -> u32 {
+        self.clock.get()
+    }
+
+    /// True once shutdown began: no new connections, no keep-alive.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.get()
+    }
+
+    /// A fresh shard-local connection id.
+    pub fn next_conn_id(&self) -> u64 {
+        let id = self.next_conn_id.get();
+        self.next_conn_id.set(id + 1);
+        id
+    }
+
+    /// Adds `conn` to the set the sweeper watches and shutdown closes.
+    pub fn register(&self, conn: Rc<Connection>) {
+        self.conns.borrow_mut().insert(conn.id, conn);
+    }
+
+    /// Removes `conn` from every channel and from the registry; the last step of every connection.
+    pub fn unregister(&self, conn: &Rc<Connection>) {
+        let channels = std::mem::take(&mut *conn.channels.borrow_mut());
+        for channel in channels.iter() {
+            self.leave(conn.app.index, channel, conn.id);
+        }
+        self.conns.borrow_mut().remove(&conn.id);
+        conn.app.release_connection();
+    }
+
+    /// Adds a local subscriber. When it is the shard's first for the channel, every other shard is told and
+    /// this waits until all have applied it, so an event published anywhere after the client's
+    /// `subscription_succeeded` reaches it.
+    pub async fn join(&self, app: u32, channel: &str, conn: &Rc<Connection>) {
+        let first = self.channels.borrow_mut().add_local(app, channel, conn.clone());
+        if first && self.peers.nr_shards() > 1 {
+            let mut acks = Vec::new();
+            for peer in self.peers.others() {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.peers.post(
+                    peer,
+                    ShardMsg::Interest { app, channel: channel.into(), from: self.id, interested: true, ack: Some(tx) },
+                );
+                acks.push(rx);
+            }
+            for ack in acks {
+                // A peer that is gone (shutdown) cannot route anything anyway.
+                let _ = ack.await;
+            }
+        }
+    }
+
+    /// Removes a local subscriber; the last one on this shard withdraws the shard's interest everywhere.
+    pub fn leave(&self, app: u32, channel: &str, conn_id: u64) {
+        let last = self.channels.borrow_mut().remove_local(app, channel, conn_id);
+        if last {
+            for peer in self.peers.others() {
+                self.peers.post(
+                    peer,
+                    ShardMsg::Interest { app, channel: channel.into(), from: self.id, interested: false, ack: None },
+                );
+            }
+        }
+    }
+
+    /// Delivers encoded frames to every subscriber of their channels on every shard: local subscribers now, one
+    /// message per interested peer shard.
+    pub fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
+        let mut per_peer: Vec<Vec<(Box<str>, Bytes)>> = (0..self.peers.nr_shards()).map(|_| Vec::new()).collect();
+        {
+            let index = self.channels.borrow();
+            for (channel, frame) in &items {
+                let Some(entry) = index.get(app, channel) else { continue };
+                if !entry.local.is_empty() {
+                    self.deliver_local(&entry.local, frame.clone(), except);
+                }
+                let mut remote = entry.remote;
+                while remote != 0 {
+                    let peer = remote.trailing_zeros() as usize;
+                    remote &= remote - 1;
+                    if let Some(list) = per_peer.get_mut(peer) {
+                        list.push((channel.as_str().into(), frame.clone()));
+                    }
+                }
+            }
+        }
+        for (peer, items) in per_peer.into_iter().enumerate() {
+            if !items.is_empty() {
+                self.peers.post(peer, ShardMsg::Deliver { app, items, except: except.map(Into::into) });
+            }
+        }
+    }
+
+    fn deliver_local(&self, subscribers: &[Rc<Connection>], frame: Bytes, except: Option<&str>) {
+        let frame = Rc::new(frame);
+        let now = self.now();
+        for conn in subscribers {
+            if except.is_some_and(|s| *conn.socket_id == *s) {
+                continue;
+            }
+            conn.send_event(&frame, &self.slow_consumer, now);
+        }
+    }
+
+    /// Applies a message from another shard.
+    pub fn handle_mesh(&self, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Deliver { app, items, except } => {
+                let index = self.channels.borrow();
+                for (channel, frame) in items {
+                    if let Some(entry) = index.get(app, &channel) {
+                        if !entry.local.is_empty() {
+                            self.deliver_local(&entry.local, frame, except.as_deref());
+                        }
+                    }
+                }
+            }
+            ShardMsg::Interest { app, channel, from, interested, ack } => {
+                self.channels.borrow_mut().set_remote(app, &channel, from, interested);
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+        }
+    }
+
+    /// The app with REST id `id`.
+    pub fn app_by_id(&self, id: &str) -> Option<Rc<App>> {
+        self.apps.by_id(id).cloned()
+    }
+}
+
+/// Runs shard `id` to completion on the current (pinned) thread's executor.
+pub async fn run(id: usize, seed: ShardSeed, ready: ReadySender, shutdown: tokio::sync::oneshot::Receiver<()>) {
+    let config = Rc::new((*seed.config).clone());
+    let addr = format!("{}:{}", config.host, config.port);
+    let listener = match TcpListener::bind(addr.as_str()) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = ready.send((id, Err(format!("shard {id}: cannot listen on {addr}: {e}"))));
+            return;
+        }
+    };
+    let (senders, receivers) = if seed.nr_shards > 1 {
+        match seed.mesh.join().await {
+            Ok((s, r)) => (Some(s), Some(r)),
+            Err(()) => {
+                let _ = ready.send((id, Err(format!("shard {id}: cannot join the cross-shard mesh"))));
+                return;
+            }
+        }
+    } else {
+        (None, None)
+    };
+    let apps = seed.apps.registry();
+    let max_bytes = config.websocket.max_bytes.unwrap_or(usize::MAX);
+    let shard = Rc::new(Shard {
+        id,
+        channels: RefCell::new(ChannelIndex::new(apps.len())),
+        apps,
+        conns: RefCell::new(HashMap::new()),
+        next_conn_id: Cell::new(1),
+        peers: Peers::start(id, seed.nr_shards, senders),
+        read_scratch: RefCell::new(vec![0u8; READ_SCRATCH_BYTES].into_boxed_slice()),
+        started: Instant::now(),
+        clock: Cell::new(0),
+        shutting_down: Cell::new(false),
+        slow_consumer: SlowConsumerPolicy {
+            limits: QueueLimits { max_messages: config.websocket.max_messages, max_bytes },
+            disconnect: config.websocket.disconnect_on_buffer_full,
+        },
+        config,
+    });
+    if let Some(receivers) = receivers {
+        spawn_mesh_receivers(&shard, receivers);
+    }
+    glommio::spawn_local(sweeper::run(shard.clone())).detach();
+    tracing::info!(shard = id, %addr, "shard serving");
+    let _ = ready.send((id, Ok(())));
+
+    let accept_loop = accept_connections(shard.clone(), listener);
+    let stop = async {
+        let _ = shutdown.await;
+    };
+    futures_lite::future::or(accept_loop, stop).await;
+    drain(&shard).await;
+}
+
+fn spawn_mesh_receivers(shard: &Rc<Shard>, mut receivers: Receivers<ShardMsg>) {
+    for (peer, stream) in receivers.streams() {
+        let shard = shard.clone();
+        glommio::spawn_local(async move {
+            use futures_lite::StreamExt;
+            let mut stream = stream;
+            while let Some(msg) = stream.next().await {
+                shard.handle_mesh(msg);
+            }
+            tracing::debug!(shard = shard.id, peer, "mesh stream from peer ended");
+        })
+        .detach();
+    }
+}
+
+async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Shutdown: close every connection with 4200, give clients the grace period to go, then cut the rest.
+async fn drain(shard: &Rc<Shard>) {
+    shard.shutting_down.set(true);
+    let conns: Vec<Rc<Connection>> = shard.conns.borrow().values().cloned().collect();
+    tracing::info!(shard = shard.id, connections = conns.len(), "shutting down");
+    for conn in &conns {
+        conn.close(crate::protocol::codes::RECONNECT, "Server shutting down", shard.now());
+    }
+    let deadline = Instant::now() + Duration::from_secs(shard.config.shutdown_grace_period.max(1));
+    while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+    for conn in shard.conns.borrow().values() {
+        conn.abort();
+    }
+    // Let readers observe the abort and release their sockets.
+    glommio::timer::sleep(Duration::from_millis(20)).await;
+}
+
+impl Shard {
+    pub(crate) fn tick(&self) {
+        self.clock.set(self.started.elapsed().as_secs() as u32);
+    }
+}

@@ -1,0 +1,45 @@
+//! Activity timeouts without a timer per connection: once a second one task walks the shard's connections.
+//!
+//! After `activity_timeout` seconds of client silence the server sends `pusher:ping`; with no reply within
+//! `pong_timeout` it closes 4201. Connections stuck in `Closing` (peer never answered our close) are cut after
+//! [`CLOSING_GRACE_SECS`].
+
+use super::Shard;
+use crate::conn::ConnState;
+use crate::protocol::{codes, messages};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How long a peer may take to answer our close frame.
+const CLOSING_GRACE_SECS: u32 = 5;
+
+/// Runs until the shard stops.
+pub async fn run(shard: Rc<Shard>) {
+    let activity = shard.config.activity_timeout as u32;
+    let pong = shard.config.pong_timeout as u32;
+    loop {
+        glommio::timer::sleep(Duration::from_secs(1)).await;
+        shard.tick();
+        let now = shard.now();
+        let conns = shard.conns.borrow();
+        for conn in conns.values() {
+            match conn.state() {
+                ConnState::Open => match conn.ping_sent_at.get() {
+                    Some(sent) if now.saturating_sub(sent) >= pong => {
+                        conn.close_with_error(codes::PONG_NOT_RECEIVED, "Pong reply not received in time", now);
+                    }
+                    Some(_) => {}
+                    None if now.saturating_sub(conn.last_seen.get()) >= activity => {
+                        conn.send_control(messages::ping());
+                        conn.ping_sent_at.set(Some(now));
+                    }
+                    None => {}
+                },
+                ConnState::Closing if now.saturating_sub(conn.closing_since.get()) >= CLOSING_GRACE_SECS => {
+                    conn.abort();
+                }
+                _ => {}
+            }
+        }
+    }
+}
