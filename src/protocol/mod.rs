@@ -5,6 +5,7 @@
 //! [`socket_id::generate`]); callers pass in "now" and raw bytes, so every rule in
 //! `PROTOCOL.md` can be unit-tested directly against its golden vectors.
 
+pub mod auth;
 pub mod channel;
 pub mod codes;
 pub mod socket_id;
