@@ -8,4 +8,5 @@
 pub mod auth;
 pub mod channel;
 pub mod codes;
+pub mod rest_auth;
 pub mod socket_id;
