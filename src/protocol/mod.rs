@@ -8,5 +8,6 @@
 pub mod auth;
 pub mod channel;
 pub mod codes;
+pub mod messages;
 pub mod rest_auth;
 pub mod socket_id;
