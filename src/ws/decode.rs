@@ -150,7 +150,14 @@ impl Decoder {
     ///   front may already have been absorbed; the decoder remembers their
     ///   length and skips them, so they are never parsed or copied twice. The
     ///   caller must therefore never alter that prefix between calls.
-    /// - `Err(e)`: the stream is unusable; close with `e.close_code()`.
+    /// - `Err(e)`: the stream is unusable; close with `e.close_code()` and
+    ///   drop the decoder (its state is unspecified after an error).
+    ///
+    /// Because absorbed fragments stay in the caller's buffer until their
+    /// message completes, that buffer may need up to `max_message_size` plus
+    /// 14 bytes of header per fragment ([`MAX_FRAGMENTS`] bounds the count).
+    /// The decoder keeps decoding after a `Close`; stopping is the caller's
+    /// decision, as the closing handshake lives in the connection task.
     ///
     /// Size limits are checked as soon as a frame's length field is readable,
     /// so an oversized frame fails before its payload is buffered.
