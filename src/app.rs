@@ -101,11 +101,11 @@ impl AppSeed {
         let defaults = AppLimits {
             max_connections: 0,
             enable_client_messages: false,
-            max_channel_name_length: config.channel_limits.max_name_length,
-            max_event_name_length: config.event_limits.max_name_length,
-            max_event_payload_bytes: config.event_limits.max_payload_in_kb * 1024,
-            max_event_channels_at_once: config.event_limits.max_channels_at_once,
-            max_event_batch_size: config.event_limits.max_batch_size,
+            max_channel_name_length: config.channel_limits.max_name_length as usize,
+            max_event_name_length: config.event_limits.max_name_length as usize,
+            max_event_payload_bytes: config.event_limits.max_payload_in_kb as usize * 1024,
+            max_event_channels_at_once: config.event_limits.max_channels_at_once as usize,
+            max_event_batch_size: config.event_limits.max_batch_size as usize,
         };
         let apps = config
             .app_manager

@@ -68,10 +68,8 @@ async fn write_response(
     resp: &Response,
     keep_alive: bool,
 ) -> std::io::Result<()> {
-    let mut out = Vec::with_capacity(256 + resp.body_len());
-    resp.clone()
-        .with_header("X-Sockudo-Shard", &shard.id.to_string())
-        .write_to(&mut out, keep_alive);
+    let mut out = Vec::with_capacity(256 + resp.body.len());
+    resp.clone().with_header("X-Sockudo-Shard", shard.id.to_string()).write_to(&mut out, keep_alive);
     stream.write_all(&out).await?;
     if !keep_alive {
         let _ = stream.close().await;

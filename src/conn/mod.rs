@@ -139,7 +139,7 @@ impl Connection {
         if self.push(frame.clone(), Some(policy.limits)) == Offer::Full {
             if policy.disconnect {
                 tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "slow consumer: closing 4100");
-                self.out.borrow_mut().clear();
+                self.out.borrow_mut().clear_unsent();
                 self.close(crate::protocol::codes::OVER_CAPACITY, "Client too slow: buffer full", now);
                 return false;
             }

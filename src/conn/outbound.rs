@@ -80,12 +80,19 @@ impl OutQueue {
         self.bytes
     }
 
-    /// Drops everything waiting (the connection is being closed for being slow).
-    pub fn clear(&mut self) {
+    /// Drops everything not yet started (the connection is being closed for being slow). A frame already
+    /// partly written stays, or the peer would read a truncated frame followed by the close frame.
+    pub fn clear_unsent(&mut self) {
+        let started = if self.front_offset > 0 { self.frames.pop_front() } else { None };
         self.frames.clear();
-        self.front_offset = 0;
-        self.bytes = 0;
         self.frames.shrink_to(0);
+        self.bytes = 0;
+        if let Some(front) = started {
+            self.bytes = front.len() - self.front_offset;
+            self.frames.push_back(front);
+        } else {
+            self.front_offset = 0;
+        }
     }
 
     /// The unwritten part of the front frame.
@@ -163,6 +170,22 @@ mod tests {
         assert_eq!(q.offer(frame("123456"), Some(limits)), Offer::Queued);
         assert_eq!(q.offer(frame("12345"), Some(limits)), Offer::Full);
         assert_eq!(q.offer(frame("12345"), None), Offer::Queued, "control frames are never refused");
+    }
+
+    #[test]
+    fn clearing_keeps_a_partly_written_frame() {
+        let mut q = OutQueue::default();
+        q.offer(frame("abcd"), None);
+        q.offer(frame("efgh"), None);
+        q.advance(1);
+        q.clear_unsent();
+        assert_eq!(q.front(), Some(&b"bcd"[..]));
+        assert_eq!((q.len(), q.bytes()), (1, 3));
+        let mut q = OutQueue::default();
+        q.offer(frame("abcd"), None);
+        q.clear_unsent();
+        assert!(q.is_empty());
+        assert_eq!(q.bytes(), 0);
     }
 
     #[test]

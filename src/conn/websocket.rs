@@ -131,6 +131,8 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
     let mut decoder = ws::Decoder::new(max);
     let mut partial = leftover;
     let mut messages = Vec::new();
+    // After a protocol violation the decoder is unusable: discard input until the peer goes away.
+    let mut broken = false;
     // Bytes that arrived with the upgrade request.
     if !partial.is_empty() {
         match decode_all(&mut decoder, &partial, &mut messages) {
@@ -140,6 +142,7 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
             Err(e) => {
                 protocol_violation(shard, conn, &e);
                 partial.clear();
+                broken = true;
             }
         }
         for msg in messages.drain(..) {
@@ -151,6 +154,9 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
             .read_with(&shard.read_scratch, |data| {
                 if data.is_empty() {
                     return ReadOutcome::Eof;
+                }
+                if broken {
+                    return ReadOutcome::Data;
                 }
                 if partial.is_empty() {
                     match decode_all(&mut decoder, data, &mut messages) {
@@ -181,6 +187,7 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
             Ok(ReadOutcome::Invalid(e)) => {
                 protocol_violation(shard, conn, &e);
                 partial = Vec::new();
+                broken = true;
                 // Keep reading until the peer goes away or the sweeper cuts the socket.
             }
         }

@@ -219,8 +219,8 @@ pub async fn run(id: usize, seed: ShardSeed, ready: ReadySender, shutdown: tokio
     let (senders, receivers) = if seed.nr_shards > 1 {
         match seed.mesh.join().await {
             Ok((s, r)) => (Some(s), Some(r)),
-            Err(()) => {
-                let _ = ready.send((id, Err(format!("shard {id}: cannot join the cross-shard mesh"))));
+            Err(e) => {
+                let _ = ready.send((id, Err(format!("shard {id}: cannot join the cross-shard mesh: {e}"))));
                 return;
             }
         }

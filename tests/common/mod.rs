@@ -1,0 +1,286 @@
+//! Test harness: runs the real `sockudo` binary on a free loopback port and talks to it with real clients.
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::{Message, WebSocket};
+
+pub const APP_ID: &str = "123";
+pub const APP_KEY: &str = "test-key";
+pub const APP_SECRET: &str = "test-secret";
+
+/// A running server process, stopped with SIGTERM (then killed) when dropped.
+pub struct Server {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+}
+
+pub fn free_port() -> u16 {
+    // Take a port from the kernel and hope nobody grabs it before the server binds it.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().unwrap().port()
+}
+
+/// The default test app config (flat Sockudo shape), with `extra` merged into the app record.
+pub fn app_json(extra: Value) -> Value {
+    let mut app = serde_json::json!({
+        "id": APP_ID, "key": APP_KEY, "secret": APP_SECRET, "enabled": true,
+        "enable_client_messages": true
+    });
+    if let (Some(a), Some(e)) = (app.as_object_mut(), extra.as_object()) {
+        for (k, v) in e {
+            a.insert(k.clone(), v.clone());
+        }
+    }
+    app
+}
+
+pub struct ServerOptions {
+    pub shards: usize,
+    pub config: Value,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            shards: 2,
+            config: serde_json::json!({ "app_manager": { "array": { "apps": [app_json(serde_json::json!({}))] } } }),
+            env: Vec::new(),
+        }
+    }
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::start_with(ServerOptions::default())
+    }
+
+    pub fn start_with(opts: ServerOptions) -> Server {
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("sockudo-test-{}-{}", std::process::id(), port));
+        std::fs::create_dir_all(&dir).unwrap();
+        let config_path = dir.join("config.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&opts.config).unwrap()).unwrap();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockudo"));
+        cmd.arg("--config")
+            .arg(&config_path)
+            .current_dir(&dir)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("PORT", port.to_string())
+            .env("HOST", "127.0.0.1")
+            .env("SHARDS", opts.shards.to_string())
+            .env("METRICS_ENABLED", "false")
+            .env("RUST_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        for (k, v) in &opts.env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn sockudo");
+        let server = Server { child: Some(child), port, dir };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok((200, _, _)) = self.try_http("GET", "/up", b"") {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("server on port {} did not become ready", self.port);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://127.0.0.1:{}{}", self.port, path)
+    }
+
+    /// Connects a WebSocket to `path`; returns it and the shard that accepted it.
+    pub fn ws(&self, path: &str) -> (WebSocket<TcpStream>, usize) {
+        let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let (ws, resp) = tungstenite::client::client(self.url(path), stream).expect("websocket handshake");
+        let shard = resp
+            .headers()
+            .get("x-sockudo-shard")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .expect("X-Sockudo-Shard header");
+        (ws, shard)
+    }
+
+    /// Connects to the test app and reads `pusher:connection_established`; returns the client and its socket id.
+    pub fn client(&self) -> Client {
+        let (ws, shard) = self.ws(&format!("/app/{APP_KEY}?protocol=7&client=js&version=8.4.0"));
+        let mut c = Client { ws, shard, socket_id: String::new() };
+        let msg = c.next_event();
+        assert_eq!(msg["event"], "pusher:connection_established", "{msg}");
+        let data: Value = serde_json::from_str(msg["data"].as_str().expect("data is a string")).unwrap();
+        c.socket_id = data["socket_id"].as_str().unwrap().to_string();
+        assert!(data["activity_timeout"].is_number());
+        c
+    }
+
+    /// Opens clients until one lands on `shard`.
+    pub fn client_on_shard(&self, shard: usize) -> Client {
+        for _ in 0..200 {
+            let c = self.client();
+            if c.shard == shard {
+                return c;
+            }
+        }
+        panic!("no connection landed on shard {shard}");
+    }
+
+    pub fn try_http(&self, method: &str, path_and_query: &str, body: &[u8]) -> std::io::Result<(u16, String, String)> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let req = format!(
+            "{method} {path_and_query} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        s.write_all(req.as_bytes())?;
+        s.write_all(body)?;
+        let mut raw = Vec::new();
+        s.read_to_end(&mut raw)?;
+        let text = String::from_utf8_lossy(&raw).to_string();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        Ok((status, head.to_string(), body.to_string()))
+    }
+
+    /// A signed REST call; returns status, headers and body.
+    pub fn signed(&self, method: &str, path: &str, params: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+        let ts = now_unix();
+        self.signed_at(method, path, params, body, ts, APP_SECRET)
+    }
+
+    pub fn signed_at(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &[u8],
+        ts: u64,
+        secret: &str,
+    ) -> (u16, String, String) {
+        let query = sockudo::protocol::rest_auth::sign_query(method, path, params, body, APP_KEY, secret, ts);
+        self.try_http(method, &format!("{path}?{query}"), body).expect("http")
+    }
+
+    /// Publishes `data` as `name` on `channels`; asserts 200 `{}`.
+    pub fn publish(&self, channels: &[&str], name: &str, data: &str) {
+        let body = serde_json::json!({ "name": name, "channels": channels, "data": data }).to_string();
+        let (status, _, resp) = self.signed("POST", &format!("/apps/{APP_ID}/events"), &[], body.as_bytes());
+        assert_eq!((status, resp.as_str()), (200, "{}"));
+    }
+
+    /// Sends SIGTERM and waits for the exit status (None if it had to be killed).
+    pub fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// A connected Pusher client.
+pub struct Client {
+    pub ws: WebSocket<TcpStream>,
+    pub shard: usize,
+    pub socket_id: String,
+}
+
+impl Client {
+    pub fn send(&mut self, v: Value) {
+        self.ws.send(Message::text(v.to_string())).unwrap();
+    }
+
+    /// The next Pusher event (pings answered by tungstenite are skipped).
+    pub fn next_event(&mut self) -> Value {
+        loop {
+            match self.ws.read().expect("read event") {
+                Message::Text(t) => return serde_json::from_str(t.as_str()).expect("json"),
+                Message::Close(c) => panic!("unexpected close: {c:?}"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until the server closes; returns the close code.
+    pub fn close_code(&mut self) -> Option<u16> {
+        loop {
+            match self.ws.read() {
+                Ok(Message::Close(Some(frame))) => return Some(u16::from(frame.code)),
+                Ok(Message::Close(None)) => return None,
+                Ok(_) => continue,
+                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => return None,
+                Err(e) => panic!("error while waiting for close: {e}"),
+            }
+        }
+    }
+
+    pub fn subscribe(&mut self, channel: &str) {
+        self.send(serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":""}}));
+        let msg = self.next_event();
+        assert_eq!(msg["event"], "pusher_internal:subscription_succeeded", "{msg}");
+        assert_eq!(msg["channel"], channel);
+    }
+
+    /// True when nothing arrives within `wait`.
+    pub fn is_silent_for(&mut self, wait: Duration) -> bool {
+        self.ws.get_mut().set_read_timeout(Some(wait)).unwrap();
+        let r = match self.ws.read() {
+            Ok(_) => false,
+            Err(tungstenite::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                true
+            }
+            Err(_) => false,
+        };
+        self.ws.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        r
+    }
+}
+
+pub fn close_code_of(code: CloseCode) -> u16 {
+    u16::from(code)
+}
