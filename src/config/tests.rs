@@ -322,3 +322,89 @@ fn shipped_example_files_load_and_match_the_defaults() {
         .iter()
         .any(|n| n.contains("public development secret")));
 }
+
+/// A file in the shape Sockudo ships (its sections, its spellings) loads with notes, not errors.
+#[test]
+fn a_sockudo_shaped_file_carries_over() {
+    let text = r#"{
+      "debug": false, "host": "127.0.0.1", "port": 6001, "mode": "production", "path_prefix": "/",
+      "shutdown_grace_period": 10, "websocket_max_payload_kb": 64,
+      "unix_socket": {"enabled": false},
+      "adapter": {"driver": "local", "redis": {"prefix": "p:"}, "nats": {"servers": []},
+                  "cluster_health": {"enabled": true}},
+      "app_manager": {"driver": "memory", "cache": {"enabled": false, "ttl": 300},
+        "array": {"apps": [{"id": "app-id", "key": "app-key", "secret": "prod-secret",
+                            "max_connections": "10000", "enable_client_messages": true,
+                            "enabled": true, "max_client_events_per_second": "1000",
+                            "allowed_origins": ["*"]}]}},
+      "cache": {"driver": "memory"}, "database": {"redis": {"port": 6379}}, "queue": {"driver": "memory"},
+      "rate_limiter": {"enabled": false},
+      "metrics": {"enabled": false, "driver": "prometheus", "host": "0.0.0.0", "port": 9601,
+                  "prometheus": {"prefix": "sockudo_"}},
+      "ssl": {"enabled": false}, "cors": {"origin": ["*"]},
+      "channel_limits": {"max_name_length": 200, "cache_ttl": 3600},
+      "event_limits": {"max_channels_at_once": 1000, "max_name_length": 2000,
+                       "max_payload_in_kb": 1000, "max_batch_size": 100},
+      "presence": {"max_members_per_channel": 100, "max_member_size_in_kb": 2},
+      "http_api": {"request_limit_in_mb": 10, "accept_traffic": {"memory_threshold": 0.9}},
+      "webhooks": {"batching": {"enabled": false, "duration": 50}},
+      "instance": {"process_id": "x"}, "logging": {"colors_enabled": true, "include_target": true},
+      "database_pooling": {"enabled": true}, "cleanup": {"async_enabled": true}
+    }"#;
+    let loaded = World::default()
+        .file("/app/config/config.json", text)
+        .load(&["--config", "/app/config/config.json"])
+        .expect("loads");
+    let c = &loaded.config;
+    assert_eq!(
+        (c.host.as_str(), c.channel_limits.max_name_length),
+        ("127.0.0.1", 200)
+    );
+    assert_eq!(c.event_limits.max_payload_in_kb, 1000);
+    assert_eq!(c.presence.max_member_size_in_kb, 2);
+    assert!(!c.metrics.enabled);
+    assert_eq!(
+        c.app_manager.array.apps[0].max_client_events_per_second,
+        Some(1000)
+    );
+    let ignored: Vec<&str> = loaded
+        .notes
+        .iter()
+        .filter_map(|n| n.split('"').nth(1))
+        .collect();
+    assert_eq!(
+        ignored,
+        vec![
+            "mode",
+            "path_prefix",
+            "cache",
+            "cleanup",
+            "cors",
+            "database",
+            "database_pooling",
+            "instance",
+            "queue",
+            "rate_limiter",
+            "ssl",
+            "unix_socket",
+            "adapter.redis",
+            "adapter.nats",
+            "adapter.cluster_health",
+            "app_manager.cache",
+            "channel_limits.cache_ttl",
+            "http_api.accept_traffic",
+        ]
+    );
+}
+
+#[test]
+fn sockudo_metrics_prefix_spelling_works_in_toml() {
+    let toml =
+        "[metrics]\ndriver = \"prometheus\"\nport = 9700\n[metrics.prometheus]\nprefix = \"ws_\"\n";
+    let loaded = World::default()
+        .file("config/config.toml", toml)
+        .load(&[])
+        .expect("loads");
+    assert_eq!(loaded.config.metrics.prometheus_prefix, "ws_");
+    assert_eq!(loaded.config.metrics.port, 9700);
+}
