@@ -1,1 +1,142 @@
-//! placeholder, filled in by its own commit
+//! Server configuration: defaults < config file < command-line flags < environment variables.
+//!
+//! [`load`] is the only entry point. It is pure apart from reading the config file: it does not log
+//! (things worth logging come back in [`Loaded::notes`]), does not read the process environment
+//! itself (the caller passes a lookup function) and never exits (`--help`/`--version` come back as
+//! [`ConfigError::Help`]/[`ConfigError::Version`]).
+//!
+//! Layout: [`model`] (types and defaults, which are also the file schema), [`app`] (one app record),
+//! `file` (locating and strictly parsing JSON/TOML), `compat` (Sockudo keys accepted but not implemented
+//! yet), `cli`, `env`, `validate`.
+
+pub mod app;
+mod cli;
+mod compat;
+mod env;
+mod error;
+mod file;
+pub mod model;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::io;
+use std::path::{Path, PathBuf};
+
+pub use app::AppConfig;
+pub use cli::HELP;
+pub use compat::NOT_YET_SUPPORTED;
+pub use error::ConfigError;
+pub use file::{FileFormat, DEFAULT_PATHS};
+pub use model::{
+    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
+    HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
+    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
+};
+
+/// The result of [`load`].
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The validated configuration.
+    pub config: Config,
+    /// Which file was read, if any.
+    pub source: ConfigSource,
+    /// Messages for the startup log, in order (ignored unsupported keys, default/development app).
+    /// Those starting with `WARNING:` should be logged at warn level.
+    pub notes: Vec<String>,
+}
+
+/// Where the file layer came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// No file: defaults, CLI and environment only.
+    NoFile,
+    /// This file (named by `--config`/`CONFIG_FILE`, or found at a [`DEFAULT_PATHS`] entry).
+    File(PathBuf),
+}
+
+impl ConfigSource {
+    /// The file's path, if a file was read.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            ConfigSource::NoFile => None,
+            ConfigSource::File(path) => Some(path),
+        }
+    }
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::NoFile => f.write_str("no config file (defaults, flags and environment)"),
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Builds the configuration from `args` (command-line arguments, with or without the program name)
+/// and `env` (an environment lookup, e.g. `&|k| std::env::var(k).ok()`), reading the config file from disk.
+pub fn load(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Loaded, ConfigError> {
+    load_with(args, env, &|path: &Path| std::fs::read_to_string(path))
+}
+
+/// [`load`] with the file system replaced by `read_file` (tests pass an in-memory map).
+pub fn load_with(
+    args: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    read_file: &dyn Fn(&Path) -> io::Result<String>,
+) -> Result<Loaded, ConfigError> {
+    let cli = cli::CliArgs::parse(args)?;
+    let env = env::Env::new(env);
+    let explicit = env
+        .var(env::CONFIG_FILE)
+        .or(cli.config.clone())
+        .map(PathBuf::from);
+
+    let (mut config, source, mut notes) = match file::read(explicit.as_deref(), read_file)? {
+        Some((path, text)) => {
+            let (config, notes) = file::parse(&path, &text)?;
+            (config, ConfigSource::File(path), notes)
+        }
+        None => (Config::default(), ConfigSource::NoFile, Vec::new()),
+    };
+    cli.apply(&mut config);
+    env.apply(&mut config)?;
+
+    let apps = &mut config.app_manager.array.apps;
+    if let Some(app) = env.default_app()? {
+        notes.push(format!(
+            "app \"{}\" configured from SOCKUDO_DEFAULT_APP_* environment variables",
+            app.id
+        ));
+        match apps.iter_mut().find(|a| a.id == app.id) {
+            Some(existing) => *existing = app,
+            None => apps.push(app),
+        }
+    }
+    if apps.is_empty() && config.app_manager.driver == "memory" {
+        apps.push(AppConfig::dev_app());
+        notes.push(format!(
+            "WARNING: no app configured: using development app {}/{} with the public secret \"{}\"; \
+             insecure, never use it in production",
+            AppConfig::DEV_ID,
+            AppConfig::DEV_KEY,
+            AppConfig::DEV_SECRET
+        ));
+    } else if let Some(app) = apps.iter().find(|a| a.secret == AppConfig::DEV_SECRET) {
+        notes.push(format!(
+            "WARNING: app \"{}\" uses the public development secret \"{}\"; insecure, never use it in production",
+            app.id,
+            AppConfig::DEV_SECRET
+        ));
+    }
+    validate::validate(&config)?;
+    Ok(Loaded {
+        config,
+        source,
+        notes,
+    })
+}

@@ -1,0 +1,401 @@
+//! Environment variables: the last layer, overriding file and CLI. Names are Sockudo's.
+//!
+//! An empty (or all-whitespace) variable counts as unset. A bad value is an error naming the variable.
+
+use std::str::FromStr;
+
+use super::app::AppConfig;
+use super::error::ConfigError;
+use super::model::{Config, LogFormat};
+use super::values::{parse_bool, parse_list, parse_port, parse_uint};
+
+/// Variable naming the config file (overrides `--config`, like every variable overrides its flag).
+pub const CONFIG_FILE: &str = "CONFIG_FILE";
+
+/// Prefix of the variables describing the default app.
+const APP: &str = "SOCKUDO_DEFAULT_APP_";
+
+/// Read access to the environment with the parsing rules above.
+pub struct Env<'a> {
+    get: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Env<'a> {
+    /// Wraps a lookup function (`|k| std::env::var(k).ok()` in production, a map in tests).
+    pub fn new(get: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Env { get }
+    }
+
+    /// The variable's value, `None` if unset or empty.
+    pub fn var(&self, name: &str) -> Option<String> {
+        (self.get)(name).filter(|v| !v.trim().is_empty())
+    }
+
+    fn parsed<T>(
+        &self,
+        name: &str,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.var(name)
+            .map(|v| parse(&v).map_err(|m| ConfigError::env(name, m)))
+            .transpose()
+    }
+
+    fn string(&self, name: &str, slot: &mut String) {
+        if let Some(v) = self.var(name) {
+            *slot = v.trim().to_string();
+        }
+    }
+
+    fn flag(&self, name: &str, slot: &mut bool) -> Result<(), ConfigError> {
+        if let Some(v) = self.parsed(name, parse_bool)? {
+            *slot = v;
+        }
+        Ok(())
+    }
+
+    fn uint<T: FromStr>(&self, name: &str, slot: &mut T) -> Result<(), ConfigError> {
+        if let Some(v) = self.parsed(name, parse_uint::<T>)? {
+            *slot = v;
+        }
+        Ok(())
+    }
+
+    fn port(&self, name: &str, slot: &mut u16) -> Result<(), ConfigError> {
+        if let Some(v) = self.parsed(name, parse_port)? {
+            *slot = v;
+        }
+        Ok(())
+    }
+
+    /// Applies every server-level variable to `config`.
+    pub fn apply(&self, c: &mut Config) -> Result<(), ConfigError> {
+        self.string("HOST", &mut c.host);
+        self.port("PORT", &mut c.port)?;
+        self.uint("SHARDS", &mut c.shards)?;
+        self.flag("DEBUG", &mut c.debug)?;
+        self.uint("ACTIVITY_TIMEOUT", &mut c.activity_timeout)?;
+        self.uint("PONG_TIMEOUT", &mut c.pong_timeout)?;
+        self.uint(
+            "USER_AUTHENTICATION_TIMEOUT",
+            &mut c.user_authentication_timeout,
+        )?;
+        self.uint("SHUTDOWN_GRACE_PERIOD", &mut c.shutdown_grace_period)?;
+        self.uint("WEBSOCKET_MAX_PAYLOAD_KB", &mut c.websocket_max_payload_kb)?;
+
+        self.uint("WEBSOCKET_MAX_MESSAGES", &mut c.websocket.max_messages)?;
+        if let Some(v) = self.parsed("WEBSOCKET_MAX_BYTES", parse_uint::<usize>)? {
+            c.websocket.max_bytes = Some(v);
+        }
+        self.flag(
+            "WEBSOCKET_DISCONNECT_ON_BUFFER_FULL",
+            &mut c.websocket.disconnect_on_buffer_full,
+        )?;
+        self.uint(
+            "HTTP_API_REQUEST_LIMIT_IN_MB",
+            &mut c.http_api.request_limit_in_mb,
+        )?;
+
+        if let Some(format) = self.parsed("LOG_OUTPUT_FORMAT", parse_log_format)? {
+            c.logging.output_format = format;
+        }
+        self.flag("LOG_COLORS_ENABLED", &mut c.logging.colors_enabled)?;
+        self.flag("LOG_INCLUDE_TARGET", &mut c.logging.include_target)?;
+
+        self.flag("METRICS_ENABLED", &mut c.metrics.enabled)?;
+        self.string("METRICS_HOST", &mut c.metrics.host);
+        self.port("METRICS_PORT", &mut c.metrics.port)?;
+        self.string(
+            "METRICS_PROMETHEUS_PREFIX",
+            &mut c.metrics.prometheus_prefix,
+        );
+
+        self.string("ADAPTER_DRIVER", &mut c.adapter.driver);
+        self.string("APP_MANAGER_DRIVER", &mut c.app_manager.driver);
+
+        self.flag("WEBHOOK_BATCHING_ENABLED", &mut c.webhooks.batching.enabled)?;
+        self.uint(
+            "WEBHOOK_BATCHING_DURATION",
+            &mut c.webhooks.batching.duration,
+        )?;
+
+        self.uint("SOCKUDO_IO_MEMORY_KB", &mut c.runtime.io_memory_kb)?;
+        self.uint("SOCKUDO_PREEMPT_TIMER_MS", &mut c.runtime.preempt_timer_ms)?;
+        self.uint(
+            "SOCKUDO_SPIN_BEFORE_PARK_US",
+            &mut c.runtime.spin_before_park_us,
+        )?;
+        Ok(())
+    }
+
+    /// The app described by `SOCKUDO_DEFAULT_APP_*`, if `_ID`, `_KEY` and `_SECRET` are all set.
+    /// Some but not all of the three is an error; other `_*` variables without them are ignored.
+    pub fn default_app(&self) -> Result<Option<AppConfig>, ConfigError> {
+        let name = |suffix: &str| format!("{APP}{suffix}");
+        let required = [
+            ("SOCKUDO_DEFAULT_APP_ID", self.var(&name("ID"))),
+            ("SOCKUDO_DEFAULT_APP_KEY", self.var(&name("KEY"))),
+            ("SOCKUDO_DEFAULT_APP_SECRET", self.var(&name("SECRET"))),
+        ];
+        let missing: Vec<&'static str> = required
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(n, _)| *n)
+            .collect();
+        if missing.len() == 3 {
+            return Ok(None);
+        }
+        if !missing.is_empty() {
+            return Err(ConfigError::PartialDefaultApp { missing });
+        }
+        let [id, key, secret] = required.map(|(_, v)| v.unwrap_or_default().trim().to_string());
+        let mut app = AppConfig {
+            id,
+            key,
+            secret,
+            ..AppConfig::default()
+        };
+        let flag = |suffix: &str| self.parsed(&name(suffix), parse_bool);
+        let uint = |suffix: &str| self.parsed(&name(suffix), parse_uint::<u64>);
+        if let Some(v) = flag("ENABLED")? {
+            app.enabled = v;
+        }
+        if let Some(v) = flag("ENABLE_CLIENT_MESSAGES")? {
+            app.enable_client_messages = v;
+        }
+        app.enable_user_authentication = flag("ENABLE_USER_AUTHENTICATION")?;
+        app.enable_watchlist_events = flag("ENABLE_WATCHLIST_EVENTS")?;
+        app.max_connections = uint("MAX_CONNECTIONS")?;
+        app.max_client_events_per_second = uint("MAX_CLIENT_EVENTS_PER_SECOND")?;
+        app.max_backend_events_per_second = uint("MAX_BACKEND_EVENTS_PER_SECOND")?;
+        app.max_read_requests_per_second = uint("MAX_READ_REQUESTS_PER_SECOND")?;
+        app.max_presence_members_per_channel = uint("MAX_PRESENCE_MEMBERS_PER_CHANNEL")?;
+        app.max_presence_member_size_in_kb = uint("MAX_PRESENCE_MEMBER_SIZE_IN_KB")?;
+        app.max_channel_name_length = uint("MAX_CHANNEL_NAME_LENGTH")?;
+        app.max_event_channels_at_once = uint("MAX_EVENT_CHANNELS_AT_ONCE")?;
+        app.max_event_name_length = uint("MAX_EVENT_NAME_LENGTH")?;
+        app.max_event_payload_in_kb = uint("MAX_EVENT_PAYLOAD_IN_KB")?;
+        app.max_event_batch_size = uint("MAX_EVENT_BATCH_SIZE")?;
+        app.allowed_origins = self.var(&name("ALLOWED_ORIGINS")).map(|v| parse_list(&v));
+        Ok(Some(app))
+    }
+}
+
+fn parse_log_format(text: &str) -> Result<LogFormat, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "human" => Ok(LogFormat::Human),
+        "json" => Ok(LogFormat::Json),
+        _ => Err(format!(
+            "\"{text}\" is not a valid log format (use human or json)"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    fn applied(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let get = with(vars);
+        let mut config = Config::default();
+        Env::new(&get).apply(&mut config)?;
+        Ok(config)
+    }
+
+    #[test]
+    fn server_variables() {
+        let c = applied(&[
+            ("HOST", "127.0.0.1"),
+            ("PORT", "7000"),
+            ("SHARDS", "4"),
+            ("DEBUG", "YES"),
+            ("ACTIVITY_TIMEOUT", "60"),
+            ("PONG_TIMEOUT", "15"),
+            ("USER_AUTHENTICATION_TIMEOUT", "30"),
+            ("SHUTDOWN_GRACE_PERIOD", "2"),
+            ("WEBSOCKET_MAX_PAYLOAD_KB", "128"),
+            ("HTTP_API_REQUEST_LIMIT_IN_MB", "5"),
+        ])
+        .expect("valid");
+        assert_eq!(
+            (c.host.as_str(), c.port, c.shards, c.debug),
+            ("127.0.0.1", 7000, 4, true)
+        );
+        assert_eq!((c.activity_timeout, c.pong_timeout), (60, 15));
+        assert_eq!(
+            (c.user_authentication_timeout, c.shutdown_grace_period),
+            (30, 2)
+        );
+        assert_eq!(c.websocket_max_payload_kb, 128);
+        assert_eq!(c.http_api.request_limit_in_mb, 5);
+    }
+
+    #[test]
+    fn websocket_logging_metrics_drivers_webhooks_runtime() {
+        let c = applied(&[
+            ("WEBSOCKET_MAX_MESSAGES", "50"),
+            ("WEBSOCKET_MAX_BYTES", "4194304"),
+            ("WEBSOCKET_DISCONNECT_ON_BUFFER_FULL", "false"),
+            ("LOG_OUTPUT_FORMAT", "JSON"),
+            ("LOG_COLORS_ENABLED", "0"),
+            ("LOG_INCLUDE_TARGET", "no"),
+            ("METRICS_ENABLED", "false"),
+            ("METRICS_HOST", "127.0.0.1"),
+            ("METRICS_PORT", "9700"),
+            ("METRICS_PROMETHEUS_PREFIX", "ws_"),
+            ("ADAPTER_DRIVER", "redis"),
+            ("APP_MANAGER_DRIVER", "mysql"),
+            ("WEBHOOK_BATCHING_ENABLED", "true"),
+            ("WEBHOOK_BATCHING_DURATION", "200"),
+            ("SOCKUDO_IO_MEMORY_KB", "512"),
+            ("SOCKUDO_PREEMPT_TIMER_MS", "2"),
+            ("SOCKUDO_SPIN_BEFORE_PARK_US", "10"),
+        ])
+        .expect("valid");
+        assert_eq!(c.websocket.max_messages, 50);
+        assert_eq!(c.websocket.max_bytes, Some(4_194_304));
+        assert!(!c.websocket.disconnect_on_buffer_full);
+        assert_eq!(c.logging.output_format, LogFormat::Json);
+        assert!(!c.logging.colors_enabled && !c.logging.include_target);
+        assert!(!c.metrics.enabled);
+        assert_eq!(
+            (c.metrics.host.as_str(), c.metrics.port),
+            ("127.0.0.1", 9700)
+        );
+        assert_eq!(c.metrics.prometheus_prefix, "ws_");
+        assert_eq!(
+            (c.adapter.driver.as_str(), c.app_manager.driver.as_str()),
+            ("redis", "mysql")
+        );
+        assert!(c.webhooks.batching.enabled);
+        assert_eq!(c.webhooks.batching.duration, 200);
+        assert_eq!(
+            (
+                c.runtime.io_memory_kb,
+                c.runtime.preempt_timer_ms,
+                c.runtime.spin_before_park_us
+            ),
+            (512, 2, 10)
+        );
+    }
+
+    #[test]
+    fn empty_variables_count_as_unset() {
+        let c = applied(&[("PORT", ""), ("HOST", "  "), ("DEBUG", "")]).expect("valid");
+        assert_eq!((c.port, c.host.as_str(), c.debug), (6001, "0.0.0.0", false));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let msg = |vars: &[(&str, &str)]| applied(vars).unwrap_err().to_string();
+        assert_eq!(msg(&[("PORT", "abc")]), "PORT: \"abc\" is not a valid port");
+        assert_eq!(
+            msg(&[("METRICS_PORT", "99999")]),
+            "METRICS_PORT: \"99999\" is not a valid port"
+        );
+        assert!(msg(&[("DEBUG", "sure")]).starts_with("DEBUG: \"sure\" is not a valid boolean"));
+        assert_eq!(
+            msg(&[("WEBSOCKET_MAX_MESSAGES", "1e3")]),
+            "WEBSOCKET_MAX_MESSAGES: \"1e3\" is not a valid non-negative integer"
+        );
+        assert_eq!(
+            msg(&[("LOG_OUTPUT_FORMAT", "xml")]),
+            "LOG_OUTPUT_FORMAT: \"xml\" is not a valid log format (use human or json)"
+        );
+    }
+
+    #[test]
+    fn default_app_from_all_variables() {
+        let get = with(&[
+            ("SOCKUDO_DEFAULT_APP_ID", "42"),
+            ("SOCKUDO_DEFAULT_APP_KEY", "key42"),
+            ("SOCKUDO_DEFAULT_APP_SECRET", "s3cret"),
+            ("SOCKUDO_DEFAULT_APP_ENABLED", "false"),
+            ("SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES", "true"),
+            ("SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION", "1"),
+            ("SOCKUDO_DEFAULT_APP_ENABLE_WATCHLIST_EVENTS", "no"),
+            ("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "1000"),
+            ("SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND", "11"),
+            ("SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND", "12"),
+            ("SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND", "13"),
+            ("SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL", "14"),
+            ("SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBER_SIZE_IN_KB", "15"),
+            ("SOCKUDO_DEFAULT_APP_MAX_CHANNEL_NAME_LENGTH", "16"),
+            ("SOCKUDO_DEFAULT_APP_MAX_EVENT_CHANNELS_AT_ONCE", "17"),
+            ("SOCKUDO_DEFAULT_APP_MAX_EVENT_NAME_LENGTH", "18"),
+            ("SOCKUDO_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB", "19"),
+            ("SOCKUDO_DEFAULT_APP_MAX_EVENT_BATCH_SIZE", "20"),
+            (
+                "SOCKUDO_DEFAULT_APP_ALLOWED_ORIGINS",
+                "https://a.com,*.b.com",
+            ),
+        ]);
+        let app = Env::new(&get)
+            .default_app()
+            .expect("valid")
+            .expect("present");
+        assert_eq!(
+            (app.id.as_str(), app.key.as_str(), app.secret.as_str()),
+            ("42", "key42", "s3cret")
+        );
+        assert!(!app.enabled && app.enable_client_messages);
+        assert_eq!(app.enable_user_authentication, Some(true));
+        assert_eq!(app.enable_watchlist_events, Some(false));
+        assert_eq!(app.max_connections, Some(1000));
+        let limits = [
+            app.max_client_events_per_second,
+            app.max_backend_events_per_second,
+            app.max_read_requests_per_second,
+            app.max_presence_members_per_channel,
+            app.max_presence_member_size_in_kb,
+            app.max_channel_name_length,
+            app.max_event_channels_at_once,
+            app.max_event_name_length,
+            app.max_event_payload_in_kb,
+            app.max_event_batch_size,
+        ];
+        assert_eq!(limits, [11, 12, 13, 14, 15, 16, 17, 18, 19, 20].map(Some));
+        assert_eq!(
+            app.allowed_origins,
+            Some(vec!["https://a.com".to_string(), "*.b.com".to_string()])
+        );
+    }
+
+    #[test]
+    fn default_app_needs_id_key_and_secret_together() {
+        let get = with(&[("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "5")]);
+        assert!(Env::new(&get).default_app().expect("valid").is_none());
+
+        let get = with(&[
+            ("SOCKUDO_DEFAULT_APP_ID", "1"),
+            ("SOCKUDO_DEFAULT_APP_SECRET", ""),
+        ]);
+        let err = Env::new(&get).default_app().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SOCKUDO_DEFAULT_APP_ID, SOCKUDO_DEFAULT_APP_KEY and SOCKUDO_DEFAULT_APP_SECRET must be set together; \
+             missing: SOCKUDO_DEFAULT_APP_KEY, SOCKUDO_DEFAULT_APP_SECRET"
+        );
+
+        let get = with(&[
+            ("SOCKUDO_DEFAULT_APP_ID", "1"),
+            ("SOCKUDO_DEFAULT_APP_KEY", "k"),
+            ("SOCKUDO_DEFAULT_APP_SECRET", "s"),
+            ("SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS", "many"),
+        ]);
+        let err = Env::new(&get).default_app().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS: \"many\" is not a valid non-negative integer"
+        );
+    }
+}

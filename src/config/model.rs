@@ -1,0 +1,339 @@
+//! The configuration types and their defaults.
+//!
+//! The same types are the file schema: every struct is `#[serde(default, deny_unknown_fields)]`, so a
+//! file only needs the keys it changes and a misspelt key is an error instead of being silently ignored.
+//! Key names follow Sockudo's `config.json` / `config.toml` so existing files carry over.
+
+use serde::{Deserialize, Serialize};
+
+use super::app::AppConfig;
+
+/// The whole server configuration after defaults, file, CLI and environment have been merged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the WebSocket/HTTP listener binds. Env `HOST`, CLI `--host`.
+    pub host: String,
+    /// Listener port; every shard binds it with `SO_REUSEPORT`, so it cannot be 0. Env `PORT`, CLI `--port`/`-p`.
+    pub port: u16,
+    /// Number of shards (threads, one per core). 0 = one per online CPU. Env `SHARDS`, CLI `--shards`.
+    pub shards: usize,
+    /// Verbose logging. Env `DEBUG`, CLI `--debug`.
+    pub debug: bool,
+    /// Seconds of client silence before the server pings (Pusher `activity_timeout`). Env `ACTIVITY_TIMEOUT`.
+    pub activity_timeout: u64,
+    /// Seconds to wait for a pong after a server ping before closing with 4201. Env `PONG_TIMEOUT`.
+    pub pong_timeout: u64,
+    /// Seconds a connection of an app with user authentication has to sign in. Env `USER_AUTHENTICATION_TIMEOUT`.
+    pub user_authentication_timeout: u64,
+    /// Seconds given to open connections to close on shutdown. Env `SHUTDOWN_GRACE_PERIOD`.
+    pub shutdown_grace_period: u64,
+    /// Largest inbound WebSocket message, in KiB. Env `WEBSOCKET_MAX_PAYLOAD_KB`.
+    pub websocket_max_payload_kb: usize,
+    /// Per-connection outbound buffering.
+    pub websocket: WebsocketConfig,
+    /// REST API limits.
+    pub http_api: HttpApiConfig,
+    /// Event limits used when an app leaves its own limit unset.
+    pub event_limits: EventLimits,
+    /// Channel limits used when an app leaves its own limit unset.
+    pub channel_limits: ChannelLimits,
+    /// Presence limits used when an app leaves its own limit unset.
+    pub presence: PresenceConfig,
+    /// Log output shape.
+    pub logging: LoggingConfig,
+    /// Prometheus endpoint.
+    pub metrics: MetricsConfig,
+    /// Cross-node fan-out.
+    pub adapter: AdapterConfig,
+    /// Where apps come from.
+    pub app_manager: AppManagerConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhooksConfig,
+    /// glommio executor tuning.
+    pub runtime: RuntimeConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            host: "0.0.0.0".into(),
+            port: 6001,
+            shards: 0,
+            debug: false,
+            activity_timeout: 120,
+            pong_timeout: 30,
+            user_authentication_timeout: 3600,
+            shutdown_grace_period: 10,
+            websocket_max_payload_kb: 64,
+            websocket: WebsocketConfig::default(),
+            http_api: HttpApiConfig::default(),
+            event_limits: EventLimits::default(),
+            channel_limits: ChannelLimits::default(),
+            presence: PresenceConfig::default(),
+            logging: LoggingConfig::default(),
+            metrics: MetricsConfig::default(),
+            adapter: AdapterConfig::default(),
+            app_manager: AppManagerConfig::default(),
+            webhooks: WebhooksConfig::default(),
+            runtime: RuntimeConfig::default(),
+        }
+    }
+}
+
+/// Outbound buffering per connection (what happens to a slow consumer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebsocketConfig {
+    /// Messages queued for one connection before it counts as full. Env `WEBSOCKET_MAX_MESSAGES`.
+    pub max_messages: usize,
+    /// Optional byte cap on that queue (None = only `max_messages` applies). Env `WEBSOCKET_MAX_BYTES`.
+    /// Unlike Sockudo, this does not change the inbound payload limit.
+    pub max_bytes: Option<usize>,
+    /// Close a connection whose queue is full (true) or drop the message (false).
+    /// Env `WEBSOCKET_DISCONNECT_ON_BUFFER_FULL`.
+    pub disconnect_on_buffer_full: bool,
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        WebsocketConfig {
+            max_messages: 1000,
+            max_bytes: None,
+            disconnect_on_buffer_full: true,
+        }
+    }
+}
+
+/// REST API request limits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpApiConfig {
+    /// Largest request body, in MiB. Env `HTTP_API_REQUEST_LIMIT_IN_MB`.
+    pub request_limit_in_mb: usize,
+    /// Largest request head (request line + headers), in bytes.
+    pub max_header_bytes: usize,
+}
+
+impl Default for HttpApiConfig {
+    fn default() -> Self {
+        HttpApiConfig {
+            request_limit_in_mb: 10,
+            max_header_bytes: 16384,
+        }
+    }
+}
+
+/// Event limits applied when an app does not set its own (Pusher's documented values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventLimits {
+    /// Channels one published event may name.
+    pub max_channels_at_once: u64,
+    /// Characters in an event name.
+    pub max_name_length: u64,
+    /// KiB of event data.
+    pub max_payload_in_kb: u64,
+    /// Events in one batch publish.
+    pub max_batch_size: u64,
+}
+
+impl Default for EventLimits {
+    fn default() -> Self {
+        EventLimits {
+            max_channels_at_once: 100,
+            max_name_length: 200,
+            max_payload_in_kb: 10,
+            max_batch_size: 10,
+        }
+    }
+}
+
+/// Channel limits applied when an app does not set its own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChannelLimits {
+    /// Characters in a channel name (Pusher documents 164).
+    pub max_name_length: u64,
+}
+
+impl Default for ChannelLimits {
+    fn default() -> Self {
+        ChannelLimits {
+            max_name_length: 164,
+        }
+    }
+}
+
+/// Presence limits applied when an app does not set its own (Pusher's documented values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Members in one presence channel.
+    pub max_members_per_channel: u64,
+    /// KiB of one member's `user_info`.
+    pub max_member_size_in_kb: u64,
+    /// Characters in a `user_id`.
+    pub max_user_id_length: u64,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            max_members_per_channel: 100,
+            max_member_size_in_kb: 1,
+            max_user_id_length: 128,
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoggingConfig {
+    /// Env `LOG_OUTPUT_FORMAT` = `human` | `json`.
+    pub output_format: LogFormat,
+    /// ANSI colours in human output. Env `LOG_COLORS_ENABLED`.
+    pub colors_enabled: bool,
+    /// Print the module target in each line. Env `LOG_INCLUDE_TARGET`.
+    pub include_target: bool,
+}
+
+impl Default for LoggingConfig {
+    fn default() -> Self {
+        LoggingConfig {
+            output_format: LogFormat::Human,
+            colors_enabled: true,
+            include_target: true,
+        }
+    }
+}
+
+/// Prometheus metrics endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`. Env `METRICS_ENABLED`.
+    pub enabled: bool,
+    /// Bind address. Env `METRICS_HOST`.
+    pub host: String,
+    /// Bind port. Env `METRICS_PORT`.
+    pub port: u16,
+    /// Prefix of every metric name. Env `METRICS_PROMETHEUS_PREFIX`; Sockudo's `metrics.prometheus.prefix`
+    /// is accepted in files too.
+    pub prometheus_prefix: String,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            host: "0.0.0.0".into(),
+            port: 9601,
+            prometheus_prefix: "sockudo_".into(),
+        }
+    }
+}
+
+/// Cross-node fan-out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdapterConfig {
+    /// `local` (single node). Other drivers are validated by the code that implements them. Env `ADAPTER_DRIVER`.
+    pub driver: String,
+}
+
+impl Default for AdapterConfig {
+    fn default() -> Self {
+        AdapterConfig {
+            driver: "local".into(),
+        }
+    }
+}
+
+/// Where apps come from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppManagerConfig {
+    /// `memory` = the apps listed in `array.apps`. Env `APP_MANAGER_DRIVER`.
+    pub driver: String,
+    /// Apps of the `memory` driver.
+    pub array: AppArrayConfig,
+}
+
+impl Default for AppManagerConfig {
+    fn default() -> Self {
+        AppManagerConfig {
+            driver: "memory".into(),
+            array: AppArrayConfig::default(),
+        }
+    }
+}
+
+/// The inline app list (Sockudo's `app_manager.array`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppArrayConfig {
+    /// The apps, in Sockudo's flat shape.
+    pub apps: Vec<AppConfig>,
+}
+
+/// Webhook delivery.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Group webhook events that occur close together into one request.
+    pub batching: WebhookBatchingConfig,
+}
+
+/// Webhook batching.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookBatchingConfig {
+    /// Env `WEBHOOK_BATCHING_ENABLED`.
+    pub enabled: bool,
+    /// Milliseconds to collect events before sending. Env `WEBHOOK_BATCHING_DURATION`.
+    pub duration: u64,
+}
+
+impl Default for WebhookBatchingConfig {
+    fn default() -> Self {
+        WebhookBatchingConfig {
+            enabled: false,
+            duration: 50,
+        }
+    }
+}
+
+/// glommio executor tuning (per shard).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// io_uring registered buffer memory per shard, KiB. Env `SOCKUDO_IO_MEMORY_KB`.
+    pub io_memory_kb: usize,
+    /// Task preemption timer, ms. Env `SOCKUDO_PREEMPT_TIMER_MS`.
+    pub preempt_timer_ms: u64,
+    /// Busy-poll time before an idle shard parks, µs (0 = park at once). Env `SOCKUDO_SPIN_BEFORE_PARK_US`.
+    pub spin_before_park_us: u64,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            io_memory_kb: 256,
+            preempt_timer_ms: 5,
+            spin_before_park_us: 0,
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Checks on the merged configuration. Each error names the offending key by its file path
+//! (`app_manager.array.apps[1].key`), whatever layer set it.
+
+use std::collections::HashMap;
+
+use super::error::ConfigError;
+use super::model::Config;
+
+/// Returns the first problem found, in key order.
+pub fn validate(c: &Config) -> Result<(), ConfigError> {
+    non_empty("host", &c.host)?;
+    if c.port == 0 {
+        return Err(ConfigError::invalid(
+            "port",
+            "must not be 0: every shard binds the same port with SO_REUSEPORT, so an ephemeral port cannot work",
+        ));
+    }
+    if c.shards > 1024 {
+        return Err(ConfigError::invalid(
+            "shards",
+            "must be at most 1024 (0 = one per CPU)",
+        ));
+    }
+    at_least_one("activity_timeout", c.activity_timeout)?;
+    at_least_one("pong_timeout", c.pong_timeout)?;
+    at_least_one("user_authentication_timeout", c.user_authentication_timeout)?;
+    at_least_one(
+        "websocket_max_payload_kb",
+        c.websocket_max_payload_kb as u64,
+    )?;
+    at_least_one("websocket.max_messages", c.websocket.max_messages as u64)?;
+    if c.websocket.max_bytes == Some(0) {
+        return Err(ConfigError::invalid(
+            "websocket.max_bytes",
+            "must be at least 1 (leave it unset for no byte limit)",
+        ));
+    }
+    at_least_one(
+        "http_api.request_limit_in_mb",
+        c.http_api.request_limit_in_mb as u64,
+    )?;
+    if c.http_api.max_header_bytes < 1024 {
+        return Err(ConfigError::invalid(
+            "http_api.max_header_bytes",
+            "must be at least 1024",
+        ));
+    }
+    let e = &c.event_limits;
+    at_least_one("event_limits.max_channels_at_once", e.max_channels_at_once)?;
+    at_least_one("event_limits.max_name_length", e.max_name_length)?;
+    at_least_one("event_limits.max_payload_in_kb", e.max_payload_in_kb)?;
+    at_least_one("event_limits.max_batch_size", e.max_batch_size)?;
+    at_least_one(
+        "channel_limits.max_name_length",
+        c.channel_limits.max_name_length,
+    )?;
+    at_least_one(
+        "presence.max_members_per_channel",
+        c.presence.max_members_per_channel,
+    )?;
+    at_least_one(
+        "presence.max_member_size_in_kb",
+        c.presence.max_member_size_in_kb,
+    )?;
+    at_least_one("presence.max_user_id_length", c.presence.max_user_id_length)?;
+    if c.metrics.enabled {
+        non_empty("metrics.host", &c.metrics.host)?;
+        if c.metrics.port == 0 {
+            return Err(ConfigError::invalid("metrics.port", "must not be 0"));
+        }
+        if c.metrics.port == c.port {
+            return Err(ConfigError::invalid(
+                "metrics.port",
+                format!("must differ from port ({})", c.port),
+            ));
+        }
+    }
+    if !valid_metric_prefix(&c.metrics.prometheus_prefix) {
+        return Err(ConfigError::invalid(
+            "metrics.prometheus_prefix",
+            format!(
+                "\"{}\" is not a valid Prometheus name prefix (letters, digits, '_' and ':', not starting with a digit)",
+                c.metrics.prometheus_prefix
+            ),
+        ));
+    }
+    non_empty("adapter.driver", &c.adapter.driver)?;
+    non_empty("app_manager.driver", &c.app_manager.driver)?;
+    if c.webhooks.batching.enabled {
+        at_least_one("webhooks.batching.duration", c.webhooks.batching.duration)?;
+    }
+    at_least_one("runtime.io_memory_kb", c.runtime.io_memory_kb as u64)?;
+    at_least_one("runtime.preempt_timer_ms", c.runtime.preempt_timer_ms)?;
+    apps(c)
+}
+
+fn apps(c: &Config) -> Result<(), ConfigError> {
+    let mut ids: HashMap<&str, usize> = HashMap::new();
+    let mut keys: HashMap<&str, usize> = HashMap::new();
+    for (i, app) in c.app_manager.array.apps.iter().enumerate() {
+        let at = |field: &str| format!("app_manager.array.apps[{i}].{field}");
+        non_empty(&at("id"), &app.id)?;
+        non_empty(&at("key"), &app.key)?;
+        non_empty(&at("secret"), &app.secret)?;
+        if let Some(first) = ids.insert(&app.id, i) {
+            return Err(ConfigError::invalid(
+                at("id"),
+                format!("duplicate app id \"{}\" (also apps[{first}])", app.id),
+            ));
+        }
+        if let Some(first) = keys.insert(&app.key, i) {
+            return Err(ConfigError::invalid(
+                at("key"),
+                format!("duplicate app key \"{}\" (also apps[{first}])", app.key),
+            ));
+        }
+        if let Some(origins) = &app.allowed_origins {
+            if origins.iter().any(|o| o.trim().is_empty()) {
+                return Err(ConfigError::invalid(
+                    at("allowed_origins"),
+                    "must not contain empty entries",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn non_empty(key: &str, value: &str) -> Result<(), ConfigError> {
+    if value.trim().is_empty() {
+        return Err(ConfigError::invalid(key, "must not be empty"));
+    }
+    Ok(())
+}
+
+fn at_least_one(key: &str, value: u64) -> Result<(), ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::invalid(key, "must be at least 1"));
+    }
+    Ok(())
+}
+
+fn valid_metric_prefix(prefix: &str) -> bool {
+    let mut chars = prefix.chars();
+    match chars.next() {
+        None => true,
+        Some(first) if first.is_ascii_digit() => false,
+        Some(first) => std::iter::once(first)
+            .chain(chars)
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == ':'),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::AppConfig;
+
+    fn error_of(change: impl FnOnce(&mut Config)) -> String {
+        let mut c = Config::default();
+        c.app_manager.array.apps.push(AppConfig::dev_app());
+        change(&mut c);
+        validate(&c).expect_err("should be rejected").to_string()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        validate(&Config::default()).expect("defaults validate");
+    }
+
+    #[test]
+    fn server_settings() {
+        assert!(error_of(|c| c.port = 0).starts_with("port: must not be 0"));
+        assert_eq!(error_of(|c| c.host = " ".into()), "host: must not be empty");
+        assert_eq!(
+            error_of(|c| c.activity_timeout = 0),
+            "activity_timeout: must be at least 1"
+        );
+        assert_eq!(
+            error_of(|c| c.websocket.max_messages = 0),
+            "websocket.max_messages: must be at least 1"
+        );
+        assert!(error_of(|c| c.websocket.max_bytes = Some(0)).starts_with("websocket.max_bytes:"));
+        assert_eq!(
+            error_of(|c| c.metrics.port = 6001),
+            "metrics.port: must differ from port (6001)"
+        );
+        assert!(
+            error_of(|c| c.metrics.prometheus_prefix = "9bad-".into()).starts_with(
+                "metrics.prometheus_prefix: \"9bad-\" is not a valid Prometheus name prefix"
+            )
+        );
+        assert_eq!(
+            error_of(|c| c.event_limits.max_batch_size = 0),
+            "event_limits.max_batch_size: must be at least 1"
+        );
+    }
+
+    #[test]
+    fn metrics_port_is_not_checked_when_metrics_are_off() {
+        let mut c = Config::default();
+        c.metrics.enabled = false;
+        c.metrics.port = c.port;
+        validate(&c).expect("metrics disabled");
+    }
+
+    #[test]
+    fn apps_need_unique_non_empty_credentials() {
+        let second = |id: &str, key: &str, secret: &str| {
+            let (id, key, secret) = (id.to_string(), key.to_string(), secret.to_string());
+            move |c: &mut Config| {
+                c.app_manager.array.apps.push(AppConfig {
+                    id,
+                    key,
+                    secret,
+                    ..AppConfig::default()
+                })
+            }
+        };
+        assert_eq!(
+            error_of(second("app-id", "other", "s")),
+            "app_manager.array.apps[1].id: duplicate app id \"app-id\" (also apps[0])"
+        );
+        assert_eq!(
+            error_of(second("other", "app-key", "s")),
+            "app_manager.array.apps[1].key: duplicate app key \"app-key\" (also apps[0])"
+        );
+        assert_eq!(
+            error_of(second("", "k", "s")),
+            "app_manager.array.apps[1].id: must not be empty"
+        );
+        assert_eq!(
+            error_of(second("x", "k", "")),
+            "app_manager.array.apps[1].secret: must not be empty"
+        );
+    }
+}
