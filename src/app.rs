@@ -59,10 +59,12 @@ impl App {
             if max != 0 && current >= max {
                 return false;
             }
-            match self
-                .connections
-                .compare_exchange_weak(current, current + 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.connections.compare_exchange_weak(
+                current,
+                current + 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(now) => current = now,
             }
@@ -152,14 +154,20 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
     AppLimits {
         max_connections: cfg.max_connections.unwrap_or(0),
         enable_client_messages: cfg.enable_client_messages,
-        max_channel_name_length: or(cfg.max_channel_name_length, defaults.max_channel_name_length),
+        max_channel_name_length: or(
+            cfg.max_channel_name_length,
+            defaults.max_channel_name_length,
+        ),
         max_event_name_length: or(cfg.max_event_name_length, defaults.max_event_name_length),
         max_event_payload_bytes: cfg
             .max_event_payload_in_kb
             .filter(|kb| *kb > 0)
             .map(|kb| kb as usize * 1024)
             .unwrap_or(defaults.max_event_payload_bytes),
-        max_event_channels_at_once: or(cfg.max_event_channels_at_once, defaults.max_event_channels_at_once),
+        max_event_channels_at_once: or(
+            cfg.max_event_channels_at_once,
+            defaults.max_event_channels_at_once,
+        ),
         max_event_batch_size: or(cfg.max_event_batch_size, defaults.max_event_batch_size),
     }
 }

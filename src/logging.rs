@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 /// Installs the global subscriber; call once, first thing.
 pub fn init(config: &Config) {
     let default_level = if config.debug { "debug" } else { "info" };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

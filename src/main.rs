@@ -25,8 +25,15 @@ fn main() -> ExitCode {
         }
     };
     logging::init(&loaded.config);
+    match loaded.source.path() {
+        Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
+        None => tracing::info!("no configuration file: defaults and environment only"),
+    }
     for note in &loaded.notes {
-        tracing::warn!("{note}");
+        match note.strip_prefix("WARNING: ") {
+            Some(warning) => tracing::warn!("{warning}"),
+            None => tracing::info!("{note}"),
+        }
     }
     match run(loaded.config) {
         Ok(()) => ExitCode::SUCCESS,

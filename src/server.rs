@@ -26,7 +26,9 @@ pub struct Server {
 
 /// Online CPUs, in order.
 fn online_cpus() -> Vec<usize> {
-    CpuSet::online().map(|set| set.iter().map(|l| l.cpu).collect()).unwrap_or_default()
+    CpuSet::online()
+        .map(|set| set.iter().map(|l| l.cpu).collect())
+        .unwrap_or_default()
 }
 
 impl Server {
@@ -34,9 +36,15 @@ impl Server {
     /// not start (bind, memlock, ...).
     pub fn start(config: Config) -> anyhow::Result<Server> {
         let cpus = online_cpus();
-        let nr_shards = if config.shards == 0 { cpus.len().max(1) } else { config.shards };
+        let nr_shards = if config.shards == 0 {
+            cpus.len().max(1)
+        } else {
+            config.shards
+        };
         if nr_shards > 64 {
-            return Err(anyhow!("shards = {nr_shards}: at most 64 shards are supported"));
+            return Err(anyhow!(
+                "shards = {nr_shards}: at most 64 shards are supported"
+            ));
         }
         let pin = nr_shards <= cpus.len();
         let seed = ShardSeed {
@@ -48,12 +56,21 @@ impl Server {
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);
         let mut stoppers = Vec::with_capacity(nr_shards);
-        for id in 0..nr_shards {
-            let placement = if pin { Placement::Fixed(cpus[id]) } else { Placement::Unbound };
+        let placements: Vec<Placement> = if pin {
+            cpus.iter()
+                .take(nr_shards)
+                .map(|&cpu| Placement::Fixed(cpu))
+                .collect()
+        } else {
+            (0..nr_shards).map(|_| Placement::Unbound).collect()
+        };
+        for (id, placement) in placements.into_iter().enumerate() {
             let builder = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 .io_memory(config.runtime.io_memory_kb * 1024)
-                .preempt_timer(Duration::from_millis(config.runtime.preempt_timer_ms.max(1)))
+                .preempt_timer(Duration::from_millis(
+                    config.runtime.preempt_timer_ms.max(1),
+                ))
                 .spin_before_park(Duration::from_micros(config.runtime.spin_before_park_us));
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
             stoppers.push(stop_tx);
@@ -64,7 +81,10 @@ impl Server {
                 .spawn(move || match builder.make() {
                     Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
                     Err(e) => {
-                        let _ = ready.send((id, Err(format!("shard {id}: cannot start its executor: {e}"))));
+                        let _ = ready.send((
+                            id,
+                            Err(format!("shard {id}: cannot start its executor: {e}")),
+                        ));
                     }
                 })
                 .context("cannot spawn a shard thread")?;
@@ -76,10 +96,19 @@ impl Server {
             match ready_rx.recv_timeout(STARTUP_TIMEOUT) {
                 Ok((_, Ok(()))) => serving += 1,
                 Ok((_, Err(message))) => return Err(anyhow!(message)),
-                Err(_) => return Err(anyhow!("{} of {nr_shards} shards did not start in time", nr_shards - serving)),
+                Err(_) => {
+                    return Err(anyhow!(
+                        "{} of {nr_shards} shards did not start in time",
+                        nr_shards - serving
+                    ))
+                }
             }
         }
-        Ok(Server { threads, stoppers, nr_shards })
+        Ok(Server {
+            threads,
+            stoppers,
+            nr_shards,
+        })
     }
 
     /// Asks every shard to close its connections (4200) and stop, then waits for their threads.

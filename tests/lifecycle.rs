@@ -33,7 +33,10 @@ fn slow_consumer_is_closed_4100_and_memory_stays_bounded() {
         let _ = fast.next_event();
     }
     let after = rss_kb(server.pid());
-    assert!(after < before + 20 * 1024, "RSS grew from {before} kB to {after} kB");
+    assert!(
+        after < before + 20 * 1024,
+        "RSS grew from {before} kB to {after} kB"
+    );
     // The slow client finds its backlog and then the 4100 close.
     assert_eq!(slow.close_code(), Some(4100));
     // The healthy client is unaffected.
@@ -48,8 +51,15 @@ fn sigterm_closes_clients_4200_and_exits_zero() {
     for c in clients.iter_mut() {
         c.subscribe("c");
     }
-    let waiter = std::thread::spawn(move || clients.iter_mut().map(|c| c.close_code()).collect::<Vec<_>>());
-    let status = server.terminate(Duration::from_secs(15)).expect("server exited in time");
+    let waiter = std::thread::spawn(move || {
+        clients
+            .iter_mut()
+            .map(|c| c.close_code())
+            .collect::<Vec<_>>()
+    });
+    let status = server
+        .terminate(Duration::from_secs(15))
+        .expect("server exited in time");
     assert!(status.success(), "exit status {status:?}");
     let codes = waiter.join().unwrap();
     assert!(codes.iter().all(|c| *c == Some(4200)), "{codes:?}");
@@ -60,8 +70,12 @@ fn unknown_config_key_is_a_clear_error() {
     let dir = std::env::temp_dir().join(format!("sockudo-badcfg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("config.json");
-    std::fs::write(&path, json!({"app_manager":{"array":{"apps":[app_json(json!({"max_conections": 5}))]}}}).to_string())
-        .unwrap();
+    std::fs::write(
+        &path,
+        json!({"app_manager":{"array":{"apps":[app_json(json!({"max_conections": 5}))]}}})
+            .to_string(),
+    )
+    .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockudo"))
         .arg("--config")
         .arg(&path)
@@ -71,7 +85,11 @@ fn unknown_config_key_is_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("max_conections"), "{stderr}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockudo")).env_clear().env("PORT", "abc").output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockudo"))
+        .env_clear()
+        .env("PORT", "abc")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("PORT"));
 }

@@ -44,7 +44,10 @@ fn rest_calls_land_on_both_shards_and_deliver_across() {
         assert_eq!(status, 200);
         let shard = head
             .lines()
-            .find_map(|l| l.strip_prefix("X-Sockudo-Shard: ").or_else(|| l.strip_prefix("x-sockudo-shard: ")))
+            .find_map(|l| {
+                l.strip_prefix("X-Sockudo-Shard: ")
+                    .or_else(|| l.strip_prefix("x-sockudo-shard: "))
+            })
             .expect("shard header")
             .trim()
             .to_string();
@@ -52,7 +55,11 @@ fn rest_calls_land_on_both_shards_and_deliver_across() {
         assert_eq!(a.next_event()["data"], i.to_string());
         assert_eq!(b.next_event()["data"], i.to_string());
     }
-    assert_eq!(seen.len(), 2, "REST requests should have been served by both shards: {seen:?}");
+    assert_eq!(
+        seen.len(),
+        2,
+        "REST requests should have been served by both shards: {seen:?}"
+    );
 }
 
 #[test]
@@ -83,8 +90,12 @@ fn multi_channel_and_batch_publish() {
     channels.sort();
     assert_eq!(channels, ["one", "two"]);
     let body = json!({"batch":[{"name":"b1","channel":"one","data":"1"},{"name":"b2","channel":"two","data":"2"}]});
-    let (status, _, resp) =
-        server.signed("POST", &format!("/apps/{APP_ID}/batch_events"), &[], body.to_string().as_bytes());
+    let (status, _, resp) = server.signed(
+        "POST",
+        &format!("/apps/{APP_ID}/batch_events"),
+        &[],
+        body.to_string().as_bytes(),
+    );
     assert_eq!((status, resp.as_str()), (200, "{}"));
     assert_eq!(a.next_event()["event"], "b1");
     assert_eq!(a.next_event()["event"], "b2");
@@ -94,18 +105,55 @@ fn multi_channel_and_batch_publish() {
 fn bad_signatures_and_stale_timestamps_are_401() {
     let server = Server::start();
     let body = json!({"name":"e","channel":"c","data":"d"}).to_string();
-    let (status, _, _) = server.signed_at("POST", &events_path(), &[], body.as_bytes(), now_unix(), "wrong-secret");
+    let (status, _, _) = server.signed_at(
+        "POST",
+        &events_path(),
+        &[],
+        body.as_bytes(),
+        now_unix(),
+        "wrong-secret",
+    );
     assert_eq!(status, 401);
-    let (status, _, _) = server.signed_at("POST", &events_path(), &[], body.as_bytes(), now_unix() - 601, APP_SECRET);
+    let (status, _, _) = server.signed_at(
+        "POST",
+        &events_path(),
+        &[],
+        body.as_bytes(),
+        now_unix() - 601,
+        APP_SECRET,
+    );
     assert_eq!(status, 401);
-    let (status, _, _) = server.signed_at("POST", &events_path(), &[], body.as_bytes(), now_unix() + 601, APP_SECRET);
+    let (status, _, _) = server.signed_at(
+        "POST",
+        &events_path(),
+        &[],
+        body.as_bytes(),
+        now_unix() + 601,
+        APP_SECRET,
+    );
     assert_eq!(status, 401);
-    let (status, _, _) = server.try_http("POST", &events_path(), body.as_bytes()).unwrap();
+    let (status, _, _) = server
+        .try_http("POST", &events_path(), body.as_bytes())
+        .unwrap();
     assert_eq!(status, 401);
     // Body changed after signing.
-    let query = sockudo::protocol::rest_auth::sign_query("POST", &events_path(), &[], body.as_bytes(), APP_KEY, APP_SECRET, now_unix());
+    let query = sockudo::protocol::rest_auth::sign_query(
+        "POST",
+        &events_path(),
+        &[],
+        body.as_bytes(),
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
+    );
     let tampered = json!({"name":"e","channel":"c","data":"evil"}).to_string();
-    let (status, _, _) = server.try_http("POST", &format!("{}?{query}", events_path()), tampered.as_bytes()).unwrap();
+    let (status, _, _) = server
+        .try_http(
+            "POST",
+            &format!("{}?{query}", events_path()),
+            tampered.as_bytes(),
+        )
+        .unwrap();
     assert_eq!(status, 401);
     // Unknown app.
     let (status, _, _) = server.signed("POST", "/apps/424242/events", &[], body.as_bytes());
@@ -126,7 +174,8 @@ fn invalid_events_are_400_and_oversized_data_413() {
         json!({"name":"x".repeat(201),"channel":"c","data":"d"}),
     ];
     for case in cases.iter().filter(|c| c["channel"] != "#server-to-user-x") {
-        let (status, _, body) = server.signed("POST", &events_path(), &[], case.to_string().as_bytes());
+        let (status, _, body) =
+            server.signed("POST", &events_path(), &[], case.to_string().as_bytes());
         assert_eq!(status, 400, "{case} -> {body}");
         let err: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
         assert!(err["error"].is_string());
@@ -149,10 +198,22 @@ fn keep_alive_and_pipelined_requests() {
     let mut batch = Vec::new();
     for i in 0..3 {
         let body = json!({"name":"e","channel":"c","data":i.to_string()}).to_string();
-        let q = sockudo::protocol::rest_auth::sign_query("POST", &events_path(), &[], body.as_bytes(), APP_KEY, APP_SECRET, now_unix());
+        let q = sockudo::protocol::rest_auth::sign_query(
+            "POST",
+            &events_path(),
+            &[],
+            body.as_bytes(),
+            APP_KEY,
+            APP_SECRET,
+            now_unix(),
+        );
         batch.extend_from_slice(
-            format!("POST {}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}", events_path(), body.len())
-                .as_bytes(),
+            format!(
+                "POST {}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+                events_path(),
+                body.len()
+            )
+            .as_bytes(),
         );
     }
     s.write_all(&batch).unwrap();
@@ -160,7 +221,11 @@ fn keep_alive_and_pipelined_requests() {
     let mut buf = [0u8; 4096];
     while got.windows(12).filter(|w| w == b"HTTP/1.1 200").count() < 3 {
         let n = s.read(&mut buf).unwrap();
-        assert!(n > 0, "connection closed early: {}", String::from_utf8_lossy(&got));
+        assert!(
+            n > 0,
+            "connection closed early: {}",
+            String::from_utf8_lossy(&got)
+        );
         got.extend_from_slice(&buf[..n]);
     }
 }

@@ -42,7 +42,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 }
                 let keep_alive = req.keep_alive && !shard.is_shutting_down();
                 let resp = rest::handle(&shard, &req, &buf[header_len..need]).await;
-                if write_response(&mut stream, &shard, &resp, keep_alive).await.is_err() || !keep_alive {
+                if write_response(&mut stream, &shard, &resp, keep_alive)
+                    .await
+                    .is_err()
+                    || !keep_alive
+                {
                     return;
                 }
                 buf.drain(..need);
@@ -69,7 +73,9 @@ async fn write_response(
     keep_alive: bool,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(256 + resp.body.len());
-    resp.clone().with_header("X-Sockudo-Shard", shard.id.to_string()).write_to(&mut out, keep_alive);
+    resp.clone()
+        .with_header("X-Sockudo-Shard", shard.id.to_string())
+        .write_to(&mut out, keep_alive);
     stream.write_all(&out).await?;
     if !keep_alive {
         let _ = stream.close().await;

@@ -140,7 +140,11 @@ impl Connection {
             if policy.disconnect {
                 tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "slow consumer: closing 4100");
                 self.out.borrow_mut().clear_unsent();
-                self.close(crate::protocol::codes::OVER_CAPACITY, "Client too slow: buffer full", now);
+                self.close(
+                    crate::protocol::codes::OVER_CAPACITY,
+                    "Client too slow: buffer full",
+                    now,
+                );
                 return false;
             }
             self.dropped.set(self.dropped.get() + 1);
@@ -293,7 +297,9 @@ async fn wait_writable(conn: &Connection) -> std::io::Result<()> {
             return Poll::Ready(Ok(0));
         }
         let out = conn.out.borrow();
-        let Some(front) = out.front() else { return Poll::Ready(Ok(0)) };
+        let Some(front) = out.front() else {
+            return Poll::Ready(Ok(0));
+        };
         Pin::new(&mut *conn.stream.borrow_mut()).poll_write(cx, front)
     })
     .await?;

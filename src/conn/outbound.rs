@@ -56,7 +56,9 @@ impl OutQueue {
     /// Queues a frame unless that would break `limits`. Control frames pass `limits` = None and are never refused.
     pub fn offer(&mut self, frame: Frame, limits: Option<QueueLimits>) -> Offer {
         if let Some(l) = limits {
-            if self.frames.len() >= l.max_messages || self.bytes.saturating_add(frame.len()) > l.max_bytes {
+            if self.frames.len() >= l.max_messages
+                || self.bytes.saturating_add(frame.len()) > l.max_bytes
+            {
                 return Offer::Full;
             }
         }
@@ -83,7 +85,11 @@ impl OutQueue {
     /// Drops everything not yet started (the connection is being closed for being slow). A frame already
     /// partly written stays, or the peer would read a truncated frame followed by the close frame.
     pub fn clear_unsent(&mut self) {
-        let started = if self.front_offset > 0 { self.frames.pop_front() } else { None };
+        let started = if self.front_offset > 0 {
+            self.frames.pop_front()
+        } else {
+            None
+        };
         self.frames.clear();
         self.frames.shrink_to(0);
         self.bytes = 0;
@@ -104,7 +110,9 @@ impl OutQueue {
     pub fn advance(&mut self, mut n: usize) {
         self.bytes -= n;
         while n > 0 {
-            let Some(front) = self.frames.front() else { break };
+            let Some(front) = self.frames.front() else {
+                break;
+            };
             let rest = front.len() - self.front_offset;
             if n >= rest {
                 n -= rest;
@@ -123,11 +131,21 @@ impl OutQueue {
     /// Writes as much as the socket takes without blocking.
     pub fn drain_into(&mut self, fd: RawFd) -> io::Result<Drain> {
         while !self.frames.is_empty() {
-            let mut iov = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOVECS];
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOVECS];
             let mut count = 0;
             for (i, frame) in self.frames.iter().take(MAX_IOVECS).enumerate() {
-                let slice: &[u8] = if i == 0 { &frame[self.front_offset..] } else { frame };
-                iov[i] = libc::iovec { iov_base: slice.as_ptr() as *mut libc::c_void, iov_len: slice.len() };
+                let slice: &[u8] = if i == 0 {
+                    &frame[self.front_offset..]
+                } else {
+                    frame
+                };
+                iov[i] = libc::iovec {
+                    iov_base: slice.as_ptr() as *mut libc::c_void,
+                    iov_len: slice.len(),
+                };
                 count += 1;
             }
             // SAFETY: every iovec points into a frame kept alive by `self.frames` for the duration of the call.
@@ -162,14 +180,21 @@ mod tests {
     #[test]
     fn refuses_past_message_and_byte_limits() {
         let mut q = OutQueue::default();
-        let limits = QueueLimits { max_messages: 2, max_bytes: 10 };
+        let limits = QueueLimits {
+            max_messages: 2,
+            max_bytes: 10,
+        };
         assert_eq!(q.offer(frame("abc"), Some(limits)), Offer::Queued);
         assert_eq!(q.offer(frame("defgh"), Some(limits)), Offer::Queued);
         assert_eq!(q.offer(frame("x"), Some(limits)), Offer::Full);
         let mut q = OutQueue::default();
         assert_eq!(q.offer(frame("123456"), Some(limits)), Offer::Queued);
         assert_eq!(q.offer(frame("12345"), Some(limits)), Offer::Full);
-        assert_eq!(q.offer(frame("12345"), None), Offer::Queued, "control frames are never refused");
+        assert_eq!(
+            q.offer(frame("12345"), None),
+            Offer::Queued,
+            "control frames are never refused"
+        );
     }
 
     #[test]

@@ -20,7 +20,9 @@ struct Refusal(u16, &'static str);
 
 /// Completes the HTTP upgrade of `/app/{key}` and serves the WebSocket until it closes.
 pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, leftover: Vec<u8>) {
-    let Some(key) = req.websocket_key() else { return };
+    let Some(key) = req.websocket_key() else {
+        return;
+    };
     let mut response = ws::upgrade_response(&ws::accept_key(key));
     // Lets tests and operators see which shard took the connection.
     let shard_header = format!("X-Sockudo-Shard: {}\r\n\r\n", shard.id);
@@ -40,10 +42,19 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
         }
     };
     let now = shard.now();
-    let conn = Rc::new(Connection::new(shard.next_conn_id(), socket_id::generate(), app, stream, now));
+    let conn = Rc::new(Connection::new(
+        shard.next_conn_id(),
+        socket_id::generate(),
+        app,
+        stream,
+        now,
+    ));
     shard.register(conn.clone());
     glommio::spawn_local(write_loop(conn.clone())).detach();
-    conn.send_control(&messages::connection_established(&conn.socket_id, shard.config.activity_timeout));
+    conn.send_control(&messages::connection_established(
+        &conn.socket_id,
+        shard.config.activity_timeout,
+    ));
 
     read_loop(&shard, &conn, leftover).await;
 
@@ -52,7 +63,11 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
     conn.abort();
 }
 
-fn check_handshake(shard: &Shard, app_key: &str, query: &str) -> Result<Rc<crate::app::App>, Refusal> {
+fn check_handshake(
+    shard: &Shard,
+    app_key: &str,
+    query: &str,
+) -> Result<Rc<crate::app::App>, Refusal> {
     if shard.is_shutting_down() {
         return Err(Refusal(codes::RECONNECT, "Server shutting down"));
     }
@@ -65,8 +80,18 @@ fn check_handshake(shard: &Shard, app_key: &str, query: &str) -> Result<Rc<crate
         None | Some("") => {}
         Some(v) => match v.parse::<u32>() {
             Ok(n) if SUPPORTED_PROTOCOLS.contains(&n) => {}
-            Ok(_) => return Err(Refusal(codes::UNSUPPORTED_PROTOCOL, "Unsupported protocol version")),
-            Err(_) => return Err(Refusal(codes::INVALID_VERSION_FORMAT, "Invalid version string format")),
+            Ok(_) => {
+                return Err(Refusal(
+                    codes::UNSUPPORTED_PROTOCOL,
+                    "Unsupported protocol version",
+                ))
+            }
+            Err(_) => {
+                return Err(Refusal(
+                    codes::INVALID_VERSION_FORMAT,
+                    "Invalid version string format",
+                ))
+            }
         },
     }
     let app = shard
@@ -78,7 +103,10 @@ fn check_handshake(shard: &Shard, app_key: &str, query: &str) -> Result<Rc<crate
         return Err(Refusal(codes::APP_DISABLED, "Application is disabled"));
     }
     if !app.try_acquire_connection() {
-        return Err(Refusal(codes::OVER_CONNECTION_QUOTA, "Application is over connection quota"));
+        return Err(Refusal(
+            codes::OVER_CONNECTION_QUOTA,
+            "Application is over connection quota",
+        ));
     }
     Ok(app)
 }
@@ -105,7 +133,11 @@ async fn refuse(mut stream: TcpStream, code: u16, message: &str) {
 }
 
 /// Decodes every complete message in `data`; returns how many bytes were used.
-fn decode_all(decoder: &mut ws::Decoder, data: &[u8], out: &mut Vec<Message>) -> Result<usize, ws::WsError> {
+fn decode_all(
+    decoder: &mut ws::Decoder,
+    data: &[u8],
+    out: &mut Vec<Message>,
+) -> Result<usize, ws::WsError> {
     let mut used = 0;
     while used < data.len() {
         match decoder.decode(&data[used..])? {
@@ -215,7 +247,9 @@ async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
     match msg {
         Message::Text(bytes) => {
             // The decoder validated UTF-8.
-            let Ok(text) = std::str::from_utf8(&bytes) else { return };
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                return;
+            };
             handle_text(shard, conn, text).await;
         }
         Message::Binary(_) => {
@@ -235,7 +269,11 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
-            conn.send_control(&messages::error(Some(codes::GENERIC_ERROR), &e.to_string(), None));
+            conn.send_control(&messages::error(
+                Some(codes::GENERIC_ERROR),
+                &e.to_string(),
+                None,
+            ));
             return;
         }
     };
@@ -244,11 +282,19 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
         "pusher:pong" => {}
         "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
             Ok(data) => subscribe(shard, conn, data).await,
-            Err(e) => conn.send_control(&messages::error(Some(codes::GENERIC_ERROR), &e.to_string(), None)),
+            Err(e) => conn.send_control(&messages::error(
+                Some(codes::GENERIC_ERROR),
+                &e.to_string(),
+                None,
+            )),
         },
         "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
             Ok(data) => unsubscribe(shard, conn, &data.channel),
-            Err(e) => conn.send_control(&messages::error(Some(codes::GENERIC_ERROR), &e.to_string(), None)),
+            Err(e) => conn.send_control(&messages::error(
+                Some(codes::GENERIC_ERROR),
+                &e.to_string(),
+                None,
+            )),
         },
         other => {
             tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
@@ -262,7 +308,10 @@ async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: SubscribeData
         conn.send_control(&messages::error(code, message, Some(name)));
     };
     if let Err(e) = channel::validate_name(name, conn.app.limits.max_channel_name_length) {
-        error(Some(codes::GENERIC_ERROR), &format!("Invalid channel name: {e}"));
+        error(
+            Some(codes::GENERIC_ERROR),
+            &format!("Invalid channel name: {e}"),
+        );
         return;
     }
     if conn.channels.borrow().iter().any(|c| &**c == name) {
@@ -286,7 +335,10 @@ async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: SubscribeData
             }
         }
         channel::ChannelKind::Presence | channel::ChannelKind::ServerToUser => {
-            error(Some(codes::GENERIC_ERROR), "This channel type is not supported yet");
+            error(
+                Some(codes::GENERIC_ERROR),
+                "This channel type is not supported yet",
+            );
             return;
         }
     }

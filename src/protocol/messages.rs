@@ -46,9 +46,14 @@ impl<'a> ClientMessage<'a> {
     }
 
     /// Decodes `data` into `T`, accepting both an object and a JSON string holding the object.
-    pub fn data_as<T: for<'de> Deserialize<'de>>(&self, event: &'static str) -> Result<T, MessageError> {
+    pub fn data_as<T: for<'de> Deserialize<'de>>(
+        &self,
+        event: &'static str,
+    ) -> Result<T, MessageError> {
         let invalid = |reason: String| MessageError::InvalidData { event, reason };
-        let raw = self.data.ok_or_else(|| invalid("missing data".to_string()))?;
+        let raw = self
+            .data
+            .ok_or_else(|| invalid("missing data".to_string()))?;
         let text = raw.get();
         if text.starts_with('"') {
             let inner: String = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
@@ -150,7 +155,11 @@ pub fn internal_event(event: &str, channel: Option<&str>, data_object: &str) -> 
 
 /// `pusher:connection_established` with the socket id and the server's activity timeout in seconds.
 pub fn connection_established(socket_id: &str, activity_timeout: u64) -> String {
-    let data = format!("{{\"socket_id\":{},\"activity_timeout\":{}}}", json_string(socket_id), activity_timeout);
+    let data = format!(
+        "{{\"socket_id\":{},\"activity_timeout\":{}}}",
+        json_string(socket_id),
+        activity_timeout
+    );
     internal_event("pusher:connection_established", None, &data)
 }
 
@@ -188,7 +197,11 @@ pub fn ping() -> &'static str {
 
 /// `pusher_internal:subscription_succeeded` for a non-presence channel.
 pub fn subscription_succeeded(channel: &str) -> String {
-    internal_event("pusher_internal:subscription_succeeded", Some(channel), "{}")
+    internal_event(
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        "{}",
+    )
 }
 
 #[cfg(test)]
@@ -232,17 +245,23 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&error(Some(4001), "nope", None)).unwrap();
         assert_eq!(v["data"]["code"], 4001);
         assert_eq!(v["data"]["message"], "nope");
-        let v: serde_json::Value = serde_json::from_str(&error(None, "bad sig", Some("private-a"))).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&error(None, "bad sig", Some("private-a"))).unwrap();
         assert!(v["data"]["code"].is_null());
         assert_eq!(v["channel"], "private-a");
     }
 
     #[test]
     fn subscribe_data_accepts_object_and_string_forms() {
-        let obj = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{"channel":"a","auth":""}}"#).unwrap();
+        let obj = ClientMessage::parse(
+            r#"{"event":"pusher:subscribe","data":{"channel":"a","auth":""}}"#,
+        )
+        .unwrap();
         let d: SubscribeData = obj.data_as("pusher:subscribe").unwrap();
         assert_eq!(d.channel, "a");
-        let s = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"b\"}"}"#).unwrap();
+        let s =
+            ClientMessage::parse(r#"{"event":"pusher:subscribe","data":"{\"channel\":\"b\"}"}"#)
+                .unwrap();
         let d: SubscribeData = s.data_as("pusher:subscribe").unwrap();
         assert_eq!(d.channel, "b");
         assert!(d.auth.is_none());
@@ -255,7 +274,8 @@ mod tests {
         assert!(ClientMessage::parse(r#"{"event":5}"#).is_err());
         let m = ClientMessage::parse(r#"{"event":"pusher:subscribe"}"#).unwrap();
         assert!(m.data_as::<SubscribeData>("pusher:subscribe").is_err());
-        let m = ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{"auth":"x"}}"#).unwrap();
+        let m =
+            ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{"auth":"x"}}"#).unwrap();
         assert!(m.data_as::<SubscribeData>("pusher:subscribe").is_err());
     }
 }

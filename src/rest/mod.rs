@@ -18,8 +18,8 @@ pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
                 Err(resp) => return resp,
             };
             match (rest, &req.method) {
-                (["events"], Method::Post) => publish::events(shard, &app, body),
-                (["batch_events"], Method::Post) => publish::batch_events(shard, &app, body),
+                (["events"], Method::Post) => publish::events(shard, &app, body).await,
+                (["batch_events"], Method::Post) => publish::batch_events(shard, &app, body).await,
                 (["events"] | ["batch_events"], _) => method_not_allowed("POST"),
                 _ => Response::error(404, "Unknown API route"),
             }

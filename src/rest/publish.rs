@@ -52,9 +52,15 @@ fn bad(msg: impl Into<String>) -> Rejection {
 
 fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
     let limits = &app.limits;
-    let name = body.name.filter(|n| !n.is_empty()).ok_or_else(|| bad("Missing event name"))?;
+    let name = body
+        .name
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("Missing event name"))?;
     if name.len() > limits.max_event_name_length {
-        return Err(bad(format!("Event name longer than {} characters", limits.max_event_name_length)));
+        return Err(bad(format!(
+            "Event name longer than {} characters",
+            limits.max_event_name_length
+        )));
     }
     let channels = match (body.channel, body.channels) {
         (Some(_), Some(_)) => return Err(bad("Give either channel or channels, not both")),
@@ -66,7 +72,10 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
         return Err(bad("channels must name at least one channel"));
     }
     if channels.len() > limits.max_event_channels_at_once {
-        return Err(bad(format!("Too many channels: at most {} per event", limits.max_event_channels_at_once)));
+        return Err(bad(format!(
+            "Too many channels: at most {} per event",
+            limits.max_event_channels_at_once
+        )));
     }
     for c in &channels {
         channel::validate_name(c, limits.max_channel_name_length)
@@ -74,7 +83,8 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
     }
     let raw = body.data.ok_or_else(|| bad("Missing data"))?;
     let (data_json, data_len) = if raw.get().starts_with('"') {
-        let decoded: String = serde_json::from_str(raw.get()).map_err(|e| bad(format!("Invalid data: {e}")))?;
+        let decoded: String =
+            serde_json::from_str(raw.get()).map_err(|e| bad(format!("Invalid data: {e}")))?;
         (raw.get().to_string(), decoded.len())
     } else {
         // Not a string: publish its JSON text as the string, as SDKs that stringify would have.
@@ -83,17 +93,25 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
     if data_len > limits.max_event_payload_bytes {
         return Err(Rejection(
             413,
-            format!("Event data is {data_len} bytes; the limit is {} bytes", limits.max_event_payload_bytes),
+            format!(
+                "Event data is {data_len} bytes; the limit is {} bytes",
+                limits.max_event_payload_bytes
+            ),
         ));
     }
     let except = match body.socket_id {
         Some(s) if !socket_id::is_valid(&s) => return Err(bad(format!("Invalid socket_id {s:?}"))),
         other => other,
     };
-    Ok(Publication { name, data_json, channels, except })
+    Ok(Publication {
+        name,
+        data_json,
+        channels,
+        except,
+    })
 }
 
-fn publish(shard: &Shard, app: &App, p: &Publication) {
+async fn publish(shard: &Shard, app: &App, p: &Publication) {
     let items: Vec<(String, Bytes)> = p
         .channels
         .iter()
@@ -102,18 +120,18 @@ fn publish(shard: &Shard, app: &App, p: &Publication) {
             (c.clone(), ws::encode_text(text.as_bytes()))
         })
         .collect();
-    shard.publish(app.index, items, p.except.as_deref());
+    shard.publish(app.index, items, p.except.as_deref()).await;
 }
 
 /// `POST /apps/{id}/events`.
-pub fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
+pub async fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     let parsed: EventBody<'_> = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => return Response::error(400, &format!("Invalid JSON body: {e}")),
     };
     match validate(app, parsed) {
         Ok(p) => {
-            publish(shard, app, &p);
+            publish(shard, app, &p).await;
             Response::json(200, "{}")
         }
         Err(r) => r.into(),
@@ -121,7 +139,7 @@ pub fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
 }
 
 /// `POST /apps/{id}/batch_events`: every event is validated before any is published.
-pub fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
+pub async fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     let parsed: BatchBody<'_> = match serde_json::from_slice(body) {
         Ok(b) => b,
         Err(e) => return Response::error(400, &format!("Invalid JSON body: {e}")),
@@ -129,18 +147,24 @@ pub fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     if parsed.batch.len() > app.limits.max_event_batch_size {
         return Response::error(
             400,
-            &format!("Batch of {} events; at most {} allowed", parsed.batch.len(), app.limits.max_event_batch_size),
+            &format!(
+                "Batch of {} events; at most {} allowed",
+                parsed.batch.len(),
+                app.limits.max_event_batch_size
+            ),
         );
     }
     let mut publications = Vec::with_capacity(parsed.batch.len());
     for (i, event) in parsed.batch.into_iter().enumerate() {
         match validate(app, event) {
             Ok(p) => publications.push(p),
-            Err(Rejection(status, msg)) => return Response::error(status, &format!("batch[{i}]: {msg}")),
+            Err(Rejection(status, msg)) => {
+                return Response::error(status, &format!("batch[{i}]: {msg}"))
+            }
         }
     }
     for p in &publications {
-        publish(shard, app, p);
+        publish(shard, app, p).await;
     }
     Response::json(200, "{}")
 }

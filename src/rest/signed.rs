@@ -7,14 +7,27 @@ use crate::shard::Shard;
 use std::rc::Rc;
 
 /// The app of `/apps/{app_id}/...` when the request is signed with its secret; otherwise the error response.
-pub fn authenticate(shard: &Shard, app_id: &str, req: &Request, body: &[u8]) -> Result<Rc<App>, Response> {
-    let app = shard.app_by_id(app_id).ok_or_else(|| Response::error(404, &format!("Unknown app id {app_id}")))?;
-    let query = rest_auth::parse_query(&req.query).map_err(|e| Response::error(e.http_status(), &e.to_string()))?;
+pub fn authenticate(
+    shard: &Shard,
+    app_id: &str,
+    req: &Request,
+    body: &[u8],
+) -> Result<Rc<App>, Response> {
+    let app = shard
+        .app_by_id(app_id)
+        .ok_or_else(|| Response::error(404, &format!("Unknown app id {app_id}")))?;
+    let query = rest_auth::parse_query(&req.query)
+        .map_err(|e| Response::error(e.http_status(), &e.to_string()))?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let to_verify = RequestToVerify { method: req.method.as_str(), path: &req.path, query: &query, body };
+    let to_verify = RequestToVerify {
+        method: req.method.as_str(),
+        path: &req.path,
+        query: &query,
+        body,
+    };
     rest_auth::verify(&to_verify, &app.key, &app.secret, now)
         .map_err(|e| Response::error(e.http_status(), &e.to_string()))?;
     if !app.enabled {

@@ -29,7 +29,9 @@ pub struct ChannelIndex {
 impl ChannelIndex {
     /// An empty index for `nr_apps` apps.
     pub fn new(nr_apps: usize) -> Self {
-        ChannelIndex { apps: (0..nr_apps).map(|_| HashMap::new()).collect() }
+        ChannelIndex {
+            apps: (0..nr_apps).map(|_| HashMap::new()).collect(),
+        }
     }
 
     /// The entry of `channel`, if anyone anywhere subscribes to it.
@@ -39,7 +41,9 @@ impl ChannelIndex {
 
     /// Adds a local subscriber; true when it is the first one on this shard.
     pub fn add_local(&mut self, app: u32, channel: &str, conn: Rc<Connection>) -> bool {
-        let Some(map) = self.apps.get_mut(app as usize) else { return false };
+        let Some(map) = self.apps.get_mut(app as usize) else {
+            return false;
+        };
         let entry = match map.get_mut(channel) {
             Some(e) => e,
             None => map.entry(channel.into()).or_default(),
@@ -50,9 +54,15 @@ impl ChannelIndex {
 
     /// Removes a local subscriber; true when it was the last one on this shard.
     pub fn remove_local(&mut self, app: u32, channel: &str, conn_id: u64) -> bool {
-        let Some(map) = self.apps.get_mut(app as usize) else { return false };
-        let Some(entry) = map.get_mut(channel) else { return false };
-        let Some(pos) = entry.local.iter().position(|c| c.id == conn_id) else { return false };
+        let Some(map) = self.apps.get_mut(app as usize) else {
+            return false;
+        };
+        let Some(entry) = map.get_mut(channel) else {
+            return false;
+        };
+        let Some(pos) = entry.local.iter().position(|c| c.id == conn_id) else {
+            return false;
+        };
         entry.local.swap_remove(pos);
         let last = entry.local.is_empty();
         if entry.is_unused() {
@@ -63,7 +73,9 @@ impl ChannelIndex {
 
     /// Records whether shard `shard` has subscribers for `channel`.
     pub fn set_remote(&mut self, app: u32, channel: &str, shard: usize, interested: bool) {
-        let Some(map) = self.apps.get_mut(app as usize) else { return };
+        let Some(map) = self.apps.get_mut(app as usize) else {
+            return;
+        };
         let bit = 1u64 << shard;
         if interested {
             let entry = match map.get_mut(channel) {

@@ -23,6 +23,8 @@ pub enum ShardMsg {
         items: Vec<(Box<str>, Bytes)>,
         /// Socket id excluded from delivery.
         except: Option<Box<str>>,
+        /// Answered once the frames are queued for the local subscribers (publish ordering).
+        ack: Option<oneshot::Sender<()>>,
     },
     /// Shard `from` gained its first (`interested`) or lost its last subscriber of a channel.
     Interest {
@@ -55,14 +57,18 @@ pub struct Peers {
 
 impl std::fmt::Debug for Peers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Peers").field("me", &self.me).field("nr_shards", &self.nr_shards).finish()
+        f.debug_struct("Peers")
+            .field("me", &self.me)
+            .field("nr_shards", &self.nr_shards)
+            .finish()
     }
 }
 
 impl Peers {
     /// Creates the outboxes and spawns one sender task per peer.
     pub fn start(me: usize, nr_shards: usize, senders: Option<Senders<ShardMsg>>) -> Self {
-        let outboxes: Vec<Rc<Outbox>> = (0..nr_shards).map(|_| Rc::new(Outbox::default())).collect();
+        let outboxes: Vec<Rc<Outbox>> =
+            (0..nr_shards).map(|_| Rc::new(Outbox::default())).collect();
         if let Some(senders) = senders {
             let senders = Rc::new(senders);
             for (peer, outbox) in outboxes.iter().enumerate() {
@@ -73,11 +79,13 @@ impl Peers {
                 let senders = senders.clone();
                 glommio::spawn_local(async move {
                     loop {
-                        let msg = futures_lite::future::poll_fn(|cx| match outbox.queue.borrow_mut().pop_front() {
-                            Some(m) => Poll::Ready(m),
-                            None => {
-                                outbox.waker.set(Some(cx.waker().clone()));
-                                Poll::Pending
+                        let msg = futures_lite::future::poll_fn(|cx| {
+                            match outbox.queue.borrow_mut().pop_front() {
+                                Some(m) => Poll::Ready(m),
+                                None => {
+                                    outbox.waker.set(Some(cx.waker().clone()));
+                                    Poll::Pending
+                                }
                             }
                         })
                         .await;
@@ -90,7 +98,11 @@ impl Peers {
                 .detach();
             }
         }
-        Peers { me, nr_shards, outboxes }
+        Peers {
+            me,
+            nr_shards,
+            outboxes,
+        }
     }
 
     /// This shard's id.
@@ -110,7 +122,9 @@ impl Peers {
 
     /// Queues `msg` for `peer` in order; never blocks.
     pub fn post(&self, peer: usize, msg: ShardMsg) {
-        let Some(outbox) = self.outboxes.get(peer) else { return };
+        let Some(outbox) = self.outboxes.get(peer) else {
+            return;
+        };
         outbox.queue.borrow_mut().push_back(msg);
         if let Some(w) = outbox.waker.take() {
             w.wake();
@@ -119,6 +133,9 @@ impl Peers {
 
     /// Messages waiting towards each peer (for metrics and debugging).
     pub fn backlog(&self) -> Vec<usize> {
-        self.outboxes.iter().map(|o| o.queue.borrow().len()).collect()
+        self.outboxes
+            .iter()
+            .map(|o| o.queue.borrow().len())
+            .collect()
     }
 }

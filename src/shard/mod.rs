@@ -107,14 +107,23 @@ impl Shard {
     /// this waits until all have applied it, so an event published anywhere after the client's
     /// `subscription_succeeded` reaches it.
     pub async fn join(&self, app: u32, channel: &str, conn: &Rc<Connection>) {
-        let first = self.channels.borrow_mut().add_local(app, channel, conn.clone());
+        let first = self
+            .channels
+            .borrow_mut()
+            .add_local(app, channel, conn.clone());
         if first && self.peers.nr_shards() > 1 {
             let mut acks = Vec::new();
             for peer in self.peers.others() {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 self.peers.post(
                     peer,
-                    ShardMsg::Interest { app, channel: channel.into(), from: self.id, interested: true, ack: Some(tx) },
+                    ShardMsg::Interest {
+                        app,
+                        channel: channel.into(),
+                        from: self.id,
+                        interested: true,
+                        ack: Some(tx),
+                    },
                 );
                 acks.push(rx);
             }
@@ -127,25 +136,39 @@ impl Shard {
 
     /// Removes a local subscriber; the last one on this shard withdraws the shard's interest everywhere.
     pub fn leave(&self, app: u32, channel: &str, conn_id: u64) {
-        let last = self.channels.borrow_mut().remove_local(app, channel, conn_id);
+        let last = self
+            .channels
+            .borrow_mut()
+            .remove_local(app, channel, conn_id);
         if last {
             for peer in self.peers.others() {
                 self.peers.post(
                     peer,
-                    ShardMsg::Interest { app, channel: channel.into(), from: self.id, interested: false, ack: None },
+                    ShardMsg::Interest {
+                        app,
+                        channel: channel.into(),
+                        from: self.id,
+                        interested: false,
+                        ack: None,
+                    },
                 );
             }
         }
     }
 
     /// Delivers encoded frames to every subscriber of their channels on every shard: local subscribers now, one
-    /// message per interested peer shard.
-    pub fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
-        let mut per_peer: Vec<Vec<(Box<str>, Bytes)>> = (0..self.peers.nr_shards()).map(|_| Vec::new()).collect();
+    /// message per interested peer shard. Resolves once every peer has queued the frames for its subscribers,
+    /// so that events published one after another (each awaited) reach every client in that order, whichever
+    /// shards handled the publishing requests.
+    pub async fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
+        let mut per_peer: Vec<Vec<(Box<str>, Bytes)>> =
+            (0..self.peers.nr_shards()).map(|_| Vec::new()).collect();
         {
             let index = self.channels.borrow();
             for (channel, frame) in &items {
-                let Some(entry) = index.get(app, channel) else { continue };
+                let Some(entry) = index.get(app, channel) else {
+                    continue;
+                };
                 if !entry.local.is_empty() {
                     self.deliver_local(&entry.local, frame.clone(), except);
                 }
@@ -159,10 +182,25 @@ impl Shard {
                 }
             }
         }
+        let mut acks = Vec::new();
         for (peer, items) in per_peer.into_iter().enumerate() {
             if !items.is_empty() {
-                self.peers.post(peer, ShardMsg::Deliver { app, items, except: except.map(Into::into) });
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                self.peers.post(
+                    peer,
+                    ShardMsg::Deliver {
+                        app,
+                        items,
+                        except: except.map(Into::into),
+                        ack: Some(tx),
+                    },
+                );
+                acks.push(rx);
             }
+        }
+        for ack in acks {
+            // A peer that stopped (shutdown) has no subscribers left to order against.
+            let _ = ack.await;
         }
     }
 
@@ -180,7 +218,12 @@ impl Shard {
     /// Applies a message from another shard.
     pub fn handle_mesh(&self, msg: ShardMsg) {
         match msg {
-            ShardMsg::Deliver { app, items, except } => {
+            ShardMsg::Deliver {
+                app,
+                items,
+                except,
+                ack,
+            } => {
                 let index = self.channels.borrow();
                 for (channel, frame) in items {
                     if let Some(entry) = index.get(app, &channel) {
@@ -189,9 +232,20 @@ impl Shard {
                         }
                     }
                 }
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
             }
-            ShardMsg::Interest { app, channel, from, interested, ack } => {
-                self.channels.borrow_mut().set_remote(app, &channel, from, interested);
+            ShardMsg::Interest {
+                app,
+                channel,
+                from,
+                interested,
+                ack,
+            } => {
+                self.channels
+                    .borrow_mut()
+                    .set_remote(app, &channel, from, interested);
                 if let Some(ack) = ack {
                     let _ = ack.send(());
                 }
@@ -206,7 +260,12 @@ impl Shard {
 }
 
 /// Runs shard `id` to completion on the current (pinned) thread's executor.
-pub async fn run(id: usize, seed: ShardSeed, ready: ReadySender, shutdown: tokio::sync::oneshot::Receiver<()>) {
+pub async fn run(
+    id: usize,
+    seed: ShardSeed,
+    ready: ReadySender,
+    shutdown: tokio::sync::oneshot::Receiver<()>,
+) {
     let config = Rc::new((*seed.config).clone());
     let addr = format!("{}:{}", config.host, config.port);
     let listener = match TcpListener::bind(addr.as_str()) {
@@ -220,7 +279,10 @@ pub async fn run(id: usize, seed: ShardSeed, ready: ReadySender, shutdown: tokio
         match seed.mesh.join().await {
             Ok((s, r)) => (Some(s), Some(r)),
             Err(e) => {
-                let _ = ready.send((id, Err(format!("shard {id}: cannot join the cross-shard mesh: {e}"))));
+                let _ = ready.send((
+                    id,
+                    Err(format!("shard {id}: cannot join the cross-shard mesh: {e}")),
+                ));
                 return;
             }
         }
@@ -241,7 +303,10 @@ pub async fn run(id: usize, seed: ShardSeed, ready: ReadySender, shutdown: tokio
         clock: Cell::new(0),
         shutting_down: Cell::new(false),
         slow_consumer: SlowConsumerPolicy {
-            limits: QueueLimits { max_messages: config.websocket.max_messages, max_bytes },
+            limits: QueueLimits {
+                max_messages: config.websocket.max_messages,
+                max_bytes,
+            },
             disconnect: config.websocket.disconnect_on_buffer_full,
         },
         config,
@@ -297,7 +362,11 @@ async fn drain(shard: &Rc<Shard>) {
     let conns: Vec<Rc<Connection>> = shard.conns.borrow().values().cloned().collect();
     tracing::info!(shard = shard.id, connections = conns.len(), "shutting down");
     for conn in &conns {
-        conn.close(crate::protocol::codes::RECONNECT, "Server shutting down", shard.now());
+        conn.close(
+            crate::protocol::codes::RECONNECT,
+            "Server shutting down",
+            shard.now(),
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(shard.config.shutdown_grace_period.max(1));
     while !shard.conns.borrow().is_empty() && Instant::now() < deadline {

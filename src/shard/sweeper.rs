@@ -26,7 +26,11 @@ pub async fn run(shard: Rc<Shard>) {
             match conn.state() {
                 ConnState::Open => match conn.ping_sent_at.get() {
                     Some(sent) if now.saturating_sub(sent) >= pong => {
-                        conn.close_with_error(codes::PONG_NOT_RECEIVED, "Pong reply not received in time", now);
+                        conn.close_with_error(
+                            codes::PONG_NOT_RECEIVED,
+                            "Pong reply not received in time",
+                            now,
+                        );
                     }
                     Some(_) => {}
                     None if now.saturating_sub(conn.last_seen.get()) >= activity => {
@@ -35,7 +39,9 @@ pub async fn run(shard: Rc<Shard>) {
                     }
                     None => {}
                 },
-                ConnState::Closing if now.saturating_sub(conn.closing_since.get()) >= CLOSING_GRACE_SECS => {
+                ConnState::Closing
+                    if now.saturating_sub(conn.closing_since.get()) >= CLOSING_GRACE_SECS =>
+                {
                     conn.abort();
                 }
                 _ => {}

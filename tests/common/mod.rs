@@ -63,10 +63,15 @@ impl Server {
 
     pub fn start_with(opts: ServerOptions) -> Server {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("sockudo-test-{}-{}", std::process::id(), port));
+        let dir =
+            std::env::temp_dir().join(format!("sockudo-test-{}-{}", std::process::id(), port));
         std::fs::create_dir_all(&dir).unwrap();
         let config_path = dir.join("config.json");
-        std::fs::write(&config_path, serde_json::to_vec_pretty(&opts.config).unwrap()).unwrap();
+        std::fs::write(
+            &config_path,
+            serde_json::to_vec_pretty(&opts.config).unwrap(),
+        )
+        .unwrap();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockudo"));
         cmd.arg("--config")
             .arg(&config_path)
@@ -77,14 +82,21 @@ impl Server {
             .env("HOST", "127.0.0.1")
             .env("SHARDS", opts.shards.to_string())
             .env("METRICS_ENABLED", "false")
-            .env("RUST_LOG", std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_SERVER_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
         for (k, v) in &opts.env {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn sockudo");
-        let server = Server { child: Some(child), port, dir };
+        let server = Server {
+            child: Some(child),
+            port,
+            dir,
+        };
         server.wait_ready();
         server
     }
@@ -111,8 +123,11 @@ impl Server {
     /// Connects a WebSocket to `path`; returns it and the shard that accepted it.
     pub fn ws(&self, path: &str) -> (WebSocket<TcpStream>, usize) {
         let stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        let (ws, resp) = tungstenite::client::client(self.url(path), stream).expect("websocket handshake");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let (ws, resp) =
+            tungstenite::client::client(self.url(path), stream).expect("websocket handshake");
         let shard = resp
             .headers()
             .get("x-sockudo-shard")
@@ -124,11 +139,18 @@ impl Server {
 
     /// Connects to the test app and reads `pusher:connection_established`; returns the client and its socket id.
     pub fn client(&self) -> Client {
-        let (ws, shard) = self.ws(&format!("/app/{APP_KEY}?protocol=7&client=js&version=8.4.0"));
-        let mut c = Client { ws, shard, socket_id: String::new() };
+        let (ws, shard) = self.ws(&format!(
+            "/app/{APP_KEY}?protocol=7&client=js&version=8.4.0"
+        ));
+        let mut c = Client {
+            ws,
+            shard,
+            socket_id: String::new(),
+        };
         let msg = c.next_event();
         assert_eq!(msg["event"], "pusher:connection_established", "{msg}");
-        let data: Value = serde_json::from_str(msg["data"].as_str().expect("data is a string")).unwrap();
+        let data: Value =
+            serde_json::from_str(msg["data"].as_str().expect("data is a string")).unwrap();
         c.socket_id = data["socket_id"].as_str().unwrap().to_string();
         assert!(data["activity_timeout"].is_number());
         c
@@ -145,7 +167,12 @@ impl Server {
         panic!("no connection landed on shard {shard}");
     }
 
-    pub fn try_http(&self, method: &str, path_and_query: &str, body: &[u8]) -> std::io::Result<(u16, String, String)> {
+    pub fn try_http(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        body: &[u8],
+    ) -> std::io::Result<(u16, String, String)> {
         let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(10)))?;
         let req = format!(
@@ -158,12 +185,22 @@ impl Server {
         s.read_to_end(&mut raw)?;
         let text = String::from_utf8_lossy(&raw).to_string();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
         Ok((status, head.to_string(), body.to_string()))
     }
 
     /// A signed REST call; returns status, headers and body.
-    pub fn signed(&self, method: &str, path: &str, params: &[(&str, &str)], body: &[u8]) -> (u16, String, String) {
+    pub fn signed(
+        &self,
+        method: &str,
+        path: &str,
+        params: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, String) {
         let ts = now_unix();
         self.signed_at(method, path, params, body, ts, APP_SECRET)
     }
@@ -177,14 +214,23 @@ impl Server {
         ts: u64,
         secret: &str,
     ) -> (u16, String, String) {
-        let query = sockudo::protocol::rest_auth::sign_query(method, path, params, body, APP_KEY, secret, ts);
-        self.try_http(method, &format!("{path}?{query}"), body).expect("http")
+        let query = sockudo::protocol::rest_auth::sign_query(
+            method, path, params, body, APP_KEY, secret, ts,
+        );
+        self.try_http(method, &format!("{path}?{query}"), body)
+            .expect("http")
     }
 
     /// Publishes `data` as `name` on `channels`; asserts 200 `{}`.
     pub fn publish(&self, channels: &[&str], name: &str, data: &str) {
-        let body = serde_json::json!({ "name": name, "channels": channels, "data": data }).to_string();
-        let (status, _, resp) = self.signed("POST", &format!("/apps/{APP_ID}/events"), &[], body.as_bytes());
+        let body =
+            serde_json::json!({ "name": name, "channels": channels, "data": data }).to_string();
+        let (status, _, resp) = self.signed(
+            "POST",
+            &format!("/apps/{APP_ID}/events"),
+            &[],
+            body.as_bytes(),
+        );
         assert_eq!((status, resp.as_str()), (200, "{}"));
     }
 
@@ -218,7 +264,10 @@ impl Drop for Server {
 }
 
 pub fn now_unix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// A connected Pusher client.
@@ -251,16 +300,22 @@ impl Client {
                 Ok(Message::Close(Some(frame))) => return Some(u16::from(frame.code)),
                 Ok(Message::Close(None)) => return None,
                 Ok(_) => continue,
-                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => return None,
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => return None,
                 Err(e) => panic!("error while waiting for close: {e}"),
             }
         }
     }
 
     pub fn subscribe(&mut self, channel: &str) {
-        self.send(serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":""}}));
+        self.send(
+            serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":""}}),
+        );
         let msg = self.next_event();
-        assert_eq!(msg["event"], "pusher_internal:subscription_succeeded", "{msg}");
+        assert_eq!(
+            msg["event"], "pusher_internal:subscription_succeeded",
+            "{msg}"
+        );
         assert_eq!(msg["channel"], channel);
     }
 
@@ -270,13 +325,17 @@ impl Client {
         let r = match self.ws.read() {
             Ok(_) => false,
             Err(tungstenite::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut =>
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
             {
                 true
             }
             Err(_) => false,
         };
-        self.ws.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        self.ws
+            .get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         r
     }
 }
