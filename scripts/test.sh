@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs every test of the project: Rust unit and integration tests (real binary over loopback), the bench smoke
+# test, and the conformance tests with the official pusher-js / pusher SDKs. Installs what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n==> %s\n' "$*"; }
+
+need_cmd() {
+  command -v "$1" >/dev/null 2>&1 || { echo "missing required command: $1 ($2)" >&2; exit 1; }
+}
+need_cmd cargo "install Rust with rustup"
+need_cmd node "install Node.js 18 or newer"
+need_cmd npm "install npm"
+
+# glommio registers a small amount of locked memory per shard; 8 MiB (the usual default) is plenty for tests.
+memlock=$(ulimit -l)
+if [ "$memlock" != "unlimited" ] && [ "$memlock" -lt 1024 ]; then
+  echo "ulimit -l is ${memlock} KiB; glommio needs at least 1024 KiB (raise it or run as root)" >&2
+  exit 1
+fi
+
+log "cargo build (server and bench binaries)"
+cargo build --workspace --bins
+
+log "cargo test (unit + integration against the real binary)"
+cargo test --workspace
+
+log "SDK conformance tests (pusher-js, pusher)"
+(
+  cd tests/js
+  if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
+  SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
+)
+
+log "all tests passed"
