@@ -58,6 +58,14 @@ impl WsClient {
         if resp.code != Some(101) {
             bail!("upgrade refused: HTTP {:?}", resp.code);
         }
+        // Accept value for our fixed key (RFC 6455 section 1.3 example).
+        let accept_ok = resp.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("sec-websocket-accept")
+                && h.value == b"s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        });
+        if !accept_ok {
+            bail!("upgrade response has a wrong or missing Sec-WebSocket-Accept");
+        }
         buf.drain(..header_end);
         buf.shrink_to(256);
         Ok(Self {

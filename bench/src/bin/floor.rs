@@ -692,7 +692,7 @@ mod tests {
         sha.update(b"dGhlIHNhbXBsZSBub25jZQ==258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
         assert_eq!(
             super::base64(&sha.finalize()),
-            "s3pPLMBiTxaAE9kT0bfZd7U0ZuI="
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
     }
 }

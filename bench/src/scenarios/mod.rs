@@ -193,7 +193,8 @@ pub async fn receive_loop(
                         }
                     }
                     "pusher:ping" => {
-                        if ws.send_text(pusher::PONG).await.is_err() {
+                        let failed = ws.send_text(pusher::PONG).await.is_err();
+                        if failed {
                             Counters::inc(&ctx.counters.closed_early);
                             break;
                         }
