@@ -158,7 +158,10 @@ async fn publish(ctx: &Arc<Ctx>, load: &Load, total: u64) {
                         other => {
                             let prev = ctx.counters.publish_errors.fetch_add(1, Ordering::Relaxed);
                             if prev < 5 {
-                                eprintln!("publish {seq}: {other:?}");
+                                match other {
+                                    Ok(code) => eprintln!("publish {seq}: HTTP {code}"),
+                                    Err(e) => eprintln!("publish {seq}: {e:#}"),
+                                }
                             }
                         }
                     }
