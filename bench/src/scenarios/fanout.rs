@@ -1,0 +1,175 @@
+//! `fanout`: N subscribers over C channels, events published through the signed REST API.
+
+use super::{Ctx, SendPlan};
+use crate::cli::Load;
+use crate::procfs;
+use crate::pusher;
+use crate::report::Report;
+use crate::rest::{self, HttpConn, Signer};
+use crate::stats::Counters;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+pub fn total_events(load: &Load) -> u64 {
+    match (load.events, load.rate) {
+        (Some(e), _) => e,
+        (None, Some(r)) => (r * load.duration).round().max(1.0) as u64,
+        (None, None) => 1000,
+    }
+}
+
+pub async fn run(ctx: Arc<Ctx>, load: Load, report: &mut Report) {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let (_go_tx, go_rx) = watch::channel(false);
+    ctx.set_phase("connecting");
+    let t_connect = Instant::now();
+    let handles = super::spawn_connections(&ctx, &stop_rx, |_| None::<SendPlan>, &go_rx);
+    super::wait_all_subscribed(&ctx).await;
+    report.connect_secs = Some(t_connect.elapsed().as_secs_f64());
+
+    ctx.set_phase("publishing");
+    let s0 = procfs::snapshot(&ctx.common.server_pid);
+    let t0 = pusher::now_ns();
+    let total = total_events(&load);
+    publish(&ctx, &load, total).await;
+    ctx.set_phase("draining");
+    let expected = super::expected_now(&ctx, false);
+    super::drain(&ctx, expected, Duration::from_secs_f64(load.drain)).await;
+    let s1 = procfs::snapshot(&ctx.common.server_pid);
+    let t_last = ctx
+        .counters
+        .last_delivery_ns
+        .load(Ordering::Relaxed)
+        .max(t0 + 1);
+
+    ctx.set_phase("closing");
+    let _ = stop_tx.send(true);
+    let outcomes = super::join_all(handles).await;
+    let tally = super::tally(&ctx, &outcomes, |_, sent| sent);
+    fill_delivery_report(&ctx, report, &tally, &s0, &s1, t0, t_last);
+    report.rate = load.rate;
+    report.payload_bytes = Some(load.payload_bytes);
+}
+
+/// Common delivery figures for fanout and client-events.
+pub fn fill_delivery_report(
+    ctx: &Ctx,
+    report: &mut Report,
+    tally: &super::Tally,
+    s0: &procfs::Snapshot,
+    s1: &procfs::Snapshot,
+    t0_ns: u64,
+    t_last_ns: u64,
+) {
+    let c = &ctx.counters;
+    let sent = Counters::get(&c.published);
+    let secs = (t_last_ns - t0_ns) as f64 / 1e9;
+    report.events_sent = Some(sent);
+    report.publish_errors = Some(Counters::get(&c.publish_errors));
+    report.expected_deliveries = Some(tally.expected);
+    report.delivered = Some(tally.delivered);
+    report.missing = Some(tally.missing);
+    report.extra = Some(tally.extra);
+    report.connections_short = Some(tally.connections_short);
+    report.closed_early = Some(Counters::get(&c.closed_early));
+    report.measured_secs = Some(secs);
+    report.events_per_sec = Some(sent as f64 / secs);
+    report.deliveries_per_sec = Some(tally.delivered as f64 / secs);
+    report.latency = ctx.latency.summary();
+    if let Some(cpu) = procfs::server_cpu_delta(s0, s1) {
+        let wall = s1.at.duration_since(s0.at).as_secs_f64();
+        report.server_cpu_us = Some(cpu);
+        report.server_cpu_percent = Some(cpu as f64 / 1e4 / wall);
+        if tally.delivered > 0 {
+            report.server_cpu_us_per_delivery = Some(cpu as f64 / tally.delivered as f64);
+        }
+    }
+    report.server_rss_after_bytes = s1.server_rss;
+    report.generator_cpu_us = procfs::self_cpu_delta(s0, s1);
+    if tally.missing > 0 {
+        report.problem(format!(
+            "LOSS: delivered {} of {} expected ({} missing, {} connections short)",
+            tally.delivered, tally.expected, tally.missing, tally.connections_short
+        ));
+    }
+    if tally.extra > 0 {
+        report.problem(format!(
+            "{} unexpected extra deliveries (duplicates or echoes)",
+            tally.extra
+        ));
+    }
+    let errs = Counters::get(&c.publish_errors);
+    if errs > 0 {
+        report.problem(format!("{errs} events were not accepted by the server"));
+    }
+    if sent == 0 {
+        report.problem("no event was accepted by the server");
+    }
+}
+
+/// Publish `total` events round-robin over the channels with `in_flight` keep-alive connections,
+/// at `rate` (timestamp = scheduled send time, so queueing delay counts) or as fast as accepted.
+async fn publish(ctx: &Arc<Ctx>, load: &Load, total: u64) {
+    let signer = Signer {
+        app_id: ctx.common.app_id.clone(),
+        key: ctx.common.key.clone(),
+        secret: ctx.common.secret.clone(),
+    };
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let start_ns = pusher::now_ns();
+    let workers: Vec<_> = (0..load.in_flight.max(1))
+        .map(|_| {
+            let ctx = ctx.clone();
+            let signer = signer.clone();
+            let next = next.clone();
+            let load = load.clone();
+            tokio::spawn(async move {
+                let mut http = HttpConn::new(ctx.http.addr, ctx.http.host_header.clone());
+                let path = signer.events_path();
+                let channels = ctx.common.channels.max(1) as u64;
+                loop {
+                    let seq = next.fetch_add(1, Ordering::Relaxed);
+                    if seq >= total {
+                        break;
+                    }
+                    let ts = match load.rate {
+                        Some(r) if r > 0.0 => {
+                            let offset = Duration::from_secs_f64(seq as f64 / r);
+                            tokio::time::sleep_until(start + offset).await;
+                            start_ns + offset.as_nanos() as u64
+                        }
+                        _ => pusher::now_ns(),
+                    };
+                    let ch = (seq % channels) as usize;
+                    let name = pusher::channel_name(ctx.common.private, ch);
+                    let data = pusher::payload(ts, seq, load.payload_bytes);
+                    let body = rest::event_body(pusher::EVENT_NAME, &name, &data);
+                    let query =
+                        signer.signed_query("POST", &path, body.as_bytes(), rest::unix_now());
+                    match http.post(&format!("{path}?{query}"), body.as_bytes()).await {
+                        Ok(200) => {
+                            ctx.sent_per_channel[ch].fetch_add(1, Ordering::Relaxed);
+                            Counters::inc(&ctx.counters.published);
+                        }
+                        other => {
+                            let prev = ctx.counters.publish_errors.fetch_add(1, Ordering::Relaxed);
+                            if prev < 5 {
+                                match other {
+                                    Ok(code) => eprintln!("publish {seq}: HTTP {code}"),
+                                    Err(e) => eprintln!("publish {seq}: {e:#}"),
+                                }
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+}
