@@ -260,8 +260,12 @@ impl Shard {
 }
 
 /// Runs shard `id` to completion on the current (pinned) thread's executor.
+///
+/// `thread` is the index of the thread that runs it (used for CPU placement and start-up errors). The shard's id
+/// is its position in the cross-shard mesh, which glommio orders by executor id, so that "send to shard `s`" and
+/// "bit `s` of an interest mask" name the same peer on every shard.
 pub async fn run(
-    id: usize,
+    thread: usize,
     seed: ShardSeed,
     ready: ReadySender,
     shutdown: tokio::sync::oneshot::Receiver<()>,
@@ -271,23 +275,28 @@ pub async fn run(
     let listener = match TcpListener::bind(addr.as_str()) {
         Ok(l) => l,
         Err(e) => {
-            let _ = ready.send((id, Err(format!("shard {id}: cannot listen on {addr}: {e}"))));
+            let _ = ready.send((
+                thread,
+                Err(format!("shard {thread}: cannot listen on {addr}: {e}")),
+            ));
             return;
         }
     };
-    let (senders, receivers) = if seed.nr_shards > 1 {
+    let (id, senders, receivers) = if seed.nr_shards > 1 {
         match seed.mesh.join().await {
-            Ok((s, r)) => (Some(s), Some(r)),
+            Ok((s, r)) => (s.peer_id(), Some(s), Some(r)),
             Err(e) => {
                 let _ = ready.send((
-                    id,
-                    Err(format!("shard {id}: cannot join the cross-shard mesh: {e}")),
+                    thread,
+                    Err(format!(
+                        "shard {thread}: cannot join the cross-shard mesh: {e}"
+                    )),
                 ));
                 return;
             }
         }
     } else {
-        (None, None)
+        (0, None, None)
     };
     let apps = seed.apps.registry();
     let max_bytes = config.websocket.max_bytes.unwrap_or(usize::MAX);
