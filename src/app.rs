@@ -27,6 +27,18 @@ pub struct AppLimits {
     pub max_event_channels_at_once: usize,
     /// Most events one `POST /batch_events` may carry.
     pub max_event_batch_size: usize,
+    /// Distinct users in one presence channel.
+    pub max_presence_members: usize,
+    /// Largest `user_info` of a presence member, in bytes of JSON text.
+    pub max_presence_member_bytes: usize,
+    /// Longest user id.
+    pub max_user_id_length: usize,
+    /// Client events one connection may send per second; 0 = unlimited.
+    pub max_client_events_per_second: u64,
+    /// Connections must sign in or join a private/presence channel within the user authentication timeout.
+    pub enable_user_authentication: bool,
+    /// Origins allowed to open WebSockets; empty = any.
+    pub allowed_origins: Vec<String>,
 }
 
 /// One application as the server uses it.
@@ -108,6 +120,12 @@ impl AppSeed {
             max_event_payload_bytes: config.event_limits.max_payload_in_kb as usize * 1024,
             max_event_channels_at_once: config.event_limits.max_channels_at_once as usize,
             max_event_batch_size: config.event_limits.max_batch_size as usize,
+            max_presence_members: config.presence.max_members_per_channel as usize,
+            max_presence_member_bytes: config.presence.max_member_size_in_kb as usize * 1024,
+            max_user_id_length: config.presence.max_user_id_length as usize,
+            max_client_events_per_second: 10,
+            enable_user_authentication: false,
+            allowed_origins: Vec::new(),
         };
         let apps = config
             .app_manager
@@ -169,6 +187,21 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
             defaults.max_event_channels_at_once,
         ),
         max_event_batch_size: or(cfg.max_event_batch_size, defaults.max_event_batch_size),
+        max_presence_members: or(
+            cfg.max_presence_members_per_channel,
+            defaults.max_presence_members,
+        ),
+        max_presence_member_bytes: cfg
+            .max_presence_member_size_in_kb
+            .filter(|kb| *kb > 0)
+            .map(|kb| kb as usize * 1024)
+            .unwrap_or(defaults.max_presence_member_bytes),
+        max_user_id_length: defaults.max_user_id_length,
+        max_client_events_per_second: cfg
+            .max_client_events_per_second
+            .unwrap_or(defaults.max_client_events_per_second),
+        enable_user_authentication: cfg.enable_user_authentication.unwrap_or(false),
+        allowed_origins: cfg.allowed_origins.clone().unwrap_or_default(),
     }
 }
 

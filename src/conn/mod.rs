@@ -4,8 +4,11 @@
 //! (`websocket::run`) owns the protocol, the writer ([`write_loop`]) owns draining the queue. Neither holds a
 //! borrow of the socket across an `.await`.
 
+pub mod client_event;
 pub mod http_conn;
 pub mod outbound;
+pub mod signin;
+pub mod subscribe;
 pub mod websocket;
 
 use crate::app::App;
@@ -30,6 +33,22 @@ pub enum ConnState {
     Closing,
     /// The reader has finished; the connection is out of every index.
     Closed,
+}
+
+/// One channel a connection joined.
+#[derive(Debug)]
+pub struct Subscription {
+    /// Channel name.
+    pub name: Box<str>,
+    /// For presence channels, the user id the socket joined as (from `channel_data`).
+    pub presence_user: Option<Box<str>>,
+}
+
+/// The identity a connection signed in with.
+#[derive(Debug, Clone)]
+pub struct SignedInUser {
+    /// `user_data.id`.
+    pub id: Box<str>,
 }
 
 /// What to do when a subscriber's queue is full.
@@ -57,7 +76,15 @@ pub struct Connection {
     /// After the queue drains, shut the socket's write side (a close frame is the last thing queued).
     shutdown_after_flush: Cell<bool>,
     /// Channels this connection has joined.
-    pub channels: RefCell<Vec<Box<str>>>,
+    pub channels: RefCell<Vec<Subscription>>,
+    /// The user this connection signed in as (`pusher:signin`); never changes once set.
+    pub user: RefCell<Option<SignedInUser>>,
+    /// Signed in, or joined a private/presence channel: what `enable_user_authentication` asks for.
+    pub authorized: Cell<bool>,
+    /// Shard clock second the connection was established.
+    pub connected_at: u32,
+    /// Client events sent in the current one-second window: (window start second, count).
+    pub client_event_window: Cell<(u32, u32)>,
     /// Shard clock second of the last message from the client.
     pub last_seen: Cell<u32>,
     /// Shard clock second when the server sent `pusher:ping` and is waiting for any reply.
@@ -94,11 +121,34 @@ impl Connection {
             state: Cell::new(ConnState::Open),
             shutdown_after_flush: Cell::new(false),
             channels: RefCell::new(Vec::new()),
+            user: RefCell::new(None),
+            authorized: Cell::new(false),
+            connected_at: now,
+            client_event_window: Cell::new((now, 0)),
             last_seen: Cell::new(now),
             ping_sent_at: Cell::new(None),
             closing_since: Cell::new(now),
             dropped: Cell::new(0),
         }
+    }
+
+    /// The subscription to `channel`, if joined.
+    pub fn is_subscribed(&self, channel: &str) -> bool {
+        self.channels.borrow().iter().any(|s| &*s.name == channel)
+    }
+
+    /// The user id of this connection in presence channel `channel`.
+    pub fn presence_user(&self, channel: &str) -> Option<Box<str>> {
+        self.channels
+            .borrow()
+            .iter()
+            .find(|s| &*s.name == channel)
+            .and_then(|s| s.presence_user.clone())
+    }
+
+    /// The signed-in user id, if any.
+    pub fn user_id(&self) -> Option<Box<str>> {
+        self.user.borrow().as_ref().map(|u| u.id.clone())
     }
 
     /// Current state.

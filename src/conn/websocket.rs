@@ -1,10 +1,11 @@
 //! The WebSocket phase of a connection: the upgrade, the Pusher handshake, and the reader loop that turns frames
 //! into Pusher messages and dispatches them.
 
-use super::{write_loop, ConnState, Connection};
+use super::signin::{self, SigninData};
+use super::{client_event, subscribe, write_loop, ConnState, Connection};
 use crate::http::Request;
 use crate::protocol::messages::{self, ClientMessage, SubscribeData, UnsubscribeData};
-use crate::protocol::{auth, channel, codes, socket_id};
+use crate::protocol::{codes, origin, socket_id};
 use crate::shard::Shard;
 use crate::ws::{self, Message};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
@@ -33,7 +34,7 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
     }
 
     let app_key = req.path.trim_start_matches("/app/").trim_end_matches('/');
-    let app = match check_handshake(&shard, app_key, &req.query) {
+    let app = match check_handshake(&shard, app_key, &req.query, req.headers.origin()) {
         Ok(app) => app,
         Err(Refusal(code, message)) => {
             tracing::debug!(code, message, app_key, "refusing WebSocket");
@@ -67,6 +68,7 @@ fn check_handshake(
     shard: &Shard,
     app_key: &str,
     query: &str,
+    origin_header: Option<&str>,
 ) -> Result<Rc<crate::app::App>, Refusal> {
     if shard.is_shutting_down() {
         return Err(Refusal(codes::RECONNECT, "Server shutting down"));
@@ -101,6 +103,9 @@ fn check_handshake(
         .ok_or(Refusal(codes::APP_NOT_FOUND, "Application does not exist"))?;
     if !app.enabled {
         return Err(Refusal(codes::APP_DISABLED, "Application is disabled"));
+    }
+    if !origin::is_allowed(&app.limits.allowed_origins, origin_header) {
+        return Err(Refusal(codes::UNAUTHORIZED, "Origin not allowed"));
     }
     if !app.try_acquire_connection() {
         return Err(Refusal(
@@ -281,7 +286,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
         "pusher:ping" => conn.send_control(messages::pong()),
         "pusher:pong" => {}
         "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
-            Ok(data) => subscribe(shard, conn, data).await,
+            Ok(data) => subscribe::subscribe(shard, conn, data).await,
             Err(e) => conn.send_control(&messages::error(
                 Some(codes::GENERIC_ERROR),
                 &e.to_string(),
@@ -289,78 +294,26 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             )),
         },
         "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
-            Ok(data) => unsubscribe(shard, conn, &data.channel),
+            Ok(data) => subscribe::unsubscribe(shard, conn, &data.channel),
             Err(e) => conn.send_control(&messages::error(
                 Some(codes::GENERIC_ERROR),
                 &e.to_string(),
                 None,
             )),
         },
+        "pusher:signin" => match msg.data_as::<SigninData>("pusher:signin") {
+            Ok(data) => signin::signin(shard, conn, data),
+            Err(e) => conn.send_control(&messages::error(
+                Some(codes::GENERIC_ERROR),
+                &e.to_string(),
+                None,
+            )),
+        },
+        event if event.starts_with("client-") => {
+            client_event::relay(shard, conn, event, msg.channel.as_deref(), msg.data);
+        }
         other => {
             tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
         }
-    }
-}
-
-async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: SubscribeData) {
-    let name = data.channel.as_str();
-    let error = |code: Option<u16>, message: &str| {
-        conn.send_control(&messages::error(code, message, Some(name)));
-    };
-    if let Err(e) = channel::validate_name(name, conn.app.limits.max_channel_name_length) {
-        error(
-            Some(codes::GENERIC_ERROR),
-            &format!("Invalid channel name: {e}"),
-        );
-        return;
-    }
-    if conn.channels.borrow().iter().any(|c| &**c == name) {
-        return;
-    }
-    let kind = channel::classify(name);
-    match kind.kind {
-        channel::ChannelKind::Public => {}
-        channel::ChannelKind::Private | channel::ChannelKind::PrivateEncrypted => {
-            let to_sign = auth::channel_string_to_sign(&conn.socket_id, name, None);
-            let provided = data.auth.as_deref().unwrap_or("");
-            if !auth::verify_auth(&conn.app.key, &conn.app.secret, &to_sign, provided) {
-                error(
-                    None,
-                    &format!(
-                        "Invalid signature: Expected HMAC SHA256 hex digest of {to_sign}, but got {}",
-                        provided.split_once(':').map(|(_, s)| s).unwrap_or(provided)
-                    ),
-                );
-                return;
-            }
-        }
-        channel::ChannelKind::Presence | channel::ChannelKind::ServerToUser => {
-            error(
-                Some(codes::GENERIC_ERROR),
-                "This channel type is not supported yet",
-            );
-            return;
-        }
-    }
-    conn.channels.borrow_mut().push(name.into());
-    shard.join(conn.app.index, name, conn).await;
-    if conn.is_open() {
-        conn.send_control(&messages::subscription_succeeded(name));
-    }
-}
-
-fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
-    let removed = {
-        let mut channels = conn.channels.borrow_mut();
-        match channels.iter().position(|c| &**c == name) {
-            Some(pos) => {
-                channels.swap_remove(pos);
-                true
-            }
-            None => false,
-        }
-    };
-    if removed {
-        shard.leave(conn.app.index, name, conn.id);
     }
 }

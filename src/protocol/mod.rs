@@ -9,5 +9,6 @@ pub mod auth;
 pub mod channel;
 pub mod codes;
 pub mod messages;
+pub mod origin;
 pub mod rest_auth;
 pub mod socket_id;

@@ -26,6 +26,32 @@ pub enum ShardMsg {
         /// Answered once the frames are queued for the local subscribers (publish ordering).
         ack: Option<oneshot::Sender<()>>,
     },
+    /// Add a socket of a user to a presence channel this shard owns; answer the snapshot or the refusal.
+    PresenceJoin {
+        /// App position.
+        app: u32,
+        /// Presence channel.
+        channel: Box<str>,
+        /// The member's user id.
+        user_id: Box<str>,
+        /// `user_info` JSON text, if any.
+        info: Option<Box<str>>,
+        /// The app's member limit.
+        max_members: usize,
+        /// Socket id of the joining socket (gets no `member_added` about itself).
+        except: Box<str>,
+        /// The answer: `subscription_succeeded` data.
+        reply: oneshot::Sender<Result<String, crate::shard::presence::JoinRefused>>,
+    },
+    /// Remove a socket of a user from a presence channel this shard owns.
+    PresenceLeave {
+        /// App position.
+        app: u32,
+        /// Presence channel.
+        channel: Box<str>,
+        /// The member's user id.
+        user_id: Box<str>,
+    },
     /// Shard `from` gained its first (`interested`) or lost its last subscriber of a channel.
     Interest {
         /// App position.

@@ -5,17 +5,21 @@
 
 pub mod channels;
 pub mod mesh;
+pub mod presence;
 mod sweeper;
 
 use crate::app::{App, AppRegistry};
 use crate::config::Config;
 use crate::conn::outbound::QueueLimits;
 use crate::conn::{Connection, SlowConsumerPolicy};
+use crate::protocol::messages;
+use crate::ws;
 use bytes::Bytes;
 use channels::ChannelIndex;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
 use mesh::{Peers, ShardMsg};
+use presence::{JoinRefused, PresenceRegistry};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -23,6 +27,9 @@ use std::time::{Duration, Instant};
 
 /// Size of the read buffer shared by all connections of a shard.
 const READ_SCRATCH_BYTES: usize = 64 * 1024;
+
+/// Signed-in connections by (app index, user id).
+pub type UserIndex = HashMap<(u32, Box<str>), Vec<Rc<Connection>>>;
 
 /// Per-core state.
 pub struct Shard {
@@ -37,6 +44,10 @@ pub struct Shard {
     next_conn_id: Cell<u64>,
     /// Local subscribers and remote interest per channel.
     pub channels: RefCell<ChannelIndex>,
+    /// Presence members of the channels this shard owns.
+    pub presence: RefCell<PresenceRegistry>,
+    /// Signed-in connections of this shard by (app, user id).
+    pub users: RefCell<UserIndex>,
     /// The way to other shards.
     pub peers: Peers,
     /// Read buffer lent to whichever connection is reading right now.
@@ -96,11 +107,125 @@ impl Shard {
     /// Removes `conn` from every channel and from the registry; the last step of every connection.
     pub fn unregister(&self, conn: &Rc<Connection>) {
         let channels = std::mem::take(&mut *conn.channels.borrow_mut());
-        for channel in channels.iter() {
-            self.leave(conn.app.index, channel, conn.id);
+        for sub in channels.iter() {
+            self.leave(conn.app.index, &sub.name, conn.id);
+            if let Some(user) = &sub.presence_user {
+                self.presence_leave(conn.app.index, &sub.name, user);
+            }
+        }
+        if let Some(user) = conn.user_id() {
+            self.forget_user(conn.app.index, &user, conn.id);
         }
         self.conns.borrow_mut().remove(&conn.id);
         conn.app.release_connection();
+    }
+
+    /// Records that `conn` signed in as `user`.
+    pub fn remember_user(&self, app: u32, user: &str, conn: &Rc<Connection>) {
+        self.users
+            .borrow_mut()
+            .entry((app, user.into()))
+            .or_default()
+            .push(conn.clone());
+    }
+
+    fn forget_user(&self, app: u32, user: &str, conn_id: u64) {
+        let mut users = self.users.borrow_mut();
+        let key = (app, Box::<str>::from(user));
+        if let Some(list) = users.get_mut(&key) {
+            list.retain(|c| c.id != conn_id);
+            if list.is_empty() {
+                users.remove(&key);
+            }
+        }
+    }
+
+    /// The shard that keeps the presence members of `channel`.
+    pub fn owner_of(&self, app: u32, channel: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        (app, channel).hash(&mut h);
+        (h.finish() % self.peers.nr_shards() as u64) as usize
+    }
+
+    /// Adds a socket (`except`, its socket id) of `user_id` to presence channel `channel` on the owner shard;
+    /// answers the `subscription_succeeded` data. The owner announces `member_added` to everyone else.
+    pub async fn presence_join(
+        &self,
+        app: u32,
+        channel: &str,
+        user_id: &str,
+        info: Option<&str>,
+        max_members: usize,
+        except: &str,
+    ) -> Result<String, JoinRefused> {
+        let owner = self.owner_of(app, channel);
+        if owner == self.id {
+            return self.apply_presence_join(app, channel, user_id, info, max_members, except);
+        }
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.peers.post(
+            owner,
+            ShardMsg::PresenceJoin {
+                app,
+                channel: channel.into(),
+                user_id: user_id.into(),
+                info: info.map(Into::into),
+                max_members,
+                except: except.into(),
+                reply,
+            },
+        );
+        rx.await.unwrap_or(Err(JoinRefused::Unavailable))
+    }
+
+    fn apply_presence_join(
+        &self,
+        app: u32,
+        channel: &str,
+        user_id: &str,
+        info: Option<&str>,
+        max_members: usize,
+        except: &str,
+    ) -> Result<String, JoinRefused> {
+        let joined = self
+            .presence
+            .borrow_mut()
+            .join(app, channel, user_id, info, max_members)?;
+        if let Some(added) = joined.member_added {
+            let text =
+                messages::internal_event("pusher_internal:member_added", Some(channel), &added);
+            let frame = ws::encode_text(text.as_bytes());
+            self.publish_now(app, vec![(channel.to_string(), frame)], Some(except), false);
+        }
+        Ok(joined.snapshot)
+    }
+
+    /// Removes one socket of `user_id` from presence channel `channel` on the owner shard.
+    pub fn presence_leave(&self, app: u32, channel: &str, user_id: &str) {
+        let owner = self.owner_of(app, channel);
+        if owner == self.id {
+            self.apply_presence_leave(app, channel, user_id);
+        } else {
+            self.peers.post(
+                owner,
+                ShardMsg::PresenceLeave {
+                    app,
+                    channel: channel.into(),
+                    user_id: user_id.into(),
+                },
+            );
+        }
+    }
+
+    fn apply_presence_leave(&self, app: u32, channel: &str, user_id: &str) {
+        let removed = self.presence.borrow_mut().leave(app, channel, user_id);
+        if let Some(removed) = removed {
+            let text =
+                messages::internal_event("pusher_internal:member_removed", Some(channel), &removed);
+            let frame = ws::encode_text(text.as_bytes());
+            self.publish_now(app, vec![(channel.to_string(), frame)], None, false);
+        }
     }
 
     /// Adds a local subscriber. When it is the shard's first for the channel, every other shard is told and
@@ -161,6 +286,21 @@ impl Shard {
     /// so that events published one after another (each awaited) reach every client in that order, whichever
     /// shards handled the publishing requests.
     pub async fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
+        for ack in self.publish_now(app, items, except, true) {
+            // A peer that stopped (shutdown) has no subscribers left to order against.
+            let _ = ack.await;
+        }
+    }
+
+    /// The synchronous part of [`Shard::publish`]: local delivery and posting to peers, in call order. With
+    /// `want_acks`, returns one receiver per peer that answers once it has queued the frames.
+    pub fn publish_now(
+        &self,
+        app: u32,
+        items: Vec<(String, Bytes)>,
+        except: Option<&str>,
+        want_acks: bool,
+    ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
         let mut per_peer: Vec<Vec<(Box<str>, Bytes)>> =
             (0..self.peers.nr_shards()).map(|_| Vec::new()).collect();
         {
@@ -184,24 +324,27 @@ impl Shard {
         }
         let mut acks = Vec::new();
         for (peer, items) in per_peer.into_iter().enumerate() {
-            if !items.is_empty() {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                self.peers.post(
-                    peer,
-                    ShardMsg::Deliver {
-                        app,
-                        items,
-                        except: except.map(Into::into),
-                        ack: Some(tx),
-                    },
-                );
-                acks.push(rx);
+            if items.is_empty() {
+                continue;
             }
+            let ack = if want_acks {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                acks.push(rx);
+                Some(tx)
+            } else {
+                None
+            };
+            self.peers.post(
+                peer,
+                ShardMsg::Deliver {
+                    app,
+                    items,
+                    except: except.map(Into::into),
+                    ack,
+                },
+            );
         }
-        for ack in acks {
-            // A peer that stopped (shutdown) has no subscribers left to order against.
-            let _ = ack.await;
-        }
+        acks
     }
 
     fn deliver_local(&self, subscribers: &[Rc<Connection>], frame: Bytes, except: Option<&str>) {
@@ -236,6 +379,30 @@ impl Shard {
                     let _ = ack.send(());
                 }
             }
+            ShardMsg::PresenceJoin {
+                app,
+                channel,
+                user_id,
+                info,
+                max_members,
+                except,
+                reply,
+            } => {
+                let result = self.apply_presence_join(
+                    app,
+                    &channel,
+                    &user_id,
+                    info.as_deref(),
+                    max_members,
+                    &except,
+                );
+                let _ = reply.send(result);
+            }
+            ShardMsg::PresenceLeave {
+                app,
+                channel,
+                user_id,
+            } => self.apply_presence_leave(app, &channel, &user_id),
             ShardMsg::Interest {
                 app,
                 channel,
@@ -303,6 +470,8 @@ pub async fn run(
     let shard = Rc::new(Shard {
         id,
         channels: RefCell::new(ChannelIndex::new(apps.len())),
+        presence: RefCell::new(PresenceRegistry::default()),
+        users: RefCell::new(HashMap::new()),
         apps,
         conns: RefCell::new(HashMap::new()),
         next_conn_id: Cell::new(1),

@@ -17,6 +17,7 @@ const CLOSING_GRACE_SECS: u32 = 5;
 pub async fn run(shard: Rc<Shard>) {
     let activity = shard.config.activity_timeout as u32;
     let pong = shard.config.pong_timeout as u32;
+    let sign_in = shard.config.user_authentication_timeout as u32;
     loop {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         shard.tick();
@@ -24,6 +25,17 @@ pub async fn run(shard: Rc<Shard>) {
         let conns = shard.conns.borrow();
         for conn in conns.values() {
             match conn.state() {
+                ConnState::Open
+                    if conn.app.limits.enable_user_authentication
+                        && !conn.authorized.get()
+                        && now.saturating_sub(conn.connected_at) >= sign_in =>
+                {
+                    conn.close_with_error(
+                        codes::UNAUTHORIZED,
+                        "Connection not authorized within timeout",
+                        now,
+                    );
+                }
                 ConnState::Open => match conn.ping_sent_at.get() {
                     Some(sent) if now.saturating_sub(sent) >= pong => {
                         conn.close_with_error(

@@ -343,3 +343,48 @@ impl Client {
 pub fn close_code_of(code: CloseCode) -> u16 {
     u16::from(code)
 }
+
+/// `key:signature` for a private or presence channel.
+pub fn channel_auth(socket_id: &str, channel: &str, channel_data: Option<&str>) -> String {
+    let to_sign = sockudo::protocol::auth::channel_string_to_sign(socket_id, channel, channel_data);
+    sockudo::protocol::auth::expected_auth(APP_KEY, APP_SECRET, &to_sign)
+}
+
+impl Client {
+    /// Subscribes to a private channel with a correct signature.
+    pub fn subscribe_private(&mut self, channel: &str) {
+        let auth = channel_auth(&self.socket_id, channel, None);
+        self.send(
+            serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth}}),
+        );
+        let msg = self.next_event();
+        assert_eq!(
+            msg["event"], "pusher_internal:subscription_succeeded",
+            "{msg}"
+        );
+    }
+
+    /// Joins a presence channel as `user_id`; returns the presence snapshot.
+    pub fn join_presence(&mut self, channel: &str, user_id: &str, info: Value) -> Value {
+        let channel_data = serde_json::json!({"user_id": user_id, "user_info": info}).to_string();
+        let auth = channel_auth(&self.socket_id, channel, Some(&channel_data));
+        self.send(serde_json::json!({"event":"pusher:subscribe","data":{"channel":channel,"auth":auth,"channel_data":channel_data}}));
+        let msg = self.next_event();
+        assert_eq!(
+            msg["event"], "pusher_internal:subscription_succeeded",
+            "{msg}"
+        );
+        let data: Value = serde_json::from_str(msg["data"].as_str().unwrap()).unwrap();
+        data["presence"].clone()
+    }
+
+    /// Signs in as `user_id`; returns the server's answer.
+    pub fn signin(&mut self, user_data: &str) -> Value {
+        let to_sign = sockudo::protocol::auth::user_string_to_sign(&self.socket_id, user_data);
+        let auth = sockudo::protocol::auth::expected_auth(APP_KEY, APP_SECRET, &to_sign);
+        self.send(
+            serde_json::json!({"event":"pusher:signin","data":{"auth":auth,"user_data":user_data}}),
+        );
+        self.next_event()
+    }
+}

@@ -1,0 +1,109 @@
+//! Client events (`client-*`, PROTOCOL.md 1.12): relayed to the other subscribers of a private or presence
+//! channel the sender has joined, never echoed, with `user_id` on presence channels, rate-limited per connection.
+
+use super::Connection;
+use crate::protocol::{channel, codes, messages};
+use crate::shard::Shard;
+use crate::ws;
+use serde_json::value::RawValue;
+
+/// Pusher's own wording when an app has client events turned off.
+const DISABLED: &str =
+    "To send client events, you must enable this feature in the Settings page of your dashboard.";
+
+/// Relays one client event, or answers `pusher:error` explaining why not.
+pub fn relay(
+    shard: &Shard,
+    conn: &Connection,
+    event: &str,
+    channel_name: Option<&str>,
+    data: Option<&RawValue>,
+) {
+    let refuse = |code: Option<u16>, message: &str| {
+        conn.send_control(&messages::error(code, message, channel_name));
+    };
+    let limits = &conn.app.limits;
+    if !limits.enable_client_messages {
+        refuse(None, DISABLED);
+        return;
+    }
+    let Some(name) = channel_name else {
+        refuse(Some(codes::GENERIC_ERROR), "Client events need a channel");
+        return;
+    };
+    if event.len() > limits.max_event_name_length {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            &format!(
+                "Event name longer than {} characters",
+                limits.max_event_name_length
+            ),
+        );
+        return;
+    }
+    if !channel::classify(name).allows_client_events() {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            "Client events are only allowed on private and presence channels (not encrypted ones)",
+        );
+        return;
+    }
+    if !conn.is_subscribed(name) {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            "Client events can only be sent on a channel this connection has joined",
+        );
+        return;
+    }
+    let data_json = data.map(|d| d.get()).unwrap_or("null");
+    if data_json.len() > limits.max_event_payload_bytes {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            &format!(
+                "Client event data over {} bytes",
+                limits.max_event_payload_bytes
+            ),
+        );
+        return;
+    }
+    if !within_rate(shard, conn) {
+        refuse(
+            Some(codes::CLIENT_EVENT_RATE_LIMIT),
+            &format!(
+                "Client event rejected: more than {} per second",
+                limits.max_client_events_per_second
+            ),
+        );
+        return;
+    }
+    let user_id = conn.presence_user(name);
+    let text = messages::channel_event(event, name, data_json, user_id.as_deref());
+    let frame = ws::encode_text(text.as_bytes());
+    shard.publish_now(
+        conn.app.index,
+        vec![(name.to_string(), frame)],
+        Some(&conn.socket_id),
+        false,
+    );
+}
+
+/// Counts the event in the connection's current one-second window.
+fn within_rate(shard: &Shard, conn: &Connection) -> bool {
+    let max = conn.app.limits.max_client_events_per_second;
+    if max == 0 {
+        return true;
+    }
+    let now = shard.now();
+    let (start, count) = conn.client_event_window.get();
+    let (start, count) = if now != start {
+        (now, 0)
+    } else {
+        (start, count)
+    };
+    if u64::from(count) >= max {
+        conn.client_event_window.set((start, count));
+        return false;
+    }
+    conn.client_event_window.set((start, count + 1));
+    true
+}

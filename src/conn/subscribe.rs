@@ -1,0 +1,191 @@
+//! `pusher:subscribe` and `pusher:unsubscribe` (PROTOCOL.md 1.6-1.11): channel rules, authorization, presence.
+
+use super::{Connection, Subscription};
+use crate::protocol::messages::{self, SubscribeData};
+use crate::protocol::{auth, channel, codes};
+use crate::shard::presence::JoinRefused;
+use crate::shard::Shard;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::rc::Rc;
+
+/// A presence member as `channel_data` describes it.
+struct Member {
+    user_id: String,
+    info: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ChannelData<'a> {
+    user_id: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    user_info: Option<&'a RawValue>,
+}
+
+/// Joins `data.channel`, answering `subscription_succeeded` or a `pusher:error` naming the channel.
+pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: SubscribeData) {
+    let name = data.channel.as_str();
+    let refuse = |code: Option<u16>, message: &str| {
+        conn.send_control(&messages::error(code, message, Some(name)));
+    };
+    let limits = &conn.app.limits;
+    if let Err(e) = channel::validate_name(name, limits.max_channel_name_length) {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            &format!("Invalid channel name: {e}"),
+        );
+        return;
+    }
+    if conn.is_subscribed(name) {
+        return;
+    }
+    let kind = channel::classify(name).kind;
+    let mut member = None;
+    match kind {
+        channel::ChannelKind::Public => {}
+        channel::ChannelKind::ServerToUser => {
+            let wanted = channel::server_to_user_id(name);
+            if conn.user_id().as_deref() != wanted {
+                refuse(
+                    Some(codes::UNAUTHORIZED),
+                    "Only a connection signed in as this user may subscribe to its #server-to-user- channel",
+                );
+                return;
+            }
+        }
+        channel::ChannelKind::Private | channel::ChannelKind::PrivateEncrypted => {
+            if let Err(message) = check_signature(conn, name, None, data.auth.as_deref()) {
+                refuse(None, &message);
+                return;
+            }
+        }
+        channel::ChannelKind::Presence => {
+            let Some(channel_data) = data.channel_data.as_deref() else {
+                refuse(None, "Presence channels need channel_data with a user_id");
+                return;
+            };
+            if let Err(message) =
+                check_signature(conn, name, Some(channel_data), data.auth.as_deref())
+            {
+                refuse(None, &message);
+                return;
+            }
+            match parse_member(conn, channel_data) {
+                Ok(m) => member = Some(m),
+                Err(message) => {
+                    refuse(Some(codes::GENERIC_ERROR), &message);
+                    return;
+                }
+            }
+        }
+    }
+    if kind != channel::ChannelKind::Public {
+        conn.authorized.set(true);
+    }
+    // Become a subscriber everywhere first, so no event published after the presence snapshot is missed.
+    conn.channels.borrow_mut().push(Subscription {
+        name: name.into(),
+        presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
+    });
+    shard.join(conn.app.index, name, conn).await;
+    let Some(member) = member else {
+        if conn.is_open() {
+            conn.send_control(&messages::subscription_succeeded(name));
+        }
+        return;
+    };
+    let joined = shard
+        .presence_join(
+            conn.app.index,
+            name,
+            &member.user_id,
+            member.info.as_deref(),
+            limits.max_presence_members,
+            &conn.socket_id,
+        )
+        .await;
+    match joined {
+        Ok(snapshot) => {
+            if conn.is_open() {
+                conn.send_control(&messages::internal_event(
+                    "pusher_internal:subscription_succeeded",
+                    Some(name),
+                    &snapshot,
+                ));
+            }
+        }
+        Err(refused) => {
+            remove_subscription(conn, name);
+            shard.leave(conn.app.index, name, conn.id);
+            let message = match refused {
+                JoinRefused::TooManyMembers { max } => {
+                    format!("Presence channel is full: at most {max} members")
+                }
+                JoinRefused::Unavailable => {
+                    "Presence is unavailable while the server stops".to_string()
+                }
+            };
+            refuse(Some(codes::OVER_CAPACITY), &message);
+        }
+    }
+}
+
+fn check_signature(
+    conn: &Connection,
+    channel: &str,
+    channel_data: Option<&str>,
+    provided: Option<&str>,
+) -> Result<(), String> {
+    let to_sign = auth::channel_string_to_sign(&conn.socket_id, channel, channel_data);
+    let provided = provided.unwrap_or("");
+    if auth::verify_auth(&conn.app.key, &conn.app.secret, &to_sign, provided) {
+        return Ok(());
+    }
+    let got = provided
+        .split_once(':')
+        .map(|(_, sig)| sig)
+        .unwrap_or(provided);
+    Err(format!(
+        "Invalid signature: Expected HMAC SHA256 hex digest of {to_sign}, but got {got}"
+    ))
+}
+
+fn parse_member(conn: &Connection, channel_data: &str) -> Result<Member, String> {
+    let limits = &conn.app.limits;
+    let data: ChannelData<'_> =
+        serde_json::from_str(channel_data).map_err(|e| format!("Invalid channel_data: {e}"))?;
+    let user_id = match data.user_id {
+        Some(serde_json::Value::String(s)) => s,
+        Some(serde_json::Value::Number(n)) => n.to_string(),
+        _ => return Err("channel_data.user_id must be a string or a number".to_string()),
+    };
+    channel::validate_user_id(&user_id, limits.max_user_id_length)
+        .map_err(|e| format!("Invalid channel_data.user_id: {e}"))?;
+    let info = data.user_info.map(|raw| raw.get().to_string());
+    if let Some(info) = &info {
+        if info.len() > limits.max_presence_member_bytes {
+            return Err(format!(
+                "channel_data.user_info is {} bytes; the limit is {} bytes",
+                info.len(),
+                limits.max_presence_member_bytes
+            ));
+        }
+    }
+    Ok(Member { user_id, info })
+}
+
+fn remove_subscription(conn: &Connection, name: &str) -> Option<Subscription> {
+    let mut channels = conn.channels.borrow_mut();
+    let pos = channels.iter().position(|s| &*s.name == name)?;
+    Some(channels.swap_remove(pos))
+}
+
+/// Leaves `name`; no reply (PROTOCOL.md 1.6).
+pub fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
+    if let Some(sub) = remove_subscription(conn, name) {
+        shard.leave(conn.app.index, name, conn.id);
+        if let Some(user) = &sub.presence_user {
+            shard.presence_leave(conn.app.index, name, user);
+        }
+    }
+}
