@@ -93,7 +93,8 @@ pub fn parse_query(raw: &str) -> Result<Vec<(String, String)>, RestAuthError> {
         .collect()
 }
 
-fn percent_decode(s: &str) -> Result<String, RestAuthError> {
+/// Decodes `%XX` escapes and `+` (form style), rejecting bad escapes and non-UTF-8.
+pub fn percent_decode(s: &str) -> Result<String, RestAuthError> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

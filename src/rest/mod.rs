@@ -1,9 +1,11 @@
 //! The REST API (`/apps/{app_id}/...`) and health checks, answered on the same port as WebSockets.
 
+mod channels;
 mod publish;
 mod signed;
 
 use crate::http::{Method, Request, Response};
+use crate::protocol::rest_auth::percent_decode;
 use crate::shard::Shard;
 
 /// Answers one HTTP request that is not a WebSocket upgrade.
@@ -13,14 +15,30 @@ pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
         ["up"] => health(shard, None),
         ["up", app_id] => health(shard, Some(app_id)),
         ["apps", app_id, rest @ ..] => {
-            let app = match signed::authenticate(shard, app_id, req, body) {
-                Ok(app) => app,
+            let (app, query) = match signed::authenticate(shard, app_id, req, body) {
+                Ok(ok) => ok,
                 Err(resp) => return resp,
             };
-            match (rest, &req.method) {
-                (["events"], Method::Post) => publish::events(shard, &app, body).await,
-                (["batch_events"], Method::Post) => publish::batch_events(shard, &app, body).await,
-                (["events"] | ["batch_events"], _) => method_not_allowed("POST"),
+            let decoded: Result<Vec<String>, _> =
+                rest.iter().map(|s| percent_decode(s)).collect();
+            let Ok(rest) = decoded else {
+                return Response::error(400, "Invalid percent-encoding in the path");
+            };
+            let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
+            let get = req.method == Method::Get;
+            let post = req.method == Method::Post;
+            match rest.as_slice() {
+                ["events"] if post => publish::events(shard, &app, body).await,
+                ["batch_events"] if post => publish::batch_events(shard, &app, body).await,
+                ["events"] | ["batch_events"] => method_not_allowed("POST"),
+                ["channels"] if get => channels::list(shard, &app, &query).await,
+                ["channels", name] if get => channels::show(shard, &app, name, &query).await,
+                ["channels", name, "users"] if get => channels::users(shard, &app, name).await,
+                ["channels"] | ["channels", _] | ["channels", _, "users"] => method_not_allowed("GET"),
+                ["users", user, "terminate_connections"] if post => {
+                    channels::terminate(shard, &app, user).await
+                }
+                ["users", _, "terminate_connections"] => method_not_allowed("POST"),
                 _ => Response::error(404, "Unknown API route"),
             }
         }

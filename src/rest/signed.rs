@@ -6,13 +6,14 @@ use crate::protocol::rest_auth::{self, RequestToVerify};
 use crate::shard::Shard;
 use std::rc::Rc;
 
-/// The app of `/apps/{app_id}/...` when the request is signed with its secret; otherwise the error response.
+/// The app of `/apps/{app_id}/...` and the decoded query when the request is signed with the app's secret;
+/// otherwise the error response.
 pub fn authenticate(
     shard: &Shard,
     app_id: &str,
     req: &Request,
     body: &[u8],
-) -> Result<Rc<App>, Response> {
+) -> Result<(Rc<App>, Vec<(String, String)>), Response> {
     let app = shard
         .app_by_id(app_id)
         .ok_or_else(|| Response::error(404, &format!("Unknown app id {app_id}")))?;
@@ -33,5 +34,5 @@ pub fn authenticate(
     if !app.enabled {
         return Err(Response::error(403, "Application is disabled"));
     }
-    Ok(app)
+    Ok((app, query))
 }

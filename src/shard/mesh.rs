@@ -52,6 +52,15 @@ pub enum ShardMsg {
         /// The member's user id.
         user_id: Box<str>,
     },
+    /// A REST question about this shard's state.
+    Query {
+        /// App position.
+        app: u32,
+        /// The question.
+        query: crate::shard::query::Query,
+        /// The answer.
+        reply: oneshot::Sender<crate::shard::query::Answer>,
+    },
     /// Shard `from` gained its first (`interested`) or lost its last subscriber of a channel.
     Interest {
         /// App position.

@@ -6,6 +6,7 @@
 pub mod channels;
 pub mod mesh;
 pub mod presence;
+pub mod query;
 mod sweeper;
 
 use crate::app::{App, AppRegistry};
@@ -403,6 +404,9 @@ impl Shard {
                 channel,
                 user_id,
             } => self.apply_presence_leave(app, &channel, &user_id),
+            ShardMsg::Query { app, query, reply } => {
+                let _ = reply.send(self.answer(app, &query));
+            }
             ShardMsg::Interest {
                 app,
                 channel,

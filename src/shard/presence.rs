@@ -120,6 +120,15 @@ impl PresenceRegistry {
             .unwrap_or_default()
     }
 
+    /// Member counts of this app's presence channels (owned here) whose name starts with `prefix`.
+    pub fn counts(&self, app: u32, prefix: Option<&str>) -> Vec<(String, usize)> {
+        self.channels
+            .iter()
+            .filter(|((a, name), _)| *a == app && prefix.is_none_or(|p| name.starts_with(p)))
+            .map(|((_, name), c)| (name.to_string(), c.members.len()))
+            .collect()
+    }
+
     /// Distinct users in the channel.
     pub fn user_count(&self, app: u32, channel: &str) -> usize {
         self.channels
