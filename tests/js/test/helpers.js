@@ -164,8 +164,9 @@ async function startServer({ apps = DEFAULT_APPS, shards = 2 } = {}) {
 }
 
 /** A pusher (server SDK) instance pointed at the test server. */
-function sdk(port, app = APP) {
+function sdk(port, app = APP, extra = {}) {
   return new PusherServer({
+    ...extra,
     appId: app.id,
     key: app.key,
     secret: app.secret,
