@@ -50,6 +50,39 @@ describe('pusher-js connection', () => {
     assert.deepEqual(await gotObject, { n: 1, nested: { list: [1, 'two', null] }, u: 'é✓' });
   });
 
+  test('pusher-js keep-alive: pings answered with pongs, so the connection is kept', T, async () => {
+    // pusher-js pings after activityTimeout of silence and reconnects if no
+    // pusher:pong arrives within pongTimeout.
+    const p = track(await h.connectedClient(server.port, h.APP.key, { activityTimeout: 200, pongTimeout: 1000 }));
+    const id = p.connection.socket_id;
+    const states = [];
+    p.connection.bind('state_change', ({ current }) => states.push(current));
+    // Count pings sent / pongs seen on pusher-js's internal Connection object.
+    let pings = 0;
+    let pongs = 0;
+    const conn = p.connection.connection;
+    const ping = conn.ping.bind(conn);
+    conn.ping = () => (pings++, ping());
+    conn.bind('pong', () => pongs++);
+    await h.sleep(2500);
+    assert.deepEqual(states, [], `state changed: ${states}`);
+    assert.equal(p.connection.socket_id, id);
+    assert.ok(pings >= 3, `only ${pings} pings sent`);
+    assert.ok(pongs >= pings - 1, `${pings} pings but ${pongs} pongs`);
+  });
+
+  test('raw pusher:ping gets pusher:pong', T, async () => {
+    const c = await h.rawWs(server.port);
+    try {
+      const est = await c.next((m) => m.event === 'pusher:connection_established');
+      assert.equal(typeof est.parsedData.activity_timeout, 'number');
+      c.ws.send(JSON.stringify({ event: 'pusher:ping', data: {} }));
+      await c.next((m) => m.event === 'pusher:pong');
+    } finally {
+      c.ws.close();
+    }
+  });
+
   test('unsubscribe stops delivery; resubscribe resumes it', T, async () => {
     const p = track(await h.connectedClient(server.port));
     const ch = await h.subscribe(p, 'toggle');
