@@ -60,9 +60,18 @@ fn sum_count(answers: Vec<Answer>) -> usize {
 }
 
 /// Process-wide subscription count of `channel`.
-pub async fn subscription_count(shard: &Shard, app: &App, channel: &str) -> Result<usize, Response> {
+pub async fn subscription_count(
+    shard: &Shard,
+    app: &App,
+    channel: &str,
+) -> Result<usize, Response> {
     let answers = shard
-        .ask_all(app.index, Query::SubscriptionCount { channel: channel.to_string() })
+        .ask_all(
+            app.index,
+            Query::SubscriptionCount {
+                channel: channel.to_string(),
+            },
+        )
         .await
         .map_err(|_| unavailable())?;
     Ok(sum_count(answers))
@@ -71,7 +80,13 @@ pub async fn subscription_count(shard: &Shard, app: &App, channel: &str) -> Resu
 /// Distinct users of presence channel `channel`.
 pub async fn user_ids(shard: &Shard, app: &App, channel: &str) -> Result<Vec<String>, Response> {
     match shard
-        .ask_owner(app.index, channel, Query::PresenceUsers { channel: channel.to_string() })
+        .ask_owner(
+            app.index,
+            channel,
+            Query::PresenceUsers {
+                channel: channel.to_string(),
+            },
+        )
         .await
     {
         Ok(Answer::Users(users)) => Ok(users),
@@ -82,21 +97,43 @@ pub async fn user_ids(shard: &Shard, app: &App, channel: &str) -> Result<Vec<Str
 
 /// `GET /apps/{id}/channels`.
 pub async fn list(shard: &Shard, app: &App, query: &[(String, String)]) -> Response {
-    let param = |k: &str| query.iter().find(|(key, _)| key == k).map(|(_, v)| v.as_str());
-    let prefix = param("filter_by_prefix").filter(|p| !p.is_empty()).map(str::to_string);
+    let param = |k: &str| {
+        query
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    };
+    let prefix = param("filter_by_prefix")
+        .filter(|p| !p.is_empty())
+        .map(str::to_string);
     let info = Info::parse(param("info"));
-    if info.user_count && !prefix.as_deref().is_some_and(|p| p.starts_with("presence-")) {
+    if info.user_count
+        && !prefix
+            .as_deref()
+            .is_some_and(|p| p.starts_with("presence-"))
+    {
         return Response::error(
             400,
             "info=user_count is only valid together with filter_by_prefix=presence-",
         );
     }
-    let subs = match shard.ask_all(app.index, Query::Channels { prefix: prefix.clone() }).await {
+    let subs = match shard
+        .ask_all(
+            app.index,
+            Query::Channels {
+                prefix: prefix.clone(),
+            },
+        )
+        .await
+    {
         Ok(a) => sum_counts(a),
         Err(()) => return unavailable(),
     };
     let users = if info.user_count {
-        match shard.ask_all(app.index, Query::PresenceCounts { prefix }).await {
+        match shard
+            .ask_all(app.index, Query::PresenceCounts { prefix })
+            .await
+        {
             Ok(a) => sum_counts(a),
             Err(()) => return unavailable(),
         }
@@ -112,7 +149,10 @@ pub async fn list(shard: &Shard, app: &App, query: &[(String, String)]) -> Respo
         out.push_str(":{");
         let mut attrs = Vec::new();
         if info.user_count {
-            attrs.push(format!("\"user_count\":{}", users.get(name).copied().unwrap_or(0)));
+            attrs.push(format!(
+                "\"user_count\":{}",
+                users.get(name).copied().unwrap_or(0)
+            ));
         }
         if info.subscription_count {
             attrs.push(format!("\"subscription_count\":{count}"));
@@ -134,7 +174,10 @@ pub async fn channel_attributes(
 ) -> Result<String, Response> {
     let presence = channel::classify(name).kind == ChannelKind::Presence;
     if info.user_count && !presence {
-        return Err(Response::error(400, "user_count is only available for presence channels"));
+        return Err(Response::error(
+            400,
+            "user_count is only available for presence channels",
+        ));
     }
     let subscriptions = if with_occupied || info.subscription_count {
         Some(subscription_count(shard, app, name).await?)
@@ -146,10 +189,16 @@ pub async fn channel_attributes(
         attrs.push(format!("\"occupied\":{}", subscriptions.unwrap_or(0) > 0));
     }
     if info.user_count {
-        attrs.push(format!("\"user_count\":{}", user_ids(shard, app, name).await?.len()));
+        attrs.push(format!(
+            "\"user_count\":{}",
+            user_ids(shard, app, name).await?.len()
+        ));
     }
     if info.subscription_count {
-        attrs.push(format!("\"subscription_count\":{}", subscriptions.unwrap_or(0)));
+        attrs.push(format!(
+            "\"subscription_count\":{}",
+            subscriptions.unwrap_or(0)
+        ));
     }
     Ok(attrs.join(","))
 }
@@ -159,7 +208,12 @@ pub async fn show(shard: &Shard, app: &App, name: &str, query: &[(String, String
     if let Err(e) = channel::validate_name(name, app.limits.max_channel_name_length) {
         return Response::error(400, &format!("Invalid channel name {name:?}: {e}"));
     }
-    let info = Info::parse(query.iter().find(|(k, _)| k == "info").map(|(_, v)| v.as_str()));
+    let info = Info::parse(
+        query
+            .iter()
+            .find(|(k, _)| k == "info")
+            .map(|(_, v)| v.as_str()),
+    );
     match channel_attributes(shard, app, name, info, true).await {
         Ok(attrs) => Response::json(200, format!("{{{attrs}}}")),
         Err(resp) => resp,
@@ -197,7 +251,15 @@ pub async fn terminate(shard: &Shard, app: &App, user: &str) -> Response {
     if let Err(e) = channel::validate_user_id(user, app.limits.max_user_id_length) {
         return Response::error(400, &format!("Invalid user id: {e}"));
     }
-    match shard.ask_all(app.index, Query::TerminateUser { user: user.to_string() }).await {
+    match shard
+        .ask_all(
+            app.index,
+            Query::TerminateUser {
+                user: user.to_string(),
+            },
+        )
+        .await
+    {
         Ok(_) => Response::json(200, "{}"),
         Err(()) => unavailable(),
     }

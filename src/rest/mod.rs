@@ -19,8 +19,7 @@ pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
                 Ok(ok) => ok,
                 Err(resp) => return resp,
             };
-            let decoded: Result<Vec<String>, _> =
-                rest.iter().map(|s| percent_decode(s)).collect();
+            let decoded: Result<Vec<String>, _> = rest.iter().map(|s| percent_decode(s)).collect();
             let Ok(rest) = decoded else {
                 return Response::error(400, "Invalid percent-encoding in the path");
             };
@@ -34,7 +33,9 @@ pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
                 ["channels"] if get => channels::list(shard, &app, &query).await,
                 ["channels", name] if get => channels::show(shard, &app, name, &query).await,
                 ["channels", name, "users"] if get => channels::users(shard, &app, name).await,
-                ["channels"] | ["channels", _] | ["channels", _, "users"] => method_not_allowed("GET"),
+                ["channels"] | ["channels", _] | ["channels", _, "users"] => {
+                    method_not_allowed("GET")
+                }
                 ["users", user, "terminate_connections"] if post => {
                     channels::terminate(shard, &app, user).await
                 }

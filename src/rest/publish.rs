@@ -1,6 +1,7 @@
 //! `POST /apps/{id}/events` and `POST /apps/{id}/batch_events`: validate, encode each channel's frame once, and
 //! hand it to the shard's fan-out.
 
+use super::channels::{channel_attributes, Info};
 use crate::app::App;
 use crate::http::Response;
 use crate::protocol::{channel, messages, socket_id};
@@ -19,6 +20,7 @@ struct EventBody<'a> {
     channel: Option<String>,
     channels: Option<Vec<String>>,
     socket_id: Option<String>,
+    info: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -35,6 +37,7 @@ struct Publication {
     data_json: String,
     channels: Vec<String>,
     except: Option<String>,
+    info: Info,
 }
 
 /// An invalid event: HTTP status and message.
@@ -103,11 +106,23 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
         Some(s) if !socket_id::is_valid(&s) => return Err(bad(format!("Invalid socket_id {s:?}"))),
         other => other,
     };
+    let info = Info::parse(body.info.as_deref());
+    if info.user_count {
+        if let Some(c) = channels
+            .iter()
+            .find(|c| channel::classify(c).kind != channel::ChannelKind::Presence)
+        {
+            return Err(bad(format!(
+                "info=user_count is only available for presence channels, not {c:?}"
+            )));
+        }
+    }
     Ok(Publication {
         name,
         data_json,
         channels,
         except,
+        info,
     })
 }
 
@@ -132,7 +147,13 @@ pub async fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     match validate(app, parsed) {
         Ok(p) => {
             publish(shard, app, &p).await;
-            Response::json(200, "{}")
+            if !p.info.user_count && !p.info.subscription_count {
+                return Response::json(200, "{}");
+            }
+            match channels_info(shard, app, &p).await {
+                Ok(body) => Response::json(200, format!("{{\"channels\":{body}}}")),
+                Err(resp) => resp,
+            }
         }
         Err(r) => r.into(),
     }
@@ -166,5 +187,39 @@ pub async fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     for p in &publications {
         publish(shard, app, p).await;
     }
-    Response::json(200, "{}")
+    if !publications
+        .iter()
+        .any(|p| p.info.user_count || p.info.subscription_count)
+    {
+        return Response::json(200, "{}");
+    }
+    let mut items = Vec::with_capacity(publications.len());
+    for p in &publications {
+        // One object per event, index-aligned; attributes of the event's (first) channel.
+        let attrs = match p.channels.first() {
+            Some(c) => match channel_attributes(shard, app, c, p.info, false).await {
+                Ok(a) => a,
+                Err(resp) => return resp,
+            },
+            None => String::new(),
+        };
+        items.push(format!("{{{attrs}}}"));
+    }
+    Response::json(200, format!("{{\"batch\":[{}]}}", items.join(",")))
+}
+
+/// `{"ch":{attrs},...}` for the channels of one event.
+async fn channels_info(shard: &Shard, app: &App, p: &Publication) -> Result<String, Response> {
+    let mut out = String::from("{");
+    for (i, c) in p.channels.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        messages::push_json_string(&mut out, c);
+        out.push_str(":{");
+        out.push_str(&channel_attributes(shard, app, c, p.info, false).await?);
+        out.push('}');
+    }
+    out.push('}');
+    Ok(out)
 }

@@ -82,7 +82,11 @@ impl Shard {
                     .unwrap_or_default();
                 let now = self.now();
                 for conn in &conns {
-                    conn.close_with_error(codes::UNAUTHORIZED, "You got disconnected by the app.", now);
+                    conn.close_with_error(
+                        codes::UNAUTHORIZED,
+                        "You got disconnected by the app.",
+                        now,
+                    );
                 }
                 Answer::Count(conns.len())
             }
@@ -126,7 +130,8 @@ impl Shard {
             return Ok(self.answer(app, &query));
         }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.peers.post(owner, super::mesh::ShardMsg::Query { app, query, reply });
+        self.peers
+            .post(owner, super::mesh::ShardMsg::Query { app, query, reply });
         glommio::timer::timeout(DEADLINE, async {
             rx.await.map_err(|_| {
                 glommio::GlommioError::<()>::IoError(std::io::Error::other("shard stopped"))
