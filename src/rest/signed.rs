@@ -6,6 +6,9 @@ use crate::protocol::rest_auth::{self, RequestToVerify};
 use crate::shard::Shard;
 use std::rc::Rc;
 
+/// Decoded query parameters, in request order.
+pub type Query = Vec<(String, String)>;
+
 /// The app of `/apps/{app_id}/...` and the decoded query when the request is signed with the app's secret;
 /// otherwise the error response.
 pub fn authenticate(
@@ -13,7 +16,7 @@ pub fn authenticate(
     app_id: &str,
     req: &Request,
     body: &[u8],
-) -> Result<(Rc<App>, Vec<(String, String)>), Response> {
+) -> Result<(Rc<App>, Query), Response> {
     let app = shard
         .app_by_id(app_id)
         .ok_or_else(|| Response::error(404, &format!("Unknown app id {app_id}")))?;
