@@ -39,6 +39,10 @@ pub struct AppLimits {
     pub enable_user_authentication: bool,
     /// Origins allowed to open WebSockets; empty = any.
     pub allowed_origins: Vec<String>,
+    /// Events the REST API accepts per second; 0 = unlimited.
+    pub max_backend_events_per_second: u64,
+    /// REST read requests per second; 0 = unlimited.
+    pub max_read_requests_per_second: u64,
 }
 
 /// One application as the server uses it.
@@ -58,6 +62,10 @@ pub struct App {
     pub limits: AppLimits,
     /// Open connections across all shards; shared by every shard's copy of this app.
     connections: Arc<AtomicU64>,
+    /// Events published through the REST API in the current second, across all shards.
+    pub backend_events: Arc<RateWindow>,
+    /// REST read requests in the current second, across all shards.
+    pub read_requests: Arc<RateWindow>,
     /// The configuration record this app was built from, for features added later.
     pub config: AppConfig,
 }
@@ -94,6 +102,42 @@ impl App {
     }
 }
 
+/// A per-second counter shared by all shards, for the per-app REST rate limits. Touched once per REST request,
+/// never per delivered message.
+#[derive(Debug, Default)]
+pub struct RateWindow {
+    /// Unix second of the window in the high 32 bits, count in the low 32 bits.
+    state: AtomicU64,
+}
+
+impl RateWindow {
+    /// Takes `n` units from the window of `now_secs` unless that would pass `limit` (0 = unlimited).
+    pub fn try_take(&self, now_secs: u64, n: u64, limit: u64) -> bool {
+        if limit == 0 {
+            return true;
+        }
+        let window = now_secs & 0xffff_ffff;
+        let mut current = self.state.load(Ordering::Relaxed);
+        loop {
+            let (w, count) = (current >> 32, current & 0xffff_ffff);
+            let used = if w == window { count } else { 0 };
+            if used + n > limit {
+                return false;
+            }
+            let next = (window << 32) | (used + n).min(0xffff_ffff);
+            match self.state.compare_exchange_weak(
+                current,
+                next,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 /// The apps of one shard, found by id or by key.
 #[derive(Debug)]
 pub struct AppRegistry {
@@ -102,10 +146,18 @@ pub struct AppRegistry {
     by_key: HashMap<String, usize>,
 }
 
+/// The per-app state every shard's copy of an app shares.
+#[derive(Debug, Clone, Default)]
+struct SharedCounters {
+    connections: Arc<AtomicU64>,
+    backend_events: Arc<RateWindow>,
+    read_requests: Arc<RateWindow>,
+}
+
 /// What every shard needs to build its own registry: the configuration and the shared connection counters.
 #[derive(Debug, Clone)]
 pub struct AppSeed {
-    apps: Vec<(AppConfig, Arc<AtomicU64>)>,
+    apps: Vec<(AppConfig, SharedCounters)>,
     defaults: AppLimits,
 }
 
@@ -126,13 +178,15 @@ impl AppSeed {
             max_client_events_per_second: 10,
             enable_user_authentication: false,
             allowed_origins: Vec::new(),
+            max_backend_events_per_second: 0,
+            max_read_requests_per_second: 0,
         };
         let apps = config
             .app_manager
             .array
             .apps
             .iter()
-            .map(|a| (a.clone(), Arc::new(AtomicU64::new(0))))
+            .map(|a| (a.clone(), SharedCounters::default()))
             .collect();
         AppSeed { apps, defaults }
     }
@@ -153,7 +207,9 @@ impl AppSeed {
                 secret: cfg.secret.clone(),
                 enabled: cfg.enabled,
                 limits,
-                connections: counter.clone(),
+                connections: counter.connections.clone(),
+                backend_events: counter.backend_events.clone(),
+                read_requests: counter.read_requests.clone(),
                 config: cfg.clone(),
             };
             registry.by_id.insert(app.id.clone(), index);
@@ -202,6 +258,8 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
             .unwrap_or(defaults.max_client_events_per_second),
         enable_user_authentication: cfg.enable_user_authentication.unwrap_or(false),
         allowed_origins: cfg.allowed_origins.clone().unwrap_or_default(),
+        max_backend_events_per_second: cfg.max_backend_events_per_second.unwrap_or(0),
+        max_read_requests_per_second: cfg.max_read_requests_per_second.unwrap_or(0),
     }
 }
 
@@ -229,5 +287,22 @@ impl AppRegistry {
     /// True when no app is configured.
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_window_refuses_past_the_limit_and_resets_each_second() {
+        let w = RateWindow::default();
+        assert!(w.try_take(100, 3, 5));
+        assert!(w.try_take(100, 2, 5));
+        assert!(!w.try_take(100, 1, 5));
+        assert!(w.try_take(101, 5, 10));
+        assert!(!w.try_take(101, 6, 10));
+        assert!(w.try_take(101, 5, 10));
+        assert!(w.try_take(102, 1000, 0), "0 means unlimited");
     }
 }

@@ -179,3 +179,41 @@ fn python_style_get_with_empty_body_md5_is_accepted() {
     );
     assert_eq!(status, 200, "{body}");
 }
+
+#[test]
+fn per_app_rest_rate_limits_answer_429() {
+    let config = json!({"app_manager":{"array":{"apps":[app_json(json!({
+        "max_backend_events_per_second": 3, "max_read_requests_per_second": 2
+    }))]}}});
+    let server = Server::start_with(ServerOptions {
+        config,
+        ..Default::default()
+    });
+    let body = json!({"name":"e","channel":"c","data":"d"}).to_string();
+    // Ten calls span at most two one-second windows, so at most six can pass.
+    let statuses: Vec<u16> = (0..10)
+        .map(|_| {
+            server
+                .signed(
+                    "POST",
+                    &format!("/apps/{APP_ID}/events"),
+                    &[],
+                    body.as_bytes(),
+                )
+                .0
+        })
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert!(
+        statuses.iter().filter(|s| **s == 200).count() >= 3,
+        "{statuses:?}"
+    );
+    let statuses: Vec<u16> = (0..5)
+        .map(|_| get(&server, &format!("/apps/{APP_ID}/channels"), &[]).0)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    let (_, head, _) = server.signed("GET", &format!("/apps/{APP_ID}/channels"), &[], b"");
+    if head.contains(" 429 ") {
+        assert!(head.contains("Retry-After: 1"), "{head}");
+    }
+}

@@ -25,6 +25,15 @@ pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
             };
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             let get = req.method == Method::Get;
+            if get
+                && !app.read_requests.try_take(
+                    unix_now(),
+                    1,
+                    app.limits.max_read_requests_per_second,
+                )
+            {
+                return too_many_requests("read requests");
+            }
             let post = req.method == Method::Post;
             match rest.as_slice() {
                 ["events"] if post => publish::events(shard, &app, body).await,
@@ -45,6 +54,23 @@ pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
         }
         _ => Response::error(404, "Not found"),
     }
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// 429 for an app over one of its per-second REST limits.
+pub fn too_many_requests(what: &str) -> Response {
+    Response::error(
+        429,
+        &format!("Too many {what} for this app; retry in a second"),
+    )
+    .with_header("Retry-After", "1")
 }
 
 fn method_not_allowed(allowed: &'static str) -> Response {

@@ -146,6 +146,13 @@ pub async fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     };
     match validate(app, parsed) {
         Ok(p) => {
+            if !app.backend_events.try_take(
+                super::unix_now(),
+                1,
+                app.limits.max_backend_events_per_second,
+            ) {
+                return super::too_many_requests("events");
+            }
             publish(shard, app, &p).await;
             if !p.info.user_count && !p.info.subscription_count {
                 return Response::json(200, "{}");
@@ -183,6 +190,14 @@ pub async fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
                 return Response::error(status, &format!("batch[{i}]: {msg}"))
             }
         }
+    }
+    let count = publications.len() as u64;
+    if !app.backend_events.try_take(
+        super::unix_now(),
+        count,
+        app.limits.max_backend_events_per_second,
+    ) {
+        return super::too_many_requests("events");
     }
     for p in &publications {
         publish(shard, app, p).await;

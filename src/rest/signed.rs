@@ -22,10 +22,7 @@ pub fn authenticate(
         .ok_or_else(|| Response::error(404, &format!("Unknown app id {app_id}")))?;
     let query = rest_auth::parse_query(&req.query)
         .map_err(|e| Response::error(e.http_status(), &e.to_string()))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now = super::unix_now();
     let to_verify = RequestToVerify {
         method: req.method.as_str(),
         path: &req.path,
