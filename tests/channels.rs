@@ -280,3 +280,49 @@ fn user_authentication_timeout_closes_4009() {
     assert_eq!(idle.close_code(), Some(4009));
     assert!(signed.is_silent_for(Duration::from_millis(2500)));
 }
+
+#[test]
+fn cache_channels_replay_the_last_http_event_or_send_cache_miss() {
+    let server = Server::start();
+    let mut early = server.client();
+    early.subscribe("cache-prices");
+    let miss = early.next_event();
+    assert_eq!(miss["event"], "pusher:cache_miss", "{miss}");
+    assert_eq!(miss["channel"], "cache-prices");
+    server.publish(&["cache-prices"], "price", "41");
+    server.publish(&["cache-prices"], "price", "42");
+    assert_eq!(early.next_event()["data"], "41");
+    assert_eq!(early.next_event()["data"], "42");
+    // Late subscribers on either shard get the last event right after subscription_succeeded.
+    for shard in [0, 1] {
+        let mut late = server.client_on_shard(shard);
+        late.subscribe("cache-prices");
+        let replay = late.next_event();
+        assert_eq!(
+            (replay["event"].as_str(), replay["data"].as_str()),
+            (Some("price"), Some("42"))
+        );
+    }
+    let (status, _, body) = server.signed(
+        "GET",
+        &format!("/apps/{APP_ID}/channels/cache-prices"),
+        &[("info", "cache")],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["cache"]["data"], "42");
+    assert!(v["cache"]["ttl"].as_u64().unwrap() > 1700);
+    // Client events are never cached.
+    let mut p = server.client();
+    p.subscribe_private("private-cache-chat");
+    assert_eq!(p.next_event()["event"], "pusher:cache_miss");
+    let mut q = server.client();
+    q.subscribe_private("private-cache-chat");
+    assert_eq!(q.next_event()["event"], "pusher:cache_miss");
+    p.send(json!({"event":"client-x","channel":"private-cache-chat","data":{}}));
+    assert_eq!(q.next_event()["event"], "client-x");
+    let mut r = server.client();
+    r.subscribe_private("private-cache-chat");
+    assert_eq!(r.next_event()["event"], "pusher:cache_miss");
+}

@@ -59,7 +59,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "adapter.fallback_to_local",
     "adapter.aggregate_counts",
     "app_manager.cache",
-    "channel_limits.cache_ttl",
     "http_api.accept_traffic",
     "http_api.usage_enabled",
     "webhooks.batching.size",

@@ -155,12 +155,15 @@ impl Default for EventLimits {
 pub struct ChannelLimits {
     /// Characters in a channel name (Pusher documents 164).
     pub max_name_length: u64,
+    /// Seconds a cache channel keeps its last event.
+    pub cache_ttl: u64,
 }
 
 impl Default for ChannelLimits {
     fn default() -> Self {
         ChannelLimits {
             max_name_length: 164,
+            cache_ttl: 1800,
         }
     }
 }

@@ -391,7 +391,6 @@ fn a_sockudo_shaped_file_carries_over() {
             "adapter.nats",
             "adapter.cluster_health",
             "app_manager.cache",
-            "channel_limits.cache_ttl",
             "http_api.accept_traffic",
         ]
     );

@@ -4,6 +4,7 @@ use super::{Connection, Subscription};
 use crate::protocol::messages::{self, SubscribeData};
 use crate::protocol::{auth, channel, codes};
 use crate::shard::presence::JoinRefused;
+use crate::shard::query::{Answer, Query};
 use crate::shard::Shard;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -91,6 +92,7 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
     let Some(member) = member else {
         if conn.is_open() {
             conn.send_control(&messages::subscription_succeeded(name));
+            replay_cache(shard, conn, name).await;
         }
         return;
     };
@@ -112,6 +114,7 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
                     Some(name),
                     &snapshot,
                 ));
+                replay_cache(shard, conn, name).await;
             }
         }
         Err(refused) => {
@@ -186,6 +189,25 @@ pub fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
         shard.leave(conn.app.index, name, conn.id);
         if let Some(user) = &sub.presence_user {
             shard.presence_leave(conn.app.index, name, user);
+        }
+    }
+}
+
+/// After subscribing to a cache channel: the last HTTP event, or `pusher:cache_miss` (PROTOCOL.md 1.11).
+async fn replay_cache(shard: &Shard, conn: &Connection, name: &str) {
+    if !channel::classify(name).cache {
+        return;
+    }
+    let query = Query::Cache {
+        channel: name.to_string(),
+    };
+    match shard.ask_owner(conn.app.index, name, query).await {
+        Ok(Answer::Cached(Some((text, _)))) => conn.send_control(&text),
+        _ => {
+            let mut miss = String::from("{\"event\":\"pusher:cache_miss\",\"channel\":");
+            messages::push_json_string(&mut miss, name);
+            miss.push('}');
+            conn.send_control(&miss);
         }
     }
 }

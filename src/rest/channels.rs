@@ -16,6 +16,8 @@ pub struct Info {
     pub user_count: bool,
     /// `subscription_count`.
     pub subscription_count: bool,
+    /// `cache` (cache channels).
+    pub cache: bool,
 }
 
 impl Info {
@@ -26,6 +28,7 @@ impl Info {
             match attr {
                 "user_count" => info.user_count = true,
                 "subscription_count" => info.subscription_count = true,
+                "cache" => info.cache = true,
                 _ => {}
             }
         }
@@ -199,6 +202,26 @@ pub async fn channel_attributes(
             "\"subscription_count\":{}",
             subscriptions.unwrap_or(0)
         ));
+    }
+    if info.cache && channel::classify(name).cache {
+        let query = Query::Cache {
+            channel: name.to_string(),
+        };
+        let cached = match shard.ask_owner(app.index, name, query).await {
+            Ok(Answer::Cached(c)) => c,
+            Ok(_) => None,
+            Err(()) => return Err(unavailable()),
+        };
+        match cached {
+            Some((text, ttl)) => {
+                let data = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v.get("data").cloned())
+                    .unwrap_or(serde_json::Value::Null);
+                attrs.push(format!("\"cache\":{{\"data\":{data},\"ttl\":{ttl}}}"));
+            }
+            None => attrs.push("\"cache\":null".to_string()),
+        }
     }
     Ok(attrs.join(","))
 }

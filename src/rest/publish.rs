@@ -132,6 +132,9 @@ async fn publish(shard: &Shard, app: &App, p: &Publication) {
         .iter()
         .map(|c| {
             let text = messages::channel_event(&p.name, c, &p.data_json, None);
+            if channel::classify(c).cache {
+                shard.cache_store(app.index, c, &text);
+            }
             (c.clone(), ws::encode_text(text.as_bytes()))
         })
         .collect();

@@ -52,6 +52,15 @@ pub enum ShardMsg {
         /// The member's user id.
         user_id: Box<str>,
     },
+    /// Keep this event as the last one of a cache channel this shard owns.
+    CacheStore {
+        /// App position.
+        app: u32,
+        /// Cache channel.
+        channel: Box<str>,
+        /// The channel event as subscribers received it.
+        text: Box<str>,
+    },
     /// A REST question about this shard's state.
     Query {
         /// App position.

@@ -3,6 +3,7 @@
 //! All state here is `Rc`/`RefCell`, reachable only from the shard's own thread. Other shards are reached by
 //! explicit [`mesh::ShardMsg`]s; nothing on the per-message path is shared or locked.
 
+pub mod cache;
 pub mod channels;
 pub mod mesh;
 pub mod presence;
@@ -47,6 +48,8 @@ pub struct Shard {
     pub channels: RefCell<ChannelIndex>,
     /// Presence members of the channels this shard owns.
     pub presence: RefCell<PresenceRegistry>,
+    /// Last events of the cache channels this shard owns.
+    pub cache: RefCell<cache::ChannelCache>,
     /// Signed-in connections of this shard by (app, user id).
     pub users: RefCell<UserIndex>,
     /// The way to other shards.
@@ -200,6 +203,30 @@ impl Shard {
             self.publish_now(app, vec![(channel.to_string(), frame)], Some(except), false);
         }
         Ok(joined.snapshot)
+    }
+
+    /// Keeps `text` (a channel event) as the last event of cache channel `channel`, on its owner shard.
+    pub fn cache_store(&self, app: u32, channel: &str, text: &str) {
+        let owner = self.owner_of(app, channel);
+        if owner == self.id {
+            self.apply_cache_store(app, channel, text);
+        } else {
+            self.peers.post(
+                owner,
+                ShardMsg::CacheStore {
+                    app,
+                    channel: channel.into(),
+                    text: text.into(),
+                },
+            );
+        }
+    }
+
+    fn apply_cache_store(&self, app: u32, channel: &str, text: &str) {
+        let ttl = Duration::from_secs(self.config.channel_limits.cache_ttl);
+        self.cache
+            .borrow_mut()
+            .store(app, channel, text, ttl, Instant::now());
     }
 
     /// Removes one socket of `user_id` from presence channel `channel` on the owner shard.
@@ -407,6 +434,9 @@ impl Shard {
             ShardMsg::Query { app, query, reply } => {
                 let _ = reply.send(self.answer(app, &query));
             }
+            ShardMsg::CacheStore { app, channel, text } => {
+                self.apply_cache_store(app, &channel, &text)
+            }
             ShardMsg::Interest {
                 app,
                 channel,
@@ -475,6 +505,7 @@ pub async fn run(
         id,
         channels: RefCell::new(ChannelIndex::new(apps.len())),
         presence: RefCell::new(PresenceRegistry::default()),
+        cache: RefCell::new(cache::ChannelCache::default()),
         users: RefCell::new(HashMap::new()),
         apps,
         conns: RefCell::new(HashMap::new()),

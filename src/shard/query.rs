@@ -32,6 +32,11 @@ pub enum Query {
         /// `filter_by_prefix`.
         prefix: Option<String>,
     },
+    /// The cached event of a cache channel this shard owns.
+    Cache {
+        /// The channel.
+        channel: String,
+    },
     /// Close every local connection signed in as this user; answer how many.
     TerminateUser {
         /// The user id.
@@ -48,6 +53,8 @@ pub enum Answer {
     Count(usize),
     /// User ids.
     Users(Vec<String>),
+    /// A cached channel event and its remaining seconds.
+    Cached(Option<(String, u64)>),
 }
 
 impl Shard {
@@ -73,6 +80,11 @@ impl Shard {
             Query::PresenceCounts { prefix } => {
                 Answer::Counts(self.presence.borrow().counts(app, prefix.as_deref()))
             }
+            Query::Cache { channel } => Answer::Cached(self.cache.borrow_mut().get(
+                app,
+                channel,
+                std::time::Instant::now(),
+            )),
             Query::TerminateUser { user } => {
                 let conns = self
                     .users
