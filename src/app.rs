@@ -43,6 +43,8 @@ pub struct AppLimits {
     pub max_backend_events_per_second: u64,
     /// REST read requests per second; 0 = unlimited.
     pub max_read_requests_per_second: u64,
+    /// Announce `pusher_internal:subscription_count` on non-presence channels.
+    pub enable_subscription_count: bool,
 }
 
 /// One application as the server uses it.
@@ -180,6 +182,7 @@ impl AppSeed {
             allowed_origins: Vec::new(),
             max_backend_events_per_second: 0,
             max_read_requests_per_second: 0,
+            enable_subscription_count: false,
         };
         let apps = config
             .app_manager
@@ -260,6 +263,7 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
         allowed_origins: cfg.allowed_origins.clone().unwrap_or_default(),
         max_backend_events_per_second: cfg.max_backend_events_per_second.unwrap_or(0),
         max_read_requests_per_second: cfg.max_read_requests_per_second.unwrap_or(0),
+        enable_subscription_count: cfg.enable_subscription_count.unwrap_or(false),
     }
 }
 

@@ -326,3 +326,53 @@ fn cache_channels_replay_the_last_http_event_or_send_cache_miss() {
     r.subscribe_private("private-cache-chat");
     assert_eq!(r.next_event()["event"], "pusher:cache_miss");
 }
+
+/// Every message until nothing arrives for `quiet`.
+fn drain(c: &mut Client, quiet: Duration) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    c.ws.get_mut().set_read_timeout(Some(quiet)).unwrap();
+    while let Ok(tungstenite::Message::Text(t)) = c.ws.read() {
+        out.push(serde_json::from_str(t.as_str()).unwrap());
+    }
+    c.ws.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    out
+}
+
+#[test]
+fn subscription_count_is_announced_coalesced_when_enabled() {
+    let config = json!({"app_manager":{"array":{"apps":[app_json(json!({"enable_subscription_count": true}))]}}});
+    let server = Server::start_with(ServerOptions {
+        config,
+        ..Default::default()
+    });
+    let mut a = server.client();
+    a.subscribe("counted");
+    let first = a.next_event();
+    assert_eq!(
+        first["event"], "pusher_internal:subscription_count",
+        "{first}"
+    );
+    assert_eq!(data_of(&first)["subscription_count"], 1);
+    let mut others: Vec<Client> = (0..10).map(|_| server.client()).collect();
+    for c in others.iter_mut() {
+        c.subscribe("counted");
+    }
+    let counts = drain(&mut a, Duration::from_millis(600));
+    assert!(
+        !counts.is_empty() && counts.len() < 10,
+        "not coalesced: {counts:?}"
+    );
+    assert_eq!(data_of(counts.last().unwrap())["subscription_count"], 11);
+    drop(others.pop());
+    let counts = drain(&mut a, Duration::from_millis(600));
+    assert_eq!(
+        data_of(counts.last().expect("a count after the disconnect"))["subscription_count"],
+        10
+    );
+    // Presence channels are not counted (their member events carry that information).
+    let mut p = server.client();
+    p.join_presence("presence-room", "u", json!({}));
+    assert!(drain(&mut p, Duration::from_millis(400)).is_empty());
+}

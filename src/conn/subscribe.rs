@@ -5,7 +5,7 @@ use crate::protocol::messages::{self, SubscribeData};
 use crate::protocol::{auth, channel, codes};
 use crate::shard::presence::JoinRefused;
 use crate::shard::query::{Answer, Query};
-use crate::shard::Shard;
+use crate::shard::{counts_subscriptions, Shard};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::rc::Rc;
@@ -89,6 +89,9 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
     });
     shard.join(conn.app.index, name, conn).await;
+    if counts_subscriptions(conn, name) {
+        shard.count_subscription(conn.app.index, name, 1);
+    }
     let Some(member) = member else {
         if conn.is_open() {
             conn.send_control(&messages::subscription_succeeded(name));
@@ -187,6 +190,9 @@ fn remove_subscription(conn: &Connection, name: &str) -> Option<Subscription> {
 pub fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
     if let Some(sub) = remove_subscription(conn, name) {
         shard.leave(conn.app.index, name, conn.id);
+        if counts_subscriptions(conn, name) {
+            shard.count_subscription(conn.app.index, name, -1);
+        }
         if let Some(user) = &sub.presence_user {
             shard.presence_leave(conn.app.index, name, user);
         }

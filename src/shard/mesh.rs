@@ -61,6 +61,15 @@ pub enum ShardMsg {
         /// The channel event as subscribers received it.
         text: Box<str>,
     },
+    /// A change in the subscriptions of a channel this shard owns (subscription counts).
+    SubscriptionDelta {
+        /// App position.
+        app: u32,
+        /// Channel.
+        channel: Box<str>,
+        /// +1 or -1.
+        delta: i64,
+    },
     /// A REST question about this shard's state.
     Query {
         /// App position.

@@ -8,6 +8,7 @@ pub mod channels;
 pub mod mesh;
 pub mod presence;
 pub mod query;
+pub mod subscription_count;
 mod sweeper;
 
 use crate::app::{App, AppRegistry};
@@ -50,6 +51,8 @@ pub struct Shard {
     pub presence: RefCell<PresenceRegistry>,
     /// Last events of the cache channels this shard owns.
     pub cache: RefCell<cache::ChannelCache>,
+    /// Subscription totals of the channels this shard owns (apps with `enable_subscription_count`).
+    pub subscription_counts: RefCell<subscription_count::SubscriptionCounts>,
     /// Signed-in connections of this shard by (app, user id).
     pub users: RefCell<UserIndex>,
     /// The way to other shards.
@@ -113,6 +116,9 @@ impl Shard {
         let channels = std::mem::take(&mut *conn.channels.borrow_mut());
         for sub in channels.iter() {
             self.leave(conn.app.index, &sub.name, conn.id);
+            if counts_subscriptions(conn, &sub.name) {
+                self.count_subscription(conn.app.index, &sub.name, -1);
+            }
             if let Some(user) = &sub.presence_user {
                 self.presence_leave(conn.app.index, &sub.name, user);
             }
@@ -203,6 +209,25 @@ impl Shard {
             self.publish_now(app, vec![(channel.to_string(), frame)], Some(except), false);
         }
         Ok(joined.snapshot)
+    }
+
+    /// Reports a change in the subscriptions of a non-presence channel to its owner shard.
+    pub fn count_subscription(&self, app: u32, channel: &str, delta: i64) {
+        let owner = self.owner_of(app, channel);
+        if owner == self.id {
+            self.subscription_counts
+                .borrow_mut()
+                .apply(app, channel, delta);
+        } else {
+            self.peers.post(
+                owner,
+                ShardMsg::SubscriptionDelta {
+                    app,
+                    channel: channel.into(),
+                    delta,
+                },
+            );
+        }
     }
 
     /// Keeps `text` (a channel event) as the last event of cache channel `channel`, on its owner shard.
@@ -437,6 +462,14 @@ impl Shard {
             ShardMsg::CacheStore { app, channel, text } => {
                 self.apply_cache_store(app, &channel, &text)
             }
+            ShardMsg::SubscriptionDelta {
+                app,
+                channel,
+                delta,
+            } => self
+                .subscription_counts
+                .borrow_mut()
+                .apply(app, &channel, delta),
             ShardMsg::Interest {
                 app,
                 channel,
@@ -506,6 +539,7 @@ pub async fn run(
         channels: RefCell::new(ChannelIndex::new(apps.len())),
         presence: RefCell::new(PresenceRegistry::default()),
         cache: RefCell::new(cache::ChannelCache::default()),
+        subscription_counts: RefCell::new(Default::default()),
         users: RefCell::new(HashMap::new()),
         apps,
         conns: RefCell::new(HashMap::new()),
@@ -528,6 +562,7 @@ pub async fn run(
         spawn_mesh_receivers(&shard, receivers);
     }
     glommio::spawn_local(sweeper::run(shard.clone())).detach();
+    glommio::spawn_local(subscription_count::run(shard.clone())).detach();
     tracing::info!(shard = id, %addr, "shard serving");
     let _ = ready.send((id, Ok(())));
 
@@ -596,4 +631,14 @@ impl Shard {
     pub(crate) fn tick(&self) {
         self.clock.set(self.started.elapsed().as_secs() as u32);
     }
+}
+
+/// True when `channel`'s subscriptions are announced with `pusher_internal:subscription_count` for `conn`'s app.
+pub fn counts_subscriptions(conn: &Connection, channel: &str) -> bool {
+    use crate::protocol::channel::{classify, ChannelKind};
+    conn.app.limits.enable_subscription_count
+        && matches!(
+            classify(channel).kind,
+            ChannelKind::Public | ChannelKind::Private | ChannelKind::PrivateEncrypted
+        )
 }
