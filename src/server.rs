@@ -2,6 +2,7 @@
 
 use crate::app::AppSeed;
 use crate::config::Config;
+use crate::metrics::{exporter, MetricsRegistry};
 use crate::shard::{self, ShardSeed};
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -22,6 +23,8 @@ pub struct Server {
     stoppers: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Number of worker shards.
     pub nr_shards: usize,
+    /// Every shard's counters.
+    pub metrics: Arc<MetricsRegistry>,
 }
 
 /// Online CPUs, in order.
@@ -47,11 +50,29 @@ impl Server {
             ));
         }
         let pin = nr_shards <= cpus.len();
+        let metrics = Arc::new(MetricsRegistry::new(
+            nr_shards,
+            config
+                .app_manager
+                .array
+                .apps
+                .iter()
+                .map(|a| a.id.clone())
+                .collect(),
+            &config.metrics.prometheus_prefix,
+        ));
+        // Bind before any shard starts, so a taken metrics port fails start-up with nothing to undo.
+        let metrics_listener = if config.metrics.enabled {
+            Some(exporter::bind(&config.metrics.host, config.metrics.port)?)
+        } else {
+            None
+        };
         let seed = ShardSeed {
             apps: AppSeed::new(&config),
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
             nr_shards,
+            metrics: metrics.clone(),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);
@@ -104,10 +125,14 @@ impl Server {
                 }
             }
         }
+        if let Some(listener) = metrics_listener {
+            exporter::spawn(listener, metrics.clone())?;
+        }
         Ok(Server {
             threads,
             stoppers,
             nr_shards,
+            metrics,
         })
     }
 

@@ -22,7 +22,10 @@ pub async fn run(shard: Rc<Shard>) {
         shard.tick();
         let now = shard.now();
         let conns = shard.conns.borrow();
+        shard.metrics.set_backlog(&shard.peers.backlog());
+        let mut queued = 0;
         for conn in conns.values() {
+            queued += conn.queued() as u64;
             match conn.state() {
                 ConnState::Open => match conn.ping_sent_at.get() {
                     Some(sent) if now.saturating_sub(sent) >= pong => {
@@ -47,5 +50,6 @@ pub async fn run(shard: Rc<Shard>) {
                 _ => {}
             }
         }
+        shard.metrics.queued_frames.set(queued);
     }
 }
