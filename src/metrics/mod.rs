@@ -44,13 +44,76 @@ impl Counter {
     }
 }
 
+/// Bytes per cache line, with the adjacent-line prefetcher in mind.
+const LINE: usize = 128;
+
+/// Counters filling one cache line.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Line([Counter; LINE / 8]);
+
+/// A fixed number of counters in cache-line-aligned storage, so that no line holds another shard's counters (or
+/// anything else a different thread writes).
+#[derive(Debug)]
+pub struct Counters {
+    lines: Box<[Line]>,
+    len: usize,
+}
+
+impl Counters {
+    /// `len` zeroed counters.
+    pub fn new(len: usize) -> Self {
+        let per_line = LINE / 8;
+        Counters {
+            lines: (0..len.div_ceil(per_line))
+                .map(|_| Line::default())
+                .collect(),
+            len,
+        }
+    }
+
+    /// Counter `i`, if there is one.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<&Counter> {
+        if i < self.len {
+            Some(&self.lines[i / (LINE / 8)].0[i % (LINE / 8)])
+        } else {
+            None
+        }
+    }
+
+    /// Every counter, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &Counter> + '_ {
+        self.lines.iter().flat_map(|l| l.0.iter()).take(self.len)
+    }
+
+    /// Number of counters.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl std::ops::Index<usize> for Counters {
+    type Output = Counter;
+
+    fn index(&self, i: usize) -> &Counter {
+        self.get(i).expect("counter index out of range")
+    }
+}
+
 /// Upper bounds of the HTTP latency histogram buckets, in milliseconds (`+Inf` is implied).
 pub const LATENCY_BUCKETS_MS: [f64; 11] = [
     0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0,
 ];
 
-/// A fixed-bucket latency histogram with a single writer.
+/// A fixed-bucket latency histogram with a single writer (one cache line of its own).
 #[derive(Debug, Default)]
+#[repr(align(128))]
 pub struct Histogram {
     /// Observations per bucket (not cumulative); the last slot is above the highest bound.
     buckets: [Counter; LATENCY_BUCKETS_MS.len() + 1],
@@ -222,13 +285,15 @@ pub fn pusher_error_code(text: &str) -> Option<Option<u16>> {
     Some(digits.parse().ok())
 }
 
-/// The counters of one shard. Written only by that shard's thread.
+/// The counters of one shard. Written only by that shard's thread. Aligned, like its arrays, so that no cache
+/// line is shared with another shard's counters.
 #[derive(Debug)]
+#[repr(align(128))]
 pub struct ShardMetrics {
     /// Connections accepted past the handshake, per app position.
-    pub connections_opened: Vec<Counter>,
+    pub connections_opened: Counters,
     /// Connections gone, per app position.
-    pub connections_closed: Vec<Counter>,
+    pub connections_closed: Counters,
     /// WebSocket messages (frames after reassembly) received.
     pub ws_messages_received: Counter,
     /// Bytes read from WebSocket sockets.
@@ -246,9 +311,9 @@ pub struct ShardMetrics {
     /// Connections closed with 4100 for a full queue.
     pub slow_consumer_disconnections: Counter,
     /// `pusher:error`s and close frames sent, by [`error_slot`].
-    errors: Vec<Counter>,
+    errors: Counters,
     /// HTTP responses by route and status slot.
-    http_calls: Vec<Counter>,
+    http_calls: Counters,
     /// HTTP latency by route.
     http_latency: Vec<Histogram>,
     /// Bytes of HTTP requests (head and body).
@@ -258,11 +323,11 @@ pub struct ShardMetrics {
     /// Frames waiting in this shard's connection queues (refreshed once a second).
     pub queued_frames: Counter,
     /// Cross-shard messages waiting towards each shard (refreshed once a second).
-    pub peer_backlog: Vec<Counter>,
+    pub peer_backlog: Counters,
 }
 
-fn counters(n: usize) -> Vec<Counter> {
-    (0..n).map(|_| Counter::default()).collect()
+fn counters(n: usize) -> Counters {
+    Counters::new(n)
 }
 
 impl ShardMetrics {
@@ -417,6 +482,23 @@ mod tests {
         assert_eq!(c.get(), 42);
         c.set(7);
         assert_eq!(c.get(), 7);
+    }
+
+    #[test]
+    fn counter_arrays_index_across_cache_lines() {
+        let c = Counters::new(40);
+        assert_eq!(c.len(), 40);
+        c[0].inc();
+        c[17].add(2);
+        c[39].add(3);
+        assert!(c.get(40).is_none());
+        let values: Vec<u64> = c.iter().map(Counter::get).collect();
+        assert_eq!(values.len(), 40);
+        assert_eq!((values[0], values[17], values[39]), (1, 2, 3));
+        assert_eq!(values.iter().sum::<u64>(), 6);
+        assert_eq!(std::mem::align_of::<ShardMetrics>(), 128);
+        assert_eq!(std::mem::size_of::<Histogram>() % 128, 0);
+        assert!(Counters::new(0).is_empty());
     }
 
     #[test]
