@@ -97,18 +97,27 @@ impl Server {
             stoppers.push(stop_tx);
             let seed = seed.clone();
             let ready = ready_tx.clone();
+            let (built_tx, built_rx) = mpsc::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
-                .spawn(move || match builder.make() {
-                    Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
-                    Err(e) => {
-                        let _ = ready.send((
-                            id,
-                            Err(format!("shard {id}: cannot start its executor: {e}")),
-                        ));
+                .spawn(move || {
+                    let made = builder.make();
+                    let _ = built_tx.send(());
+                    match made {
+                        Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
+                        Err(e) => {
+                            let _ = ready.send((
+                                id,
+                                Err(format!("shard {id}: cannot start its executor: {e}")),
+                            ));
+                        }
                     }
                 })
                 .context("cannot spawn a shard thread")?;
+            // glommio numbers a mesh's peers by the rank of their executor ids, which are handed out in creation
+            // order. Creating the executors one after another, in shard order, makes mesh peer `i` shard `i`;
+            // created concurrently, two shards could swap numbers and send each other's messages to themselves.
+            let _ = built_rx.recv();
             threads.push(thread);
         }
         drop(ready_tx);
