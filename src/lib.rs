@@ -9,6 +9,7 @@ pub mod config;
 pub mod conn;
 pub mod http;
 pub mod logging;
+pub mod metrics;
 pub mod protocol;
 pub mod rest;
 pub mod server;

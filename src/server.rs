@@ -2,6 +2,7 @@
 
 use crate::app::AppSeed;
 use crate::config::Config;
+use crate::metrics::{exporter, MetricsRegistry};
 use crate::shard::{self, ShardSeed};
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
@@ -22,6 +23,8 @@ pub struct Server {
     stoppers: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Number of worker shards.
     pub nr_shards: usize,
+    /// Every shard's counters.
+    pub metrics: Arc<MetricsRegistry>,
 }
 
 /// Online CPUs, in order.
@@ -47,11 +50,29 @@ impl Server {
             ));
         }
         let pin = nr_shards <= cpus.len();
+        let metrics = Arc::new(MetricsRegistry::new(
+            nr_shards,
+            config
+                .app_manager
+                .array
+                .apps
+                .iter()
+                .map(|a| a.id.clone())
+                .collect(),
+            &config.metrics.prometheus_prefix,
+        ));
+        // Bind before any shard starts, so a taken metrics port fails start-up with nothing to undo.
+        let metrics_listener = if config.metrics.enabled {
+            Some(exporter::bind(&config.metrics.host, config.metrics.port)?)
+        } else {
+            None
+        };
         let seed = ShardSeed {
             apps: AppSeed::new(&config),
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
             nr_shards,
+            metrics: metrics.clone(),
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);
@@ -76,18 +97,27 @@ impl Server {
             stoppers.push(stop_tx);
             let seed = seed.clone();
             let ready = ready_tx.clone();
+            let (built_tx, built_rx) = mpsc::channel::<()>();
             let thread = std::thread::Builder::new()
                 .name(format!("shard-{id}"))
-                .spawn(move || match builder.make() {
-                    Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
-                    Err(e) => {
-                        let _ = ready.send((
-                            id,
-                            Err(format!("shard {id}: cannot start its executor: {e}")),
-                        ));
+                .spawn(move || {
+                    let made = builder.make();
+                    let _ = built_tx.send(());
+                    match made {
+                        Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
+                        Err(e) => {
+                            let _ = ready.send((
+                                id,
+                                Err(format!("shard {id}: cannot start its executor: {e}")),
+                            ));
+                        }
                     }
                 })
                 .context("cannot spawn a shard thread")?;
+            // glommio numbers a mesh's peers by the rank of their executor ids, which are handed out in creation
+            // order. Creating the executors one after another, in shard order, makes mesh peer `i` shard `i`;
+            // created concurrently, two shards could swap numbers and send each other's messages to themselves.
+            let _ = built_rx.recv();
             threads.push(thread);
         }
         drop(ready_tx);
@@ -104,10 +134,14 @@ impl Server {
                 }
             }
         }
+        if let Some(listener) = metrics_listener {
+            exporter::spawn(listener, metrics.clone())?;
+        }
         Ok(Server {
             threads,
             stoppers,
             nr_shards,
+            metrics,
         })
     }
 

@@ -4,11 +4,13 @@
 //! with keep-alive and pipelining (requests are parsed out of one buffer in order).
 
 use crate::http::{self, Response};
+use crate::metrics::Route;
 use crate::rest;
 use crate::shard::Shard;
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
 use std::rc::Rc;
+use std::time::Instant;
 
 /// Serves one accepted TCP connection until it closes or becomes a WebSocket.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
@@ -25,8 +27,14 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             Ok(Some((req, header_len))) => {
                 if req.path.starts_with("/app/") && req.method == http::Method::Get {
                     if !req.is_websocket_upgrade() {
+                        let started = Instant::now();
                         let resp = Response::error(400, "WebSocket upgrade required on /app/{key}");
-                        let _ = write_response(&mut stream, &shard, &resp, false).await;
+                        let sent = write_response(&mut stream, &shard, &resp, false).await;
+                        let sent = sent.unwrap_or(0);
+                        let took = started.elapsed();
+                        shard
+                            .metrics
+                            .http_call(Route::Other, 400, took, header_len, sent);
                         return;
                     }
                     let leftover = buf.split_off(header_len);
@@ -40,13 +48,14 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
+                let started = Instant::now();
                 let keep_alive = req.keep_alive && !shard.is_shutting_down();
                 let resp = rest::handle(&shard, &req, &buf[header_len..need]).await;
-                if write_response(&mut stream, &shard, &resp, keep_alive)
-                    .await
-                    .is_err()
-                    || !keep_alive
-                {
+                let sent = write_response(&mut stream, &shard, &resp, keep_alive).await;
+                let route = Route::of(&req.path);
+                let (took, out) = (started.elapsed(), *sent.as_ref().unwrap_or(&0));
+                shard.metrics.http_call(route, resp.status, took, need, out);
+                if sent.is_err() || !keep_alive {
                     return;
                 }
                 buf.drain(..need);
@@ -54,8 +63,15 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
             }
             Ok(None) => {}
             Err(e) => {
+                let started = Instant::now();
                 let resp = Response::error(e.status(), &e.to_string());
-                let _ = write_response(&mut stream, &shard, &resp, false).await;
+                let sent = write_response(&mut stream, &shard, &resp, false).await;
+                let took = started.elapsed();
+                let (status, received) = (resp.status, buf.len());
+                let sent = sent.unwrap_or(0);
+                shard
+                    .metrics
+                    .http_call(Route::Other, status, took, received, sent);
                 return;
             }
         }
@@ -71,7 +87,7 @@ async fn write_response(
     shard: &Shard,
     resp: &Response,
     keep_alive: bool,
-) -> std::io::Result<()> {
+) -> std::io::Result<usize> {
     let mut out = Vec::with_capacity(256 + resp.body.len());
     resp.clone()
         .with_header("X-Sockudo-Shard", shard.id.to_string())
@@ -80,5 +96,5 @@ async fn write_response(
     if !keep_alive {
         let _ = stream.close().await;
     }
-    Ok(())
+    Ok(out.len())
 }

@@ -12,6 +12,7 @@ pub mod subscribe;
 pub mod websocket;
 
 use crate::app::App;
+use crate::metrics::ShardMetrics;
 use crate::ws;
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
@@ -22,6 +23,7 @@ use std::cell::{Cell, RefCell};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 
 /// Where a connection is in its life.
@@ -93,6 +95,8 @@ pub struct Connection {
     pub closing_since: Cell<u32>,
     /// Messages dropped because the queue was full (with `disconnect_on_buffer_full` off).
     pub dropped: Cell<u64>,
+    /// The counters of the shard serving this connection.
+    pub metrics: Arc<ShardMetrics>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -108,7 +112,14 @@ impl std::fmt::Debug for Connection {
 
 impl Connection {
     /// Wraps an upgraded socket.
-    pub fn new(id: u64, socket_id: String, app: Rc<App>, stream: TcpStream, now: u32) -> Self {
+    pub fn new(
+        id: u64,
+        socket_id: String,
+        app: Rc<App>,
+        stream: TcpStream,
+        now: u32,
+        metrics: Arc<ShardMetrics>,
+    ) -> Self {
         let fd = stream.as_raw_fd();
         Connection {
             id,
@@ -129,6 +140,7 @@ impl Connection {
             ping_sent_at: Cell::new(None),
             closing_since: Cell::new(now),
             dropped: Cell::new(0),
+            metrics,
         }
     }
 
@@ -169,6 +181,9 @@ impl Connection {
     /// Queues a frame the server itself produced for this client (never refused, never counted as slow).
     pub fn send_control(&self, text: &str) {
         if self.is_open() {
+            if let Some(code) = crate::metrics::pusher_error_code(text) {
+                self.metrics.error_sent(code);
+            }
             self.push(Rc::new(ws::encode_text(text.as_bytes())), None);
         }
     }
@@ -189,6 +204,7 @@ impl Connection {
         if self.push(frame.clone(), Some(policy.limits)) == Offer::Full {
             if policy.disconnect {
                 tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "slow consumer: closing 4100");
+                self.metrics.slow_consumer_disconnections.inc();
                 self.out.borrow_mut().clear_unsent();
                 self.close(
                     crate::protocol::codes::OVER_CAPACITY,
@@ -216,7 +232,9 @@ impl Connection {
     /// else. The reader keeps running until the peer answers or goes away.
     pub fn close_with_error(&self, code: u16, message: &str, now: u32) {
         if self.is_open() {
-            self.send_control(&crate::protocol::messages::error(Some(code), message, None));
+            // Not through `send_control`: the close below counts this error once.
+            let text = crate::protocol::messages::error(Some(code), message, None);
+            self.push(Rc::new(ws::encode_text(text.as_bytes())), None);
         }
         self.close(code, message, now);
     }
@@ -226,6 +244,7 @@ impl Connection {
         if !self.is_open() {
             return;
         }
+        self.metrics.error_sent(Some(code));
         self.push(Rc::new(ws::encode_close(code, reason)), None);
         self.state.set(ConnState::Closing);
         self.closing_since.set(now);
@@ -263,6 +282,14 @@ impl Connection {
         }
     }
 
+    /// Moves what the writer completed since the last call into the shard's counters: one add per `writev`,
+    /// not one per frame.
+    fn count_written(&self) {
+        let (frames, bytes) = self.out.borrow_mut().take_written();
+        self.metrics.ws_messages_sent.add(frames);
+        self.metrics.ws_bytes_sent.add(bytes);
+    }
+
     fn wake_writer(&self) {
         if let Some(w) = self.writer_waker.take() {
             w.wake();
@@ -286,7 +313,10 @@ impl Connection {
         poll_fn(|cx| {
             let mut buf = scratch.borrow_mut();
             match Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, &mut buf[..]) {
-                Poll::Ready(Ok(n)) => Poll::Ready(Ok(consume(&buf[..n]))),
+                Poll::Ready(Ok(n)) => {
+                    self.metrics.ws_bytes_received.add(n as u64);
+                    Poll::Ready(Ok(consume(&buf[..n])))
+                }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
@@ -313,6 +343,7 @@ pub async fn write_loop(conn: Rc<Connection>) {
             return;
         }
         let drained = conn.out.borrow_mut().drain_into(conn.fd);
+        conn.count_written();
         match drained {
             Ok(Drain::Empty) => {
                 if conn.shutdown_after_flush.get() {
@@ -354,5 +385,6 @@ async fn wait_writable(conn: &Connection) -> std::io::Result<()> {
     })
     .await?;
     conn.out.borrow_mut().advance(written);
+    conn.count_written();
     Ok(())
 }

@@ -50,6 +50,10 @@ pub struct OutQueue {
     front_offset: usize,
     /// Bytes waiting, including the unwritten part of the front frame.
     bytes: usize,
+    /// Frames completely written since [`OutQueue::take_written`] last ran.
+    written_frames: u64,
+    /// Bytes written since [`OutQueue::take_written`] last ran.
+    written_bytes: u64,
 }
 
 impl OutQueue {
@@ -101,6 +105,14 @@ impl OutQueue {
         }
     }
 
+    /// Frames completed and bytes written since the last call (for metrics), resetting both.
+    pub fn take_written(&mut self) -> (u64, u64) {
+        let taken = (self.written_frames, self.written_bytes);
+        self.written_frames = 0;
+        self.written_bytes = 0;
+        taken
+    }
+
     /// The unwritten part of the front frame.
     pub fn front(&self) -> Option<&[u8]> {
         self.frames.front().map(|f| &f[self.front_offset..])
@@ -109,6 +121,7 @@ impl OutQueue {
     /// Marks `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
         self.bytes -= n;
+        self.written_bytes += n as u64;
         while n > 0 {
             let Some(front) = self.frames.front() else {
                 break;
@@ -117,6 +130,7 @@ impl OutQueue {
             if n >= rest {
                 n -= rest;
                 self.frames.pop_front();
+                self.written_frames += 1;
                 self.front_offset = 0;
             } else {
                 self.front_offset += n;
@@ -226,6 +240,8 @@ mod tests {
         q.advance(2);
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
+        assert_eq!(q.take_written(), (2, 7));
+        assert_eq!(q.take_written(), (0, 0));
     }
 
     #[test]

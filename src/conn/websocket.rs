@@ -38,6 +38,7 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
         Ok(app) => app,
         Err(Refusal(code, message)) => {
             tracing::debug!(code, message, app_key, "refusing WebSocket");
+            shard.metrics.error_sent(Some(code));
             refuse(stream, code, message).await;
             return;
         }
@@ -49,6 +50,7 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
         app,
         stream,
         now,
+        shard.metrics.clone(),
     ));
     shard.register(conn.clone());
     glommio::spawn_local(write_loop(conn.clone())).detach();
@@ -241,6 +243,7 @@ fn protocol_violation(shard: &Shard, conn: &Connection, e: &ws::WsError) {
 
 /// Dispatches one WebSocket message.
 async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
+    shard.metrics.ws_messages_received.inc();
     if conn.state() != ConnState::Open {
         if let Message::Close(_) = msg {
             conn.abort();
@@ -313,6 +316,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             client_event::relay(shard, conn, event, msg.channel.as_deref(), msg.data);
         }
         other => {
+            shard.metrics.client_event(other);
             tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
         }
     }

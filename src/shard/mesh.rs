@@ -123,6 +123,13 @@ impl Peers {
         let outboxes: Vec<Rc<Outbox>> =
             (0..nr_shards).map(|_| Rc::new(Outbox::default())).collect();
         if let Some(senders) = senders {
+            // Messages are addressed by shard id; that must be the mesh's peer number (see `Server::start`).
+            assert_eq!(
+                senders.peer_id(),
+                me,
+                "shard {me} has mesh peer number {}: shard executors were not created in order",
+                senders.peer_id()
+            );
             let senders = Rc::new(senders);
             for (peer, outbox) in outboxes.iter().enumerate() {
                 if peer == me {

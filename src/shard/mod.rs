@@ -64,6 +64,8 @@ pub struct Shard {
     shutting_down: Cell<bool>,
     /// What to do with subscribers whose queue is full.
     pub slow_consumer: SlowConsumerPolicy,
+    /// This shard's counters; written only here.
+    pub metrics: std::sync::Arc<crate::metrics::ShardMetrics>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -83,6 +85,8 @@ pub struct ShardSeed {
     pub mesh: MeshBuilder<ShardMsg, Full>,
     /// Number of shards.
     pub nr_shards: usize,
+    /// Every shard's counters; each shard takes its own.
+    pub metrics: std::sync::Arc<crate::metrics::MetricsRegistry>,
 }
 
 /// How a shard thread reports that it is serving (or why it could not start).
@@ -108,6 +112,7 @@ impl Shard {
 
     /// Adds `conn` to the set the sweeper watches and shutdown closes.
     pub fn register(&self, conn: Rc<Connection>) {
+        self.metrics.connection_opened(conn.app.index);
         self.conns.borrow_mut().insert(conn.id, conn);
     }
 
@@ -128,6 +133,7 @@ impl Shard {
         }
         self.conns.borrow_mut().remove(&conn.id);
         conn.app.release_connection();
+        self.metrics.connection_closed(conn.app.index);
     }
 
     /// Records that `conn` signed in as `user`.
@@ -285,6 +291,7 @@ impl Shard {
     /// this waits until all have applied it, so an event published anywhere after the client's
     /// `subscription_succeeded` reaches it.
     pub async fn join(&self, app: u32, channel: &str, conn: &Rc<Connection>) {
+        self.metrics.subscriptions.inc();
         let first = self
             .channels
             .borrow_mut()
@@ -314,6 +321,7 @@ impl Shard {
 
     /// Removes a local subscriber; the last one on this shard withdraws the shard's interest everywhere.
     pub fn leave(&self, app: u32, channel: &str, conn_id: u64) {
+        self.metrics.unsubscriptions.inc();
         let last = self
             .channels
             .borrow_mut()
@@ -556,6 +564,7 @@ pub async fn run(
             },
             disconnect: config.websocket.disconnect_on_buffer_full,
         },
+        metrics: seed.metrics.shard(id),
         config,
     });
     if let Some(receivers) = receivers {

@@ -23,7 +23,10 @@ pub async fn run(shard: Rc<Shard>) {
         shard.tick();
         let now = shard.now();
         let conns = shard.conns.borrow();
+        shard.metrics.set_backlog(&shard.peers.backlog());
+        let mut queued = 0;
         for conn in conns.values() {
+            queued += conn.queued() as u64;
             match conn.state() {
                 ConnState::Open
                     if conn.app.limits.enable_user_authentication
@@ -59,5 +62,6 @@ pub async fn run(shard: Rc<Shard>) {
                 _ => {}
             }
         }
+        shard.metrics.queued_frames.set(queued);
     }
 }

@@ -1,0 +1,122 @@
+//! The metrics port: a plain thread (not a shard) answering `GET /metrics` and `GET /usage`.
+//!
+//! Scrapes are rare, so requests are served one at a time, one request per connection, with short socket
+//! timeouts so that a stuck client cannot hold the endpoint for long.
+
+use super::{usage::Usage, MetricsRegistry};
+use crate::http::{self, Method, Response};
+use anyhow::Context;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Content type of the Prometheus text format.
+const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// How long one client may take to send its request or read the answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Binds the metrics port; start-up fails with this error when it cannot.
+pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(addr.as_str()).with_context(|| {
+        format!("cannot listen for metrics on {addr} (metrics.port / METRICS_PORT)")
+    })
+}
+
+/// Serves `listener` on a new thread for the life of the process.
+pub fn spawn(listener: TcpListener, registry: Arc<MetricsRegistry>) -> anyhow::Result<()> {
+    let addr = listener.local_addr().ok();
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            tracing::info!(addr = ?addr, "metrics serving");
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(s) => {
+                        if let Err(e) = serve(s, &registry) {
+                            tracing::debug!(error = %e, "metrics request failed");
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics accept failed");
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                }
+            }
+        })
+        .context("cannot spawn the metrics thread")?;
+    Ok(())
+}
+
+fn serve(mut stream: TcpStream, registry: &MetricsRegistry) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let limits = http::Limits {
+        max_header_bytes: 16 * 1024,
+        max_body_bytes: 0,
+    };
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 2048];
+    let resp = loop {
+        match http::parse_request(&buf, &limits) {
+            Ok(Some((req, _))) => break answer(&req.method, &req.path, registry),
+            Ok(None) => {}
+            Err(e) => break Response::error(e.status(), &e.to_string()),
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let mut out = Vec::with_capacity(resp.body.len() + 256);
+    resp.write_to(&mut out, false);
+    stream.write_all(&out)?;
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    Ok(())
+}
+
+/// The response to one request on the metrics port.
+pub fn answer(method: &Method, path: &str, registry: &MetricsRegistry) -> Response {
+    match (method, path) {
+        (Method::Get, "/metrics") => Response::new(200, TEXT_FORMAT, registry.render()),
+        (Method::Get, "/usage") => Response::json(200, Usage::now(registry).to_json()),
+        (_, "/metrics" | "/usage") => {
+            Response::error(405, "Method not allowed").with_header("Allow", "GET")
+        }
+        _ => Response::error(404, "Not found"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_metrics_usage_and_404() {
+        let r = MetricsRegistry::new(1, vec!["1".into()], "sockudo_");
+        let m = answer(&Method::Get, "/metrics", &r);
+        assert_eq!(m.status, 200);
+        assert_eq!(m.content_type, TEXT_FORMAT);
+        assert!(String::from_utf8_lossy(&m.body).contains("sockudo_connected{app_id=\"1\"} 0"));
+        let u = answer(&Method::Get, "/usage", &r);
+        assert_eq!(u.status, 200);
+        assert_eq!(answer(&Method::Get, "/nope", &r).status, 404);
+    }
+
+    #[test]
+    fn serves_over_tcp() {
+        let listener = bind("127.0.0.1", 0).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        spawn(listener, Arc::new(MetricsRegistry::new(1, vec![], "x_"))).unwrap();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.contains("x_ws_messages_sent_total 0"), "{text}");
+    }
+}
