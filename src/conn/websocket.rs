@@ -313,10 +313,10 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             )),
         },
         event if event.starts_with("client-") => {
+            shard.metrics.client_event(event);
             client_event::relay(shard, conn, event, msg.channel.as_deref(), msg.data);
         }
         other => {
-            shard.metrics.client_event(other);
             tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
         }
     }

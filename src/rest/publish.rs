@@ -127,17 +127,21 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
 }
 
 async fn publish(shard: &Shard, app: &App, p: &Publication) {
+    let mut cached = Vec::new();
     let items: Vec<(String, Bytes)> = p
         .channels
         .iter()
         .map(|c| {
             let text = messages::channel_event(&p.name, c, &p.data_json, None);
             if channel::classify(c).cache {
-                shard.cache_store(app.index, c, &text);
+                cached.push((c.as_str(), text.clone()));
             }
             (c.clone(), ws::encode_text(text.as_bytes()))
         })
         .collect();
+    for (c, text) in cached {
+        shard.cache_store(app.index, c, &text).await;
+    }
     shard.publish(app.index, items, p.except.as_deref()).await;
 }
 

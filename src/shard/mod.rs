@@ -236,21 +236,25 @@ impl Shard {
         }
     }
 
-    /// Keeps `text` (a channel event) as the last event of cache channel `channel`, on its owner shard.
-    pub fn cache_store(&self, app: u32, channel: &str, text: &str) {
+    /// Keeps `text` (a channel event) as the last event of cache channel `channel` on its owner shard; resolves
+    /// once stored, so a subscriber arriving after the publish was answered gets this event.
+    pub async fn cache_store(&self, app: u32, channel: &str, text: &str) {
         let owner = self.owner_of(app, channel);
         if owner == self.id {
             self.apply_cache_store(app, channel, text);
-        } else {
-            self.peers.post(
-                owner,
-                ShardMsg::CacheStore {
-                    app,
-                    channel: channel.into(),
-                    text: text.into(),
-                },
-            );
+            return;
         }
+        let (ack, stored) = tokio::sync::oneshot::channel();
+        self.peers.post(
+            owner,
+            ShardMsg::CacheStore {
+                app,
+                channel: channel.into(),
+                text: text.into(),
+                ack,
+            },
+        );
+        let _ = stored.await;
     }
 
     fn apply_cache_store(&self, app: u32, channel: &str, text: &str) {
@@ -467,8 +471,14 @@ impl Shard {
             ShardMsg::Query { app, query, reply } => {
                 let _ = reply.send(self.answer(app, &query));
             }
-            ShardMsg::CacheStore { app, channel, text } => {
-                self.apply_cache_store(app, &channel, &text)
+            ShardMsg::CacheStore {
+                app,
+                channel,
+                text,
+                ack,
+            } => {
+                self.apply_cache_store(app, &channel, &text);
+                let _ = ack.send(());
             }
             ShardMsg::SubscriptionDelta {
                 app,
