@@ -121,9 +121,9 @@ describe('user sign-in (SHARDS=2)', () => {
     const [v1, w1] = byShard.get('1');
     for (const c of [v0, v1]) assert.equal((await rawSignin(c, { id: 'victim' })).event, 'pusher:signin_success');
     assert.equal((await rawSignin(w0, { id: 'bystander' })).event, 'pusher:signin_success');
-    const pVictim = await signedInClient({ id: 'victim' });
-    const states = [];
-    pVictim.connection.bind('state_change', ({ current }) => states.push(current));
+    // Raw sockets only: a pusher-js client closed by the server with 4009 leaves faye-websocket's
+    // 30 s close timer armed (pusher-js calls close() on the already closed socket), which would
+    // keep this test process alive for 30 s.
 
     const res = await api.terminateUserConnections('victim');
     assert.equal(res.status, 200);
@@ -135,7 +135,6 @@ describe('user sign-in (SHARDS=2)', () => {
       assert.ok(err, `no pusher:error before close on shard ${c.shard}`);
       assert.equal(err.parsedData?.code ?? err.data?.code, 4009, JSON.stringify(err));
     }
-    await h.until(() => states.length > 0, 5000, 'pusher-js victim state change');
     await h.sleep(300);
     assert.equal(w0.closeInfo(), null, 'bystander (signed in) closed');
     assert.equal(w1.closeInfo(), null, 'anonymous socket closed');
