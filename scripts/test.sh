@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust unit and integration tests (real binary over loopback), the bench smoke
-# test, and the conformance tests with the official pusher-js / pusher SDKs. Installs what it needs.
+# test, and the conformance tests with the official pusher-js / pusher (Node, Python) SDKs. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +12,7 @@ need_cmd() {
 need_cmd cargo "install Rust with rustup"
 need_cmd node "install Node.js 18 or newer"
 need_cmd npm "install npm"
+need_cmd python3 "install Python 3.9 or newer (with the venv module)"
 
 # glommio registers a small amount of locked memory per shard; 8 MiB (the usual default) is plenty for tests.
 memlock=$(ulimit -l)
@@ -32,5 +33,10 @@ log "SDK conformance tests (pusher-js, pusher)"
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
   SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
 )
+
+log "SDK conformance tests (Python pusher)"
+if [ ! -x target/pyvenv/bin/python ]; then python3 -m venv target/pyvenv; fi
+target/pyvenv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
+SOCKUDO_BIN="$(pwd)/target/debug/sockudo" target/pyvenv/bin/python -m pytest -q tests/python
 
 log "all tests passed"
