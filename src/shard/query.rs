@@ -123,14 +123,7 @@ impl Shard {
         }
         let mut answers = vec![self.answer(app, &query)];
         for rx in pending {
-            let answer = glommio::timer::timeout(DEADLINE, async {
-                rx.await.map_err(|_| {
-                    glommio::GlommioError::<()>::IoError(std::io::Error::other("shard stopped"))
-                })
-            })
-            .await
-            .map_err(|_| ())?;
-            answers.push(answer);
+            answers.push(within_deadline(rx).await?);
         }
         Ok(answers)
     }
@@ -144,12 +137,17 @@ impl Shard {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.peers
             .post(owner, super::mesh::ShardMsg::Query { app, query, reply });
-        glommio::timer::timeout(DEADLINE, async {
-            rx.await.map_err(|_| {
-                glommio::GlommioError::<()>::IoError(std::io::Error::other("shard stopped"))
-            })
-        })
-        .await
-        .map_err(|_| ())
+        within_deadline(rx).await
     }
+}
+
+/// A peer's answer, or `Err` when it does not come within [`DEADLINE`] (or the peer stopped).
+async fn within_deadline(rx: tokio::sync::oneshot::Receiver<Answer>) -> Result<Answer, ()> {
+    glommio::timer::timeout(DEADLINE, async {
+        rx.await.map_err(|_| {
+            glommio::GlommioError::<()>::IoError(std::io::Error::other("shard stopped"))
+        })
+    })
+    .await
+    .map_err(|_| ())
 }
