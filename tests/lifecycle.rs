@@ -109,3 +109,38 @@ fn port_in_use_stops_the_process_with_a_message() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("cannot listen"), "{stderr}");
 }
+
+#[test]
+fn without_disconnect_on_buffer_full_a_slow_consumer_loses_messages_but_stays() {
+    let server = Server::start_with(ServerOptions {
+        env: vec![
+            ("WEBSOCKET_MAX_MESSAGES".into(), "50".into()),
+            ("WEBSOCKET_DISCONNECT_ON_BUFFER_FULL".into(), "false".into()),
+        ],
+        ..Default::default()
+    });
+    let mut slow = server.client();
+    slow.subscribe("firehose");
+    let data = "x".repeat(8 * 1024);
+    for i in 0..1500 {
+        server.publish(&["firehose"], "e", &format!("{i}{data}"));
+    }
+    // Drain what was kept: some events were dropped, and the connection is still open.
+    let mut received = 0;
+    slow.ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(800)))
+        .unwrap();
+    while let Ok(tungstenite::Message::Text(_)) = slow.ws.read() {
+        received += 1;
+    }
+    slow.ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    server.publish(&["firehose"], "after", "ok");
+    assert_eq!(slow.next_event()["event"], "after");
+    assert!(received > 0 && received < 1500, "kept {received} of 1500");
+    slow.send(json!({"event":"pusher:ping","data":{}}));
+    assert_eq!(slow.next_event()["event"], "pusher:pong");
+}
