@@ -45,6 +45,8 @@ pub struct AppLimits {
     pub max_read_requests_per_second: u64,
     /// Announce `pusher_internal:subscription_count` on non-presence channels.
     pub enable_subscription_count: bool,
+    /// Send `pusher_internal:watchlist_events` for signed-in users' watchlists.
+    pub enable_watchlist_events: bool,
 }
 
 /// One application as the server uses it.
@@ -183,6 +185,7 @@ impl AppSeed {
             max_backend_events_per_second: 0,
             max_read_requests_per_second: 0,
             enable_subscription_count: false,
+            enable_watchlist_events: false,
         };
         let apps = config
             .app_manager
@@ -264,6 +267,7 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
         max_backend_events_per_second: cfg.max_backend_events_per_second.unwrap_or(0),
         max_read_requests_per_second: cfg.max_read_requests_per_second.unwrap_or(0),
         enable_subscription_count: cfg.enable_subscription_count.unwrap_or(false),
+        enable_watchlist_events: cfg.enable_watchlist_events.unwrap_or(false),
     }
 }
 

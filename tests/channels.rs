@@ -376,3 +376,58 @@ fn subscription_count_is_announced_coalesced_when_enabled() {
     p.join_presence("presence-room", "u", json!({}));
     assert!(drain(&mut p, Duration::from_millis(400)).is_empty());
 }
+
+#[test]
+fn watchlist_events_follow_watched_users_across_shards() {
+    let config = json!({"app_manager":{"array":{"apps":[app_json(json!({"enable_watchlist_events": true}))]}}});
+    let server = Server::start_with(ServerOptions {
+        config,
+        ..Default::default()
+    });
+    let mut carol = server.client_on_shard(1);
+    assert_eq!(
+        carol.signin(r#"{"id":"carol"}"#)["event"],
+        "pusher:signin_success"
+    );
+    let mut alice = server.client_on_shard(0);
+    let ok = alice.signin(r#"{"id":"alice","watchlist":["bob","carol"]}"#);
+    assert_eq!(ok["event"], "pusher:signin_success");
+    // Already online when alice signs in.
+    let initial = alice.next_event();
+    assert_eq!(
+        initial["event"], "pusher_internal:watchlist_events",
+        "{initial}"
+    );
+    assert_eq!(
+        data_of(&initial)["events"],
+        json!([{"name":"online","user_ids":["carol"]}])
+    );
+    // Bob comes online on the other shard, with two sockets: one online event.
+    let mut bob = server.client_on_shard(1);
+    let mut bob2 = server.client_on_shard(0);
+    assert_eq!(
+        bob.signin(r#"{"id":"bob"}"#)["event"],
+        "pusher:signin_success"
+    );
+    assert_eq!(
+        bob2.signin(r#"{"id":"bob"}"#)["event"],
+        "pusher:signin_success"
+    );
+    let online = alice.next_event();
+    assert_eq!(
+        data_of(&online)["events"],
+        json!([{"name":"online","user_ids":["bob"]}])
+    );
+    assert!(alice.is_silent_for(Duration::from_millis(300)));
+    // Offline only when bob's last socket goes.
+    drop(bob);
+    assert!(alice.is_silent_for(Duration::from_millis(300)));
+    drop(bob2);
+    let offline = alice.next_event();
+    assert_eq!(
+        data_of(&offline)["events"],
+        json!([{"name":"offline","user_ids":["bob"]}])
+    );
+    // Carol is not watching anyone: she hears nothing.
+    assert!(carol.is_silent_for(Duration::from_millis(200)));
+}

@@ -27,7 +27,7 @@ struct UserData {
 }
 
 /// Signs the connection in, answering `pusher:signin_success` or `pusher:error`.
-pub fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
+pub async fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
     let refuse = |code: Option<u16>, message: &str| {
         conn.send_control(&messages::error(code, message, None));
     };
@@ -67,7 +67,7 @@ pub fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
         return;
     }
     let current = conn.user_id();
-    match current.as_deref() {
+    let first_signin = match current.as_deref() {
         Some(existing) if existing != id => {
             refuse(
                 Some(codes::UNAUTHORIZED),
@@ -75,14 +75,15 @@ pub fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
             );
             return;
         }
-        Some(_) => {}
+        Some(_) => false,
         None => {
             *conn.user.borrow_mut() = Some(SignedInUser {
                 id: id.as_str().into(),
             });
             shard.remember_user(conn.app.index, &id, conn);
+            true
         }
-    }
+    };
     conn.authorized.set(true);
     if user
         .watchlist
@@ -104,4 +105,24 @@ pub fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
         None,
         &success,
     ));
+    if first_signin && conn.app.limits.enable_watchlist_events {
+        let watchlist: Vec<Box<str>> = user
+            .watchlist
+            .iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .filter(|w| !w.is_empty())
+            .take(MAX_WATCHLIST)
+            .map(Into::into)
+            .collect();
+        let online = shard.user_online(conn.app.index, &id, &watchlist).await;
+        if !online.is_empty() {
+            let data = crate::shard::watchlist::events_json("online", &online);
+            conn.send_control(&messages::internal_event(
+                "pusher_internal:watchlist_events",
+                None,
+                &data,
+            ));
+        }
+    }
 }

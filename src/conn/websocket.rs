@@ -305,7 +305,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             )),
         },
         "pusher:signin" => match msg.data_as::<SigninData>("pusher:signin") {
-            Ok(data) => signin::signin(shard, conn, data),
+            Ok(data) => signin::signin(shard, conn, data).await,
             Err(e) => conn.send_control(&messages::error(
                 Some(codes::GENERIC_ERROR),
                 &e.to_string(),

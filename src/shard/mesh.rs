@@ -72,6 +72,51 @@ pub enum ShardMsg {
         /// +1 or -1.
         delta: i64,
     },
+    /// A socket signed in as `user` (owned here) with this watchlist.
+    WatchOnline {
+        /// App position.
+        app: u32,
+        /// The user.
+        user: Box<str>,
+        /// The user's watchlist.
+        watchlist: Vec<Box<str>>,
+    },
+    /// A socket signed in as `user` (owned here) went away.
+    WatchOffline {
+        /// App position.
+        app: u32,
+        /// The user.
+        user: Box<str>,
+    },
+    /// `watcher` watches `watched` (owned here); answer whether `watched` is online.
+    Watch {
+        /// App position.
+        app: u32,
+        /// The watched user.
+        watched: Box<str>,
+        /// The watching user.
+        watcher: Box<str>,
+        /// Online now.
+        reply: oneshot::Sender<bool>,
+    },
+    /// `watcher` went offline and no longer watches `watched` (owned here).
+    Unwatch {
+        /// App position.
+        app: u32,
+        /// The watched user.
+        watched: Box<str>,
+        /// The watching user.
+        watcher: Box<str>,
+    },
+    /// Send `text` to this shard's sockets signed in as `user`.
+    ToUser {
+        /// App position.
+        app: u32,
+        /// The user.
+        user: Box<str>,
+        /// A complete server message.
+        text: Box<str>,
+    },
     /// A REST question about this shard's state.
     Query {
         /// App position.

@@ -10,6 +10,7 @@ pub mod presence;
 pub mod query;
 pub mod subscription_count;
 mod sweeper;
+pub mod watchlist;
 
 use crate::app::{App, AppRegistry};
 use crate::config::Config;
@@ -51,6 +52,8 @@ pub struct Shard {
     pub presence: RefCell<PresenceRegistry>,
     /// Last events of the cache channels this shard owns.
     pub cache: RefCell<cache::ChannelCache>,
+    /// Online counts and watchers of the users this shard owns.
+    pub watch: RefCell<watchlist::WatchRegistry>,
     /// Subscription totals of the channels this shard owns (apps with `enable_subscription_count`).
     pub subscription_counts: RefCell<subscription_count::SubscriptionCounts>,
     /// Signed-in connections of this shard by (app, user id).
@@ -130,6 +133,9 @@ impl Shard {
         }
         if let Some(user) = conn.user_id() {
             self.forget_user(conn.app.index, &user, conn.id);
+            if conn.app.limits.enable_watchlist_events {
+                self.user_offline(conn.app.index, &user);
+            }
         }
         self.conns.borrow_mut().remove(&conn.id);
         conn.app.release_connection();
@@ -215,6 +221,126 @@ impl Shard {
             self.publish_now(app, vec![(channel.to_string(), frame)], Some(except), false);
         }
         Ok(joined.snapshot)
+    }
+
+    /// The shard that keeps `user`'s online count and watchers.
+    pub fn user_owner(&self, app: u32, user: &str) -> usize {
+        self.owner_of(app, &format!("#user:{user}"))
+    }
+
+    /// A socket signed in as `user` with `watchlist`: counts it on the user's owner, registers the watchlist and
+    /// answers which watched users are online now.
+    pub async fn user_online(&self, app: u32, user: &str, watchlist: &[Box<str>]) -> Vec<Box<str>> {
+        let owner = self.user_owner(app, user);
+        if owner == self.id {
+            self.apply_user_online(app, user, watchlist);
+        } else {
+            self.peers.post(
+                owner,
+                ShardMsg::WatchOnline {
+                    app,
+                    user: user.into(),
+                    watchlist: watchlist.to_vec(),
+                },
+            );
+        }
+        let mut online = Vec::new();
+        for watched in watchlist {
+            let owner = self.user_owner(app, watched);
+            let is_online = if owner == self.id {
+                self.watch.borrow_mut().watch(app, watched, user)
+            } else {
+                let (reply, rx) = tokio::sync::oneshot::channel();
+                self.peers.post(
+                    owner,
+                    ShardMsg::Watch {
+                        app,
+                        watched: watched.clone(),
+                        watcher: user.into(),
+                        reply,
+                    },
+                );
+                rx.await.unwrap_or(false)
+            };
+            if is_online {
+                online.push(watched.clone());
+            }
+        }
+        online
+    }
+
+    /// A socket signed in as `user` went away.
+    pub fn user_offline(&self, app: u32, user: &str) {
+        let owner = self.user_owner(app, user);
+        if owner == self.id {
+            self.apply_user_offline(app, user);
+        } else {
+            self.peers.post(
+                owner,
+                ShardMsg::WatchOffline {
+                    app,
+                    user: user.into(),
+                },
+            );
+        }
+    }
+
+    fn apply_user_online(&self, app: u32, user: &str, watchlist: &[Box<str>]) {
+        let transition = self.watch.borrow_mut().socket_online(app, user, watchlist);
+        if let Some(t) = transition {
+            let data = watchlist::events_json("online", &[user]);
+            for watcher in &t.watchers {
+                self.send_to_user_everywhere(app, watcher, &data);
+            }
+        }
+    }
+
+    fn apply_user_offline(&self, app: u32, user: &str) {
+        let transition = self.watch.borrow_mut().socket_offline(app, user);
+        let Some(t) = transition else { return };
+        let data = watchlist::events_json("offline", &[user]);
+        for watcher in &t.watchers {
+            self.send_to_user_everywhere(app, watcher, &data);
+        }
+        for watched in &t.unwatch {
+            let owner = self.user_owner(app, watched);
+            if owner == self.id {
+                self.watch.borrow_mut().unwatch(app, watched, user);
+            } else {
+                self.peers.post(
+                    owner,
+                    ShardMsg::Unwatch {
+                        app,
+                        watched: watched.clone(),
+                        watcher: user.into(),
+                    },
+                );
+            }
+        }
+    }
+
+    /// Sends `pusher_internal:watchlist_events` with `data` to every socket signed in as `user`, on every shard.
+    fn send_to_user_everywhere(&self, app: u32, user: &str, data: &str) {
+        let text = messages::internal_event("pusher_internal:watchlist_events", None, data);
+        self.send_to_local_user(app, user, &text);
+        for peer in self.peers.others() {
+            self.peers.post(
+                peer,
+                ShardMsg::ToUser {
+                    app,
+                    user: user.into(),
+                    text: text.as_str().into(),
+                },
+            );
+        }
+    }
+
+    fn send_to_local_user(&self, app: u32, user: &str, text: &str) {
+        if let Some(conns) = self.users.borrow().get(&(app, user.into())) {
+            for conn in conns {
+                conn.send_control(text);
+            }
+        }
     }
 
     /// Reports a change in the subscriptions of a non-presence channel to its owner shard.
@@ -488,6 +614,27 @@ impl Shard {
                 .subscription_counts
                 .borrow_mut()
                 .apply(app, &channel, delta),
+            ShardMsg::WatchOnline {
+                app,
+                user,
+                watchlist,
+            } => self.apply_user_online(app, &user, &watchlist),
+            ShardMsg::WatchOffline { app, user } => self.apply_user_offline(app, &user),
+            ShardMsg::Watch {
+                app,
+                watched,
+                watcher,
+                reply,
+            } => {
+                let online = self.watch.borrow_mut().watch(app, &watched, &watcher);
+                let _ = reply.send(online);
+            }
+            ShardMsg::Unwatch {
+                app,
+                watched,
+                watcher,
+            } => self.watch.borrow_mut().unwatch(app, &watched, &watcher),
+            ShardMsg::ToUser { app, user, text } => self.send_to_local_user(app, &user, &text),
             ShardMsg::Interest {
                 app,
                 channel,
@@ -557,6 +704,7 @@ pub async fn run(
         channels: RefCell::new(ChannelIndex::new(apps.len())),
         presence: RefCell::new(PresenceRegistry::default()),
         cache: RefCell::new(cache::ChannelCache::default()),
+        watch: RefCell::new(Default::default()),
         subscription_counts: RefCell::new(Default::default()),
         users: RefCell::new(HashMap::new()),
         apps,
