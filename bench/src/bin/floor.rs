@@ -260,20 +260,15 @@ impl Server {
 
     fn handshake(&mut self, idx: usize, buf: &[u8]) -> Option<usize> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        let len = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return None,
-            Err(_) => {
+        let (len, req) = match parse_head(buf, &mut headers) {
+            Ok(Some(head)) => head,
+            Ok(None) => return None,
+            Err(()) => {
                 self.mark_close(idx);
                 return None;
             }
         };
-        let key = req
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-key"))
-            .map(|h| h.value.to_vec());
+        let key = header(&req, "sec-websocket-key").map(<[u8]>::to_vec);
         let is_get = req.method == Some("GET");
         match (is_get, key) {
             (true, Some(key)) => {
@@ -310,26 +305,16 @@ impl Server {
 
     fn http(&mut self, idx: usize, buf: &[u8]) -> Option<usize> {
         let mut headers = [httparse::EMPTY_HEADER; 32];
-        let mut req = httparse::Request::new(&mut headers);
-        let hlen = match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return None,
-            Err(_) => {
+        let (hlen, req) = match parse_head(buf, &mut headers) {
+            Ok(Some(head)) => head,
+            Ok(None) => return None,
+            Err(()) => {
                 self.mark_close(idx);
                 return None;
             }
         };
-        let clen = req
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| {
-                std::str::from_utf8(h.value)
-                    .ok()?
-                    .trim()
-                    .parse::<usize>()
-                    .ok()
-            })
+        let clen = header(&req, "content-length")
+            .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse::<usize>().ok())
             .unwrap_or(0);
         if buf.len() < hlen + clen {
             return None;
@@ -681,6 +666,27 @@ fn raise_fd_limit() {
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
+}
+
+/// Parses an HTTP request head into `headers`: `Ok(None)` while incomplete, `Err` for garbage.
+fn parse_head<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<(usize, httparse::Request<'h, 'b>)>, ()> {
+    let mut req = httparse::Request::new(headers);
+    match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => Ok(Some((n, req))),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(_) => Err(()),
+    }
+}
+
+/// The value of header `name` (case-insensitive).
+fn header<'b>(req: &httparse::Request<'_, 'b>, name: &str) -> Option<&'b [u8]> {
+    req.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case(name))
+        .map(|h| h.value)
 }
 
 #[cfg(test)]

@@ -68,21 +68,10 @@ pub async fn run(ctx: Arc<Ctx>, load: Load, report: &mut Report) {
     {
         sleep(Duration::from_millis(10)).await;
     }
-    ctx.set_phase("draining");
-    let expected = super::expected_now(&ctx, true);
-    super::drain(&ctx, expected, Duration::from_secs_f64(load.drain)).await;
-    let s1 = procfs::snapshot(&ctx.common.server_pid);
-    let t_last = ctx
-        .counters
-        .last_delivery_ns
-        .load(Ordering::Relaxed)
-        .max(t0 + 1);
-
-    ctx.set_phase("closing");
-    let _ = stop_tx.send(true);
-    let outcomes = super::join_all(handles).await;
-    let tally = super::tally(&ctx, &outcomes, |o, sent| if o.sender { 0 } else { sent });
-    super::fanout::fill_delivery_report(&ctx, report, &tally, &s0, &s1, t0, t_last);
+    let drain_for = Duration::from_secs_f64(load.drain);
+    let start = super::MeasureStart { s0, t0, drain_for };
+    let expected_for = |o: &super::ConnOutcome, sent| if o.sender { 0 } else { sent };
+    super::finish_delivery(&ctx, report, start, stop_tx, handles, expected_for, true).await;
     if Counters::get(&ctx.counters.published) < total {
         report.problem(format!(
             "only {} of {total} client events were sent",

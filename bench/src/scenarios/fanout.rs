@@ -35,21 +35,9 @@ pub async fn run(ctx: Arc<Ctx>, load: Load, report: &mut Report) {
     let t0 = pusher::now_ns();
     let total = total_events(&load);
     publish(&ctx, &load, total).await;
-    ctx.set_phase("draining");
-    let expected = super::expected_now(&ctx, false);
-    super::drain(&ctx, expected, Duration::from_secs_f64(load.drain)).await;
-    let s1 = procfs::snapshot(&ctx.common.server_pid);
-    let t_last = ctx
-        .counters
-        .last_delivery_ns
-        .load(Ordering::Relaxed)
-        .max(t0 + 1);
-
-    ctx.set_phase("closing");
-    let _ = stop_tx.send(true);
-    let outcomes = super::join_all(handles).await;
-    let tally = super::tally(&ctx, &outcomes, |_, sent| sent);
-    fill_delivery_report(&ctx, report, &tally, &s0, &s1, t0, t_last);
+    let drain_for = Duration::from_secs_f64(load.drain);
+    let start = super::MeasureStart { s0, t0, drain_for };
+    super::finish_delivery(&ctx, report, start, stop_tx, handles, |_, sent| sent, false).await;
     report.rate = load.rate;
     report.payload_bytes = Some(load.payload_bytes);
 }

@@ -423,3 +423,40 @@ pub async fn drain(ctx: &Ctx, expected: u64, drain: Duration) -> bool {
         sleep(Duration::from_millis(5)).await;
     }
 }
+
+/// Where a delivery measurement starts: server CPU and the clock when the first event went out.
+pub struct MeasureStart {
+    /// Server CPU/RSS at the start.
+    pub s0: crate::procfs::Snapshot,
+    /// Start time (ns, payload clock).
+    pub t0: u64,
+    /// How long to wait for deliveries still in flight.
+    pub drain_for: Duration,
+}
+
+/// The end of every delivery scenario: drain what is still in flight, snapshot the server, stop and join the
+/// connections, and fill the report. `senders_excluded`: the sending connection expects none of its own events.
+pub async fn finish_delivery(
+    ctx: &Ctx,
+    report: &mut crate::report::Report,
+    start: MeasureStart,
+    stop_tx: watch::Sender<bool>,
+    handles: Vec<JoinHandle<ConnOutcome>>,
+    expected_for: impl Fn(&ConnOutcome, u64) -> u64,
+    senders_excluded: bool,
+) {
+    ctx.set_phase("draining");
+    let expected = expected_now(ctx, senders_excluded);
+    drain(ctx, expected, start.drain_for).await;
+    let s1 = crate::procfs::snapshot(&ctx.common.server_pid);
+    let t_last = ctx
+        .counters
+        .last_delivery_ns
+        .load(Ordering::Relaxed)
+        .max(start.t0 + 1);
+    ctx.set_phase("closing");
+    let _ = stop_tx.send(true);
+    let outcomes = join_all(handles).await;
+    let tally = tally(ctx, &outcomes, expected_for);
+    fanout::fill_delivery_report(ctx, report, &tally, &start.s0, &s1, start.t0, t_last);
+}
