@@ -162,6 +162,16 @@ impl Shard {
         }
     }
 
+    /// Hands `msg` to shard `shard`: handled right here when that is this shard (the local fast path), otherwise
+    /// posted in order through the mesh.
+    pub fn send_to(&self, shard: usize, msg: ShardMsg) {
+        if shard == self.id {
+            self.handle_mesh(msg);
+        } else {
+            self.peers.post(shard, msg);
+        }
+    }
+
     /// The shard that keeps the presence members of `channel`.
     pub fn owner_of(&self, app: u32, channel: &str) -> usize {
         use std::hash::{Hash, Hasher};
@@ -181,13 +191,9 @@ impl Shard {
         max_members: usize,
         except: &str,
     ) -> Result<String, JoinRefused> {
-        let owner = self.owner_of(app, channel);
-        if owner == self.id {
-            return self.apply_presence_join(app, channel, user_id, info, max_members, except);
-        }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.peers.post(
-            owner,
+        self.send_to(
+            self.owner_of(app, channel),
             ShardMsg::PresenceJoin {
                 app,
                 channel: channel.into(),
@@ -231,38 +237,27 @@ impl Shard {
     /// A socket signed in as `user` with `watchlist`: counts it on the user's owner, registers the watchlist and
     /// answers which watched users are online now.
     pub async fn user_online(&self, app: u32, user: &str, watchlist: &[Box<str>]) -> Vec<Box<str>> {
-        let owner = self.user_owner(app, user);
-        if owner == self.id {
-            self.apply_user_online(app, user, watchlist);
-        } else {
-            self.peers.post(
-                owner,
-                ShardMsg::WatchOnline {
-                    app,
-                    user: user.into(),
-                    watchlist: watchlist.to_vec(),
-                },
-            );
-        }
+        self.send_to(
+            self.user_owner(app, user),
+            ShardMsg::WatchOnline {
+                app,
+                user: user.into(),
+                watchlist: watchlist.to_vec(),
+            },
+        );
         let mut online = Vec::new();
         for watched in watchlist {
-            let owner = self.user_owner(app, watched);
-            let is_online = if owner == self.id {
-                self.watch.borrow_mut().watch(app, watched, user)
-            } else {
-                let (reply, rx) = tokio::sync::oneshot::channel();
-                self.peers.post(
-                    owner,
-                    ShardMsg::Watch {
-                        app,
-                        watched: watched.clone(),
-                        watcher: user.into(),
-                        reply,
-                    },
-                );
-                rx.await.unwrap_or(false)
-            };
-            if is_online {
+            let (reply, rx) = tokio::sync::oneshot::channel();
+            self.send_to(
+                self.user_owner(app, watched),
+                ShardMsg::Watch {
+                    app,
+                    watched: watched.clone(),
+                    watcher: user.into(),
+                    reply,
+                },
+            );
+            if rx.await.unwrap_or(false) {
                 online.push(watched.clone());
             }
         }
@@ -271,18 +266,13 @@ impl Shard {
 
     /// A socket signed in as `user` went away.
     pub fn user_offline(&self, app: u32, user: &str) {
-        let owner = self.user_owner(app, user);
-        if owner == self.id {
-            self.apply_user_offline(app, user);
-        } else {
-            self.peers.post(
-                owner,
-                ShardMsg::WatchOffline {
-                    app,
-                    user: user.into(),
-                },
-            );
-        }
+        self.send_to(
+            self.user_owner(app, user),
+            ShardMsg::WatchOffline {
+                app,
+                user: user.into(),
+            },
+        );
     }
 
     fn apply_user_online(&self, app: u32, user: &str, watchlist: &[Box<str>]) {
@@ -303,19 +293,14 @@ impl Shard {
             self.send_to_user_everywhere(app, watcher, &data);
         }
         for watched in &t.unwatch {
-            let owner = self.user_owner(app, watched);
-            if owner == self.id {
-                self.watch.borrow_mut().unwatch(app, watched, user);
-            } else {
-                self.peers.post(
-                    owner,
-                    ShardMsg::Unwatch {
-                        app,
-                        watched: watched.clone(),
-                        watcher: user.into(),
-                    },
-                );
-            }
+            self.send_to(
+                self.user_owner(app, watched),
+                ShardMsg::Unwatch {
+                    app,
+                    watched: watched.clone(),
+                    watcher: user.into(),
+                },
+            );
         }
     }
 
@@ -345,34 +330,22 @@ impl Shard {
 
     /// Reports a change in the subscriptions of a non-presence channel to its owner shard.
     pub fn count_subscription(&self, app: u32, channel: &str, delta: i64) {
-        let owner = self.owner_of(app, channel);
-        if owner == self.id {
-            self.subscription_counts
-                .borrow_mut()
-                .apply(app, channel, delta);
-        } else {
-            self.peers.post(
-                owner,
-                ShardMsg::SubscriptionDelta {
-                    app,
-                    channel: channel.into(),
-                    delta,
-                },
-            );
-        }
+        self.send_to(
+            self.owner_of(app, channel),
+            ShardMsg::SubscriptionDelta {
+                app,
+                channel: channel.into(),
+                delta,
+            },
+        );
     }
 
     /// Keeps `text` (a channel event) as the last event of cache channel `channel` on its owner shard; resolves
     /// once stored, so a subscriber arriving after the publish was answered gets this event.
     pub async fn cache_store(&self, app: u32, channel: &str, text: &str) {
-        let owner = self.owner_of(app, channel);
-        if owner == self.id {
-            self.apply_cache_store(app, channel, text);
-            return;
-        }
         let (ack, stored) = tokio::sync::oneshot::channel();
-        self.peers.post(
-            owner,
+        self.send_to(
+            self.owner_of(app, channel),
             ShardMsg::CacheStore {
                 app,
                 channel: channel.into(),
@@ -392,19 +365,14 @@ impl Shard {
 
     /// Removes one socket of `user_id` from presence channel `channel` on the owner shard.
     pub fn presence_leave(&self, app: u32, channel: &str, user_id: &str) {
-        let owner = self.owner_of(app, channel);
-        if owner == self.id {
-            self.apply_presence_leave(app, channel, user_id);
-        } else {
-            self.peers.post(
-                owner,
-                ShardMsg::PresenceLeave {
-                    app,
-                    channel: channel.into(),
-                    user_id: user_id.into(),
-                },
-            );
-        }
+        self.send_to(
+            self.owner_of(app, channel),
+            ShardMsg::PresenceLeave {
+                app,
+                channel: channel.into(),
+                user_id: user_id.into(),
+            },
+        );
     }
 
     fn apply_presence_leave(&self, app: u32, channel: &str, user_id: &str) {

@@ -131,12 +131,8 @@ impl Shard {
     /// Asks only the shard that owns `channel`'s presence state.
     pub async fn ask_owner(&self, app: u32, channel: &str, query: Query) -> Result<Answer, ()> {
         let owner = self.owner_of(app, channel);
-        if owner == self.id {
-            return Ok(self.answer(app, &query));
-        }
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.peers
-            .post(owner, super::mesh::ShardMsg::Query { app, query, reply });
+        self.send_to(owner, super::mesh::ShardMsg::Query { app, query, reply });
         within_deadline(rx).await
     }
 }

@@ -6,7 +6,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tungstenite::protocol::frame::coding::CloseCode;
 use tungstenite::{Message, WebSocket};
 
 pub const APP_ID: &str = "123";
@@ -338,10 +337,6 @@ impl Client {
             .unwrap();
         r
     }
-}
-
-pub fn close_code_of(code: CloseCode) -> u16 {
-    u16::from(code)
 }
 
 /// `key:signature` for a private or presence channel.
