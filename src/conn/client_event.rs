@@ -20,7 +20,7 @@ pub fn relay(
     data: Option<&RawValue>,
 ) {
     let refuse = |code: Option<u16>, message: &str| {
-        conn.send_control(&messages::error(code, message, channel_name));
+        conn.send_error(code, message, channel_name);
     };
     let limits = &conn.app.limits;
     if !limits.enable_client_messages {

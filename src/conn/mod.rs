@@ -181,10 +181,16 @@ impl Connection {
     /// Queues a frame the server itself produced for this client (never refused, never counted as slow).
     pub fn send_control(&self, text: &str) {
         if self.is_open() {
-            if let Some(code) = crate::metrics::pusher_error_code(text) {
-                self.metrics.error_sent(code);
-            }
             self.push(Rc::new(ws::encode_text(text.as_bytes())), None);
+        }
+    }
+
+    /// Sends `pusher:error` (`code` null when `None`), naming `channel` when it concerns one, and counts it.
+    /// The connection stays open.
+    pub fn send_error(&self, code: Option<u16>, message: &str, channel: Option<&str>) {
+        if self.is_open() {
+            self.metrics.error_sent(code);
+            self.send_control(&crate::protocol::messages::error(code, message, channel));
         }
     }
 

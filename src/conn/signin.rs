@@ -29,7 +29,7 @@ struct UserData {
 /// Signs the connection in, answering `pusher:signin_success` or `pusher:error`.
 pub async fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
     let refuse = |code: Option<u16>, message: &str| {
-        conn.send_control(&messages::error(code, message, None));
+        conn.send_error(code, message, None);
     };
     let to_sign = auth::user_string_to_sign(&conn.socket_id, &data.user_data);
     if !auth::verify_auth(&conn.app.key, &conn.app.secret, &to_sign, &data.auth) {

@@ -27,7 +27,7 @@ struct ChannelData<'a> {
 pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: SubscribeData) {
     let name = data.channel.as_str();
     let refuse = |code: Option<u16>, message: &str| {
-        conn.send_control(&messages::error(code, message, Some(name)));
+        conn.send_error(code, message, Some(name));
     };
     let limits = &conn.app.limits;
     if let Err(e) = channel::validate_name(name, limits.max_channel_name_length) {

@@ -261,11 +261,11 @@ async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
             handle_text(shard, conn, text).await;
         }
         Message::Binary(_) => {
-            conn.send_control(&messages::error(
+            conn.send_error(
                 Some(codes::GENERIC_ERROR),
                 "Binary frames are not supported; send JSON text frames",
                 None,
-            ));
+            );
         }
         Message::Ping(payload) => conn.send_raw(ws::encode_pong(&payload)),
         Message::Pong(_) => {}
@@ -277,11 +277,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
-            conn.send_control(&messages::error(
-                Some(codes::GENERIC_ERROR),
-                &e.to_string(),
-                None,
-            ));
+            conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None);
             return;
         }
     };
@@ -290,27 +286,15 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
         "pusher:pong" => {}
         "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
             Ok(data) => subscribe::subscribe(shard, conn, data).await,
-            Err(e) => conn.send_control(&messages::error(
-                Some(codes::GENERIC_ERROR),
-                &e.to_string(),
-                None,
-            )),
+            Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
             Ok(data) => subscribe::unsubscribe(shard, conn, &data.channel),
-            Err(e) => conn.send_control(&messages::error(
-                Some(codes::GENERIC_ERROR),
-                &e.to_string(),
-                None,
-            )),
+            Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:signin" => match msg.data_as::<SigninData>("pusher:signin") {
             Ok(data) => signin::signin(shard, conn, data).await,
-            Err(e) => conn.send_control(&messages::error(
-                Some(codes::GENERIC_ERROR),
-                &e.to_string(),
-                None,
-            )),
+            Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         event if event.starts_with("client-") => {
             shard.metrics.client_event(event);

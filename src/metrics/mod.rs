@@ -272,19 +272,6 @@ fn error_slot(code: Option<u16>) -> usize {
     }
 }
 
-/// The code of a `pusher:error` message built by [`crate::protocol::messages::error`]: `None` when `text` is not
-/// one, `Some(None)` for a null code.
-pub fn pusher_error_code(text: &str) -> Option<Option<u16>> {
-    if !text.starts_with("{\"event\":\"pusher:error\"") {
-        return None;
-    }
-    let rest = &text[text.find("\"data\":{\"code\":")? + 15..];
-    let digits: &str = &rest[..rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len())];
-    Some(digits.parse().ok())
-}
-
 /// The counters of one shard. Written only by that shard's thread. Aligned, like its arrays, so that no cache
 /// line is shared with another shard's counters.
 #[derive(Debug)]
@@ -562,25 +549,5 @@ mod tests {
         );
         assert_eq!(m.http_bytes_received.get(), 201);
         assert_eq!(m.http_bytes_sent.get(), 101);
-    }
-
-    #[test]
-    fn pusher_error_codes_are_read_back() {
-        use crate::protocol::messages::error;
-        assert_eq!(
-            pusher_error_code(&error(Some(4300), "x", None)),
-            Some(Some(4300))
-        );
-        assert_eq!(pusher_error_code(&error(None, "x", Some("ch"))), Some(None));
-        assert_eq!(
-            pusher_error_code("{\"event\":\"pusher:pong\",\"data\":{}}"),
-            None
-        );
-        assert_eq!(
-            error_slot(Some(4300)),
-            ERROR_CODES.iter().position(|&c| c == 4300).unwrap()
-        );
-        assert_eq!(error_slot(None), ERROR_CODES.len());
-        assert_eq!(error_slot(Some(1234)), ERROR_CODES.len() + 1);
     }
 }
