@@ -5,6 +5,7 @@
 //! an atomic touched on connect and disconnect only, never per message.
 
 use crate::config::{AppConfig, Config};
+use sockudo_webhooks::{AppWebhooks, EventKind, KindSet};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,6 +73,32 @@ pub struct App {
     pub read_requests: Arc<RateWindow>,
     /// The configuration record this app was built from, for features added later.
     pub config: AppConfig,
+    /// Webhook event types some webhook of this app wants; worker shards build no event outside this set.
+    pub webhooks: KindSet,
+}
+
+impl App {
+    /// True when some webhook of this app wants events of `kind`.
+    pub fn wants_webhook(&self, kind: EventKind) -> bool {
+        self.webhooks.contains(kind)
+    }
+}
+
+/// The webhooks of `cfg`, as the I/O shard delivers them. Definitions were checked when the configuration was
+/// loaded; one that still does not parse here yields no webhook.
+pub fn app_webhooks(cfg: &AppConfig) -> AppWebhooks {
+    let webhooks = cfg
+        .webhooks
+        .as_deref()
+        .map(sockudo_webhooks::parse_webhooks)
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    AppWebhooks {
+        app_id: cfg.id.clone(),
+        key: cfg.key.clone(),
+        secret: cfg.secret.clone(),
+        webhooks,
+    }
 }
 
 impl App {
@@ -217,6 +244,7 @@ impl AppSeed {
                 backend_events: counter.backend_events.clone(),
                 read_requests: counter.read_requests.clone(),
                 config: cfg.clone(),
+                webhooks: app_webhooks(cfg).wanted(),
             };
             registry.by_id.insert(app.id.clone(), index);
             registry.by_key.insert(app.key.clone(), index);

@@ -7,6 +7,7 @@ use crate::shard::{self, ShardSeed};
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use sockudo_io_shard::{IoShard, IoShardConfig};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,9 +18,19 @@ const MESH_CAPACITY: usize = 4096;
 /// How long shards may take to bind and join the mesh.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// How long shutdown waits for the I/O shard to deliver the webhooks still pending.
+const WEBHOOK_FLUSH_BOUND: Duration = Duration::from_secs(5);
+
+/// Capacity of the queue from the worker shards to the I/O shard.
+const IO_QUEUE_CAPACITY: usize = 10_000;
+
+/// Webhook requests the I/O shard holds for retry at most; beyond it the oldest are dropped and counted.
+const MAX_PENDING_WEBHOOKS: usize = 10_000;
+
 /// A running server: its shard threads and the way to stop them.
 pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
+    io_shard: IoShard,
     stoppers: Vec<tokio::sync::oneshot::Sender<()>>,
     /// Number of worker shards.
     pub nr_shards: usize,
@@ -67,7 +78,26 @@ impl Server {
         } else {
             None
         };
+        let (io_shard, io) = sockudo_io_shard::start(IoShardConfig {
+            apps: config
+                .app_manager
+                .array
+                .apps
+                .iter()
+                .map(crate::app::app_webhooks)
+                .collect(),
+            batching: config
+                .webhooks
+                .batching
+                .enabled
+                .then(|| Duration::from_millis(config.webhooks.batching.duration)),
+            queue_capacity: IO_QUEUE_CAPACITY,
+            max_pending_deliveries: MAX_PENDING_WEBHOOKS,
+        })
+        .context("cannot start the I/O shard")?;
+        metrics.attach_io(io.stats().clone());
         let seed = ShardSeed {
+            io: Some(io),
             apps: AppSeed::new(&config),
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
@@ -139,6 +169,7 @@ impl Server {
         }
         Ok(Server {
             threads,
+            io_shard,
             stoppers,
             nr_shards,
             metrics,
@@ -155,5 +186,7 @@ impl Server {
                 tracing::error!("a shard thread panicked during shutdown");
             }
         }
+        // Workers are gone, so nothing new arrives: deliver what is pending, within a bound.
+        self.io_shard.shutdown(WEBHOOK_FLUSH_BOUND);
     }
 }

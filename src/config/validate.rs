@@ -114,6 +114,14 @@ fn apps(c: &Config) -> Result<(), ConfigError> {
                 format!("duplicate app key \"{}\" (also apps[{first}])", app.key),
             ));
         }
+        if let Some(webhooks) = &app.webhooks {
+            sockudo_webhooks::parse_webhooks(webhooks).map_err(|e| match e.split_once(": ") {
+                Some((path, message)) if path.starts_with("webhooks") => {
+                    ConfigError::invalid(at(path), message)
+                }
+                _ => ConfigError::invalid(at("webhooks"), e),
+            })?;
+        }
         if let Some(origins) = &app.allowed_origins {
             if origins.iter().any(|o| o.trim().is_empty()) {
                 return Err(ConfigError::invalid(
@@ -233,5 +241,20 @@ mod tests {
             error_of(second("x", "k", "")),
             "app_manager.array.apps[1].secret: must not be empty"
         );
+    }
+
+    #[test]
+    fn webhook_definitions_are_checked_with_their_key_path() {
+        let message = error_of(|c| {
+            c.app_manager.array.apps[0].webhooks = Some(vec![serde_json::json!({
+                "url": "http://127.0.0.1:9/hook",
+                "event_types": ["channel_occupied", "channel_ocupied"]
+            })]);
+        });
+        assert!(
+            message.starts_with("app_manager.array.apps[0].webhooks[0].event_types: "),
+            "{message}"
+        );
+        assert!(message.contains("channel_ocupied"), "{message}");
     }
 }

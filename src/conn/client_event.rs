@@ -1,11 +1,13 @@
 //! Client events (`client-*`, PROTOCOL.md 1.12): relayed to the other subscribers of a private or presence
-//! channel the sender has joined, never echoed, with `user_id` on presence channels, rate-limited per connection.
+//! channel the sender has joined, never echoed, with `user_id` on presence channels, rate-limited per connection;
+//! reported by the `client_event` webhook of apps that want it.
 
 use super::Connection;
 use crate::protocol::{channel, codes, messages};
 use crate::shard::Shard;
 use crate::ws;
 use serde_json::value::RawValue;
+use sockudo_webhooks::{EventKind, WebhookEvent};
 
 /// Pusher's own wording when an app has client events turned off.
 const DISABLED: &str =
@@ -77,6 +79,14 @@ pub fn relay(
         return;
     }
     let user_id = conn.presence_user(name);
+    if conn.app.wants_webhook(EventKind::ClientEvent) {
+        let mut hook = WebhookEvent::new(conn.app.index, EventKind::ClientEvent, name);
+        hook.event = Some(event.into());
+        hook.data = Some(data_as_string(data_json).into());
+        hook.socket_id = Some(conn.socket_id.as_ref().into());
+        hook.user_id = user_id.as_deref().map(Into::into);
+        shard.emit_webhook(hook);
+    }
     let text = messages::channel_event(event, name, data_json, user_id.as_deref());
     let frame = ws::encode_text(text.as_bytes());
     shard.publish_now(
@@ -85,6 +95,14 @@ pub fn relay(
         Some(&conn.socket_id),
         false,
     );
+}
+
+/// The `data` of a `client_event` webhook: the string the client sent, or the JSON text of anything else.
+fn data_as_string(data_json: &str) -> String {
+    match serde_json::from_str::<String>(data_json) {
+        Ok(text) => text,
+        Err(_) => data_json.to_string(),
+    }
 }
 
 /// Counts the event in the connection's current one-second window.

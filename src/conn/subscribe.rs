@@ -8,6 +8,7 @@ use crate::shard::query::{Answer, Query};
 use crate::shard::{counts_subscriptions, Shard};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::rc::Rc;
 
 /// A presence member as `channel_data` describes it.
@@ -210,6 +211,13 @@ async fn replay_cache(shard: &Shard, conn: &Connection, name: &str) {
     match shard.ask_owner(conn.app.index, name, query).await {
         Ok(Answer::Cached(Some((text, _)))) => conn.send_control(&text),
         _ => {
+            if conn.app.wants_webhook(EventKind::CacheMiss) {
+                shard.emit_webhook(WebhookEvent::new(
+                    conn.app.index,
+                    EventKind::CacheMiss,
+                    name,
+                ));
+            }
             let mut miss = String::from("{\"event\":\"pusher:cache_miss\",\"channel\":");
             messages::push_json_string(&mut miss, name);
             miss.push('}');

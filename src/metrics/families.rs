@@ -192,6 +192,11 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
         queued = queued.value(&[("shard", &shard)], s.queued_frames.get() as f64);
     }
 
+    let io = |f: fn(&sockudo_io_shard::IoStats) -> &std::sync::atomic::AtomicU64| {
+        r.io.get()
+            .map(|s| f(s).load(std::sync::atomic::Ordering::Relaxed) as f64)
+            .unwrap_or(0.0)
+    };
     let process = usage::Usage::now(r);
     let families = [
         connected,
@@ -237,6 +242,26 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "Connections closed with 4100 because their outbound queue was full.",
         )
         .value(&[], total(|s| &s.slow_consumer_disconnections)),
+        counter(
+            "webhooks_sent_total",
+            "Webhook requests (HTTP or Lambda) that succeeded.",
+        )
+        .value(&[], io(|s| &s.webhooks_sent)),
+        counter(
+            "webhooks_failed_total",
+            "Webhook requests given up on: permanent error, retries exhausted, or shutdown.",
+        )
+        .value(&[], io(|s| &s.webhooks_failed)),
+        counter(
+            "webhook_retries_total",
+            "Webhook attempts retried after a 5xx, 429, timeout or transport error.",
+        )
+        .value(&[], io(|s| &s.webhook_retries)),
+        counter(
+            "io_queue_dropped_total",
+            "Requests to the I/O shard (webhook events) dropped because its queue was full.",
+        )
+        .value(&[], io(|s| &s.dropped_queue_full)),
         gauge(
             "process_resident_memory_bytes",
             "Resident memory of the process.",

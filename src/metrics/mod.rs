@@ -407,6 +407,8 @@ pub struct MetricsRegistry {
     pub prefix: String,
     /// When the process started serving.
     pub started: Instant,
+    /// The I/O shard's counters (webhooks), once it runs.
+    pub io: std::sync::OnceLock<Arc<sockudo_io_shard::IoStats>>,
 }
 
 impl MetricsRegistry {
@@ -419,7 +421,13 @@ impl MetricsRegistry {
             app_ids,
             prefix: prefix.to_string(),
             started: Instant::now(),
+            io: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Exports the I/O shard's counters from now on.
+    pub fn attach_io(&self, stats: Arc<sockudo_io_shard::IoStats>) {
+        let _ = self.io.set(stats);
     }
 
     /// Shard `id`'s counters.

@@ -126,6 +126,18 @@ pub enum ShardMsg {
         /// The answer.
         reply: oneshot::Sender<crate::shard::query::Answer>,
     },
+    /// Shard `from` gained its first (`occupied`) or lost its last subscriber of a channel this shard owns, for
+    /// the `channel_occupied` / `channel_vacated` webhooks.
+    Occupancy {
+        /// App position.
+        app: u32,
+        /// Channel name.
+        channel: Box<str>,
+        /// Announcing shard.
+        from: usize,
+        /// Has subscribers now.
+        occupied: bool,
+    },
     /// Shard `from` gained its first (`interested`) or lost its last subscriber of a channel.
     Interest {
         /// App position.

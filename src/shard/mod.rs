@@ -11,6 +11,7 @@ pub mod query;
 pub mod subscription_count;
 mod sweeper;
 pub mod watchlist;
+pub mod webhooks;
 
 use crate::app::{App, AppRegistry};
 use crate::config::Config;
@@ -24,6 +25,8 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
 use mesh::{Peers, ShardMsg};
 use presence::{JoinRefused, PresenceRegistry};
+use sockudo_io_shard::{IoRequest, IoSender};
+use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -69,6 +72,14 @@ pub struct Shard {
     pub slow_consumer: SlowConsumerPolicy,
     /// This shard's counters; written only here.
     pub metrics: std::sync::Arc<crate::metrics::ShardMetrics>,
+    /// Occupancy and delayed webhook events of the channels this shard owns.
+    pub webhook_state: RefCell<webhooks::WebhookState>,
+    /// Wakes the task that sends delayed webhook events when the first one is scheduled.
+    webhook_scheduled: tokio::sync::Notify,
+    /// The way to the I/O shard (webhooks); `None` when no app has a webhook.
+    pub io: Option<IoSender>,
+    /// Second (shard clock) of the last "I/O queue full" warning, to log it at most once a second.
+    io_full_logged_at: Cell<Option<u32>>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -90,6 +101,8 @@ pub struct ShardSeed {
     pub nr_shards: usize,
     /// Every shard's counters; each shard takes its own.
     pub metrics: std::sync::Arc<crate::metrics::MetricsRegistry>,
+    /// The way to the I/O shard, when it runs.
+    pub io: Option<IoSender>,
 }
 
 /// How a shard thread reports that it is serving (or why it could not start).
@@ -162,6 +175,50 @@ impl Shard {
         }
     }
 
+    /// Hands a webhook event to the I/O shard without waiting; a full queue drops it (counted, logged).
+    pub fn emit_webhook(&self, event: WebhookEvent) {
+        let Some(io) = &self.io else { return };
+        if io.send(IoRequest::Webhook(event)) {
+            return;
+        }
+        let now = self.now();
+        if self.io_full_logged_at.get() != Some(now) {
+            self.io_full_logged_at.set(Some(now));
+            tracing::warn!(
+                shard = self.id,
+                "the I/O shard's queue is full: webhook events are being dropped"
+            );
+        }
+    }
+
+    /// True when an app wants `channel_occupied` or `channel_vacated`, so shards report occupancy for it.
+    fn tracks_occupancy(&self, app: u32) -> bool {
+        self.apps.by_index(app).is_some_and(|a| {
+            a.wants_webhook(EventKind::ChannelOccupied)
+                || a.wants_webhook(EventKind::ChannelVacated)
+        })
+    }
+
+    fn wants_webhook(&self, app: u32, kind: EventKind) -> bool {
+        self.apps
+            .by_index(app)
+            .is_some_and(|a| a.wants_webhook(kind))
+    }
+
+    fn apply_occupancy(&self, app: u32, channel: &str, from: usize, occupied: bool) {
+        let mut state = self.webhook_state.borrow_mut();
+        if occupied {
+            if state.occupied(app, channel, from)
+                && self.wants_webhook(app, EventKind::ChannelOccupied)
+            {
+                drop(state);
+                self.emit_webhook(WebhookEvent::new(app, EventKind::ChannelOccupied, channel));
+            }
+        } else if state.vacated(app, channel, from, Instant::now()) {
+            self.webhook_scheduled.notify_one();
+        }
+    }
+
     /// Hands `msg` to shard `shard`: handled right here when that is this shard (the local fast path), otherwise
     /// posted in order through the mesh.
     pub fn send_to(&self, shard: usize, msg: ShardMsg) {
@@ -221,6 +278,15 @@ impl Shard {
             .borrow_mut()
             .join(app, channel, user_id, info, max_members)?;
         if let Some(added) = joined.member_added {
+            let news = self
+                .webhook_state
+                .borrow_mut()
+                .member_added(app, channel, user_id);
+            if news && self.wants_webhook(app, EventKind::MemberAdded) {
+                let mut event = WebhookEvent::new(app, EventKind::MemberAdded, channel);
+                event.user_id = Some(user_id.into());
+                self.emit_webhook(event);
+            }
             let text =
                 messages::internal_event("pusher_internal:member_added", Some(channel), &added);
             let frame = ws::encode_text(text.as_bytes());
@@ -378,6 +444,15 @@ impl Shard {
     fn apply_presence_leave(&self, app: u32, channel: &str, user_id: &str) {
         let removed = self.presence.borrow_mut().leave(app, channel, user_id);
         if let Some(removed) = removed {
+            if self.wants_webhook(app, EventKind::MemberRemoved) {
+                self.webhook_state.borrow_mut().member_removed(
+                    app,
+                    channel,
+                    user_id,
+                    Instant::now(),
+                );
+                self.webhook_scheduled.notify_one();
+            }
             let text =
                 messages::internal_event("pusher_internal:member_removed", Some(channel), &removed);
             let frame = ws::encode_text(text.as_bytes());
@@ -394,6 +469,17 @@ impl Shard {
             .channels
             .borrow_mut()
             .add_local(app, channel, conn.clone());
+        if first && self.tracks_occupancy(app) {
+            self.send_to(
+                self.owner_of(app, channel),
+                ShardMsg::Occupancy {
+                    app,
+                    channel: channel.into(),
+                    from: self.id,
+                    occupied: true,
+                },
+            );
+        }
         if first && self.peers.nr_shards() > 1 {
             let mut acks = Vec::new();
             for peer in self.peers.others() {
@@ -424,6 +510,17 @@ impl Shard {
             .channels
             .borrow_mut()
             .remove_local(app, channel, conn_id);
+        if last && self.tracks_occupancy(app) {
+            self.send_to(
+                self.owner_of(app, channel),
+                ShardMsg::Occupancy {
+                    app,
+                    channel: channel.into(),
+                    from: self.id,
+                    occupied: false,
+                },
+            );
+        }
         if last {
             for peer in self.peers.others() {
                 self.peers.post(
@@ -603,6 +700,12 @@ impl Shard {
                 watcher,
             } => self.watch.borrow_mut().unwatch(app, &watched, &watcher),
             ShardMsg::ToUser { app, user, text } => self.send_to_local_user(app, &user, &text),
+            ShardMsg::Occupancy {
+                app,
+                channel,
+                from,
+                occupied,
+            } => self.apply_occupancy(app, &channel, from, occupied),
             ShardMsg::Interest {
                 app,
                 channel,
@@ -691,6 +794,10 @@ pub async fn run(
             disconnect: config.websocket.disconnect_on_buffer_full,
         },
         metrics: seed.metrics.shard(id),
+        webhook_state: RefCell::new(Default::default()),
+        webhook_scheduled: tokio::sync::Notify::new(),
+        io: seed.io.clone(),
+        io_full_logged_at: Cell::new(None),
         config,
     });
     if let Some(receivers) = receivers {
@@ -698,6 +805,7 @@ pub async fn run(
     }
     glommio::spawn_local(sweeper::run(shard.clone())).detach();
     glommio::spawn_local(subscription_count::run(shard.clone())).detach();
+    glommio::spawn_local(send_delayed_webhooks(shard.clone())).detach();
     tracing::info!(shard = id, %addr, "shard serving");
     let _ = ready.send((id, Ok(())));
 
@@ -760,6 +868,33 @@ async fn drain(shard: &Rc<Shard>) {
     }
     // Let readers observe the abort and release their sockets.
     glommio::timer::sleep(Duration::from_millis(20)).await;
+    // Nobody comes back now: send the vacates and removals still waiting for their delay.
+    let pending = shard.webhook_state.borrow_mut().take_all();
+    for event in pending {
+        shard.emit_webhook(event);
+    }
+}
+
+/// Sends `channel_vacated` / `member_removed` once their delay passed, unless cancelled meanwhile. Sleeps on
+/// [`Shard::webhook_scheduled`] while nothing waits, so an idle shard has no timer firing.
+async fn send_delayed_webhooks(shard: Rc<Shard>) {
+    loop {
+        let next = shard.webhook_state.borrow().next_due();
+        match next {
+            None => shard.webhook_scheduled.notified().await,
+            Some(due) => {
+                let now = Instant::now();
+                if due > now {
+                    // Every event waits the same delay, so one scheduled meanwhile is due later than `due`.
+                    glommio::timer::sleep(due - now).await;
+                }
+                let events = shard.webhook_state.borrow_mut().take_due(Instant::now());
+                for event in events {
+                    shard.emit_webhook(event);
+                }
+            }
+        }
+    }
 }
 
 impl Shard {
@@ -768,10 +903,12 @@ impl Shard {
     }
 }
 
-/// True when `channel`'s subscriptions are announced with `pusher_internal:subscription_count` for `conn`'s app.
+/// True when `channel`'s subscriptions are counted for `conn`'s app: announced with
+/// `pusher_internal:subscription_count` or reported by the `subscription_count` webhook.
 pub fn counts_subscriptions(conn: &Connection, channel: &str) -> bool {
     use crate::protocol::channel::{classify, ChannelKind};
-    conn.app.limits.enable_subscription_count
+    (conn.app.limits.enable_subscription_count
+        || conn.app.wants_webhook(EventKind::SubscriptionCount))
         && matches!(
             classify(channel).kind,
             ChannelKind::Public | ChannelKind::Private | ChannelKind::PrivateEncrypted

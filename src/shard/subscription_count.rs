@@ -1,10 +1,12 @@
 //! `pusher_internal:subscription_count` (apps with `enable_subscription_count`): the owner shard of a channel sums
 //! the subscription changes every shard reports and, at most every [`FLUSH_INTERVAL`], announces the new total
-//! to the channel's subscribers — one event per change burst, not one per subscriber.
+//! to the channel's subscribers — one event per change burst, not one per subscriber. The same totals feed the
+//! `subscription_count` webhook of apps that want it.
 
 use super::Shard;
 use crate::protocol::messages;
 use crate::ws;
+use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::Duration;
@@ -50,7 +52,15 @@ pub async fn run(shard: Rc<Shard>) {
         glommio::timer::sleep(FLUSH_INTERVAL).await;
         let changed = shard.subscription_counts.borrow_mut().take_changed();
         for (app, channel, total) in changed {
-            if total <= 0 {
+            let Some(app_record) = shard.apps.by_index(app) else {
+                continue;
+            };
+            if app_record.wants_webhook(EventKind::SubscriptionCount) {
+                let mut event = WebhookEvent::new(app, EventKind::SubscriptionCount, &channel);
+                event.subscription_count = Some(total.max(0) as u64);
+                shard.emit_webhook(event);
+            }
+            if total <= 0 || !app_record.limits.enable_subscription_count {
                 continue;
             }
             let data = format!("{{\"subscription_count\":{total}}}");

@@ -41,7 +41,9 @@ impl IoSender {
         match self.tx.try_send(request) {
             Ok(()) => true,
             Err(_) => {
-                self.stats.dropped_queue_full.fetch_add(1, Ordering::Relaxed);
+                self.stats
+                    .dropped_queue_full
+                    .fetch_add(1, Ordering::Relaxed);
                 false
             }
         }
@@ -51,4 +53,38 @@ impl IoSender {
     pub fn stats(&self) -> &Arc<IoStats> {
         &self.stats
     }
+}
+
+pub use sockudo_webhooks::AppWebhooks;
+
+/// Placeholder until the I/O shard lands.
+pub struct IoShardConfig {
+    /// Apps by index.
+    pub apps: Vec<AppWebhooks>,
+    /// Batching window.
+    pub batching: Option<std::time::Duration>,
+    /// Queue capacity.
+    pub queue_capacity: usize,
+    /// Retry cap.
+    pub max_pending_deliveries: usize,
+}
+
+/// Placeholder.
+pub struct IoShard;
+
+/// Placeholder.
+pub fn start(config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
+    let (tx, _rx) = crossbeam_channel::bounded(config.queue_capacity);
+    Ok((
+        IoShard,
+        IoSender {
+            tx,
+            stats: Default::default(),
+        },
+    ))
+}
+
+impl IoShard {
+    /// Placeholder.
+    pub fn shutdown(self, _flush_within: std::time::Duration) {}
 }
