@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the project: Rust unit and integration tests (real binary over loopback), the bench smoke
-# test, and the conformance tests with the official pusher-js / pusher (Node, Python) SDKs. Installs what it needs.
+# test, and the conformance and webhook tests with the official pusher-js / pusher (Node, Python) SDKs, Lambda
+# webhooks against moto_server. Installs what it needs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,11 +22,15 @@ if [ "$memlock" != "unlimited" ] && [ "$memlock" -lt 1024 ]; then
   exit 1
 fi
 
-log "cargo build (server and bench binaries)"
-cargo build --workspace --bins
+# One feature set for the build and the tests, so cargo test reuses the binaries instead of building them again.
+# `lambda` adds AWS Lambda webhook delivery (tested against moto_server below).
+FEATURES="sockudo/lambda"
+
+log "cargo build (server and bench binaries, features: $FEATURES)"
+cargo build --workspace --bins --features "$FEATURES"
 
 log "cargo test (unit + integration against the real binary)"
-cargo test --workspace
+cargo test --workspace --features "$FEATURES"
 
 log "SDK conformance tests (pusher-js, pusher)"
 (
@@ -34,7 +39,8 @@ log "SDK conformance tests (pusher-js, pusher)"
   SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
 )
 
-log "SDK conformance tests (Python pusher)"
+log "SDK conformance and webhook tests (Python pusher, moto_server for Lambda)"
+# requirements.txt brings moto[server] (and boto3): the Lambda webhook tests start moto_server from this venv.
 if [ ! -x target/pyvenv/bin/python ]; then python3 -m venv target/pyvenv; fi
 target/pyvenv/bin/python -m pip install --quiet --disable-pip-version-check -r tests/python/requirements.txt
 SOCKUDO_BIN="$(pwd)/target/debug/sockudo" target/pyvenv/bin/python -m pytest -q tests/python

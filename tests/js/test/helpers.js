@@ -99,16 +99,17 @@ async function waitForBinary() {
 }
 
 /**
- * Start a sockudo server with the given apps. Returns
+ * Start a sockudo server with the given apps. `config` adds top-level sections to the config file (e.g.
+ * `{ webhooks: { batching: {...} } }`), `env` adds or overrides environment variables. Returns
  * { port, proc, stop(), logs() }. stop() sends SIGTERM and resolves to
  * { code, signal }.
  */
-async function startServer({ apps = DEFAULT_APPS, shards = 2 } = {}) {
+async function startServer({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {} } = {}) {
   await waitForBinary();
   const port = await freePort();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockudo-js-'));
   const configPath = path.join(dir, 'config.json');
-  fs.writeFileSync(configPath, JSON.stringify({ app_manager: { array: { apps } } }, null, 2));
+  fs.writeFileSync(configPath, JSON.stringify({ ...config, app_manager: { array: { apps } } }, null, 2));
 
   const proc = spawn(SOCKUDO_BIN, ['--config', configPath], {
     env: {
@@ -118,6 +119,7 @@ async function startServer({ apps = DEFAULT_APPS, shards = 2 } = {}) {
       SHARDS: String(shards),
       METRICS_ENABLED: 'false',
       RUST_LOG: 'warn',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
