@@ -263,6 +263,11 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
         )
         .value(&[], io(|s| &s.dropped_queue_full)),
         gauge(
+            "webhooks_pending",
+            "Webhook requests not finished yet: in flight, waiting for a connection slot or a retry.",
+        )
+        .value(&[], io(|s| &s.webhooks_pending)),
+        gauge(
             "process_resident_memory_bytes",
             "Resident memory of the process.",
         )

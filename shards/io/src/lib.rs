@@ -1,30 +1,37 @@
 //! The I/O shard: one dedicated thread running a tokio runtime that hosts every client of the outside world
 //! (webhooks now). Worker shards hand it [`IoRequest`]s through a bounded queue with [`IoSender::send`], which
 //! never blocks: when the queue is full the request is dropped, counted and logged.
+//!
+//! Inside: a bridge thread moves requests from the crossbeam queue into the runtime; the router batches
+//! each event for every matching webhook of its app and starts one task per request; tasks retry on their
+//! own clock, with at most 64 requests in flight at once.
 
-pub use sockudo_webhooks::{EventKind, KindSet, WebhookEvent};
+mod bridge;
+mod deliver;
+mod router;
+mod stats;
+mod waiting;
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+pub use sockudo_webhooks::{AppWebhooks, EventKind, KindSet, WebhookEvent};
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+use tracing::warn;
+
+pub use stats::IoStats;
+
+use deliver::{Shared, Transport, MAX_IN_FLIGHT};
+use router::Router;
+use waiting::Waiting;
 
 /// Work for the I/O shard.
 #[derive(Debug)]
 pub enum IoRequest {
     /// Deliver a webhook event to the app's matching webhooks.
     Webhook(WebhookEvent),
-}
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-/// Counters of the I/O shard, read by the metrics exporter.
-#[derive(Debug, Default)]
-pub struct IoStats {
-    /// Requests refused because the queue to the I/O shard was full.
-    pub dropped_queue_full: AtomicU64,
-    /// Webhook requests (HTTP or Lambda) answered with success.
-    pub webhooks_sent: AtomicU64,
-    /// Webhook requests given up on (permanent error, retries exhausted, or shutdown).
-    pub webhooks_failed: AtomicU64,
-    /// Webhook attempts retried after a 5xx, 429, timeout or transport error.
-    pub webhook_retries: AtomicU64,
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.
@@ -43,7 +50,7 @@ impl IoSender {
             Err(_) => {
                 self.stats
                     .dropped_queue_full
-                    .fetch_add(1, Ordering::Relaxed);
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 false
             }
         }
@@ -55,36 +62,167 @@ impl IoSender {
     }
 }
 
-pub use sockudo_webhooks::AppWebhooks;
+/// Default capacity of the queue from the worker shards.
+pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 
-/// Placeholder until the I/O shard lands.
+/// Default cap on webhook requests waiting (for a connection slot or a retry).
+pub const DEFAULT_MAX_PENDING_DELIVERIES: usize = 10_000;
+
+/// How the I/O shard runs.
+#[derive(Debug, Clone)]
 pub struct IoShardConfig {
-    /// Apps by index.
+    /// Every app, at the index [`WebhookEvent::app`] uses.
     pub apps: Vec<AppWebhooks>,
-    /// Batching window.
-    pub batching: Option<std::time::Duration>,
-    /// Queue capacity.
+    /// Batching window (`webhooks.batching.duration`); `None`: one event per request.
+    pub batching: Option<Duration>,
+    /// Capacity of the queue from the worker shards (default [`DEFAULT_QUEUE_CAPACITY`]).
     pub queue_capacity: usize,
-    /// Retry cap.
+    /// Cap on webhook requests waiting for a connection slot or their next retry; beyond it the oldest
+    /// waiting one is dropped and counted (default [`DEFAULT_MAX_PENDING_DELIVERIES`]).
     pub max_pending_deliveries: usize,
 }
 
-/// Placeholder.
-pub struct IoShard;
+impl Default for IoShardConfig {
+    fn default() -> IoShardConfig {
+        IoShardConfig {
+            apps: Vec::new(),
+            batching: None,
+            queue_capacity: DEFAULT_QUEUE_CAPACITY,
+            max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
+        }
+    }
+}
 
-/// Placeholder.
+/// The running I/O shard. Stop it with [`IoShard::shutdown`]; dropping it stops it without flushing.
+#[derive(Debug)]
+pub struct IoShard {
+    stats: Arc<IoStats>,
+    /// Gives the runtime its flush deadline.
+    shutdown: Option<oneshot::Sender<Instant>>,
+    /// Dropped to stop the bridge thread.
+    stop_bridge: Option<crossbeam_channel::Sender<()>>,
+    runtime_thread: Option<JoinHandle<()>>,
+    bridge_thread: Option<JoinHandle<()>>,
+}
+
+/// Capacity of the channel between the bridge thread and the runtime.
+const FORWARD_CAPACITY: usize = 1024;
+
+/// Extra time `shutdown` allows past its bound for the runtime to wind down.
+const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
+
+/// Starts the I/O shard: the thread `io-shard` running a current-thread tokio runtime, fed by the thread
+/// `io-shard-rx`. Returns once the runtime runs, with the sender worker shards use.
 pub fn start(config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
-    let (tx, _rx) = crossbeam_channel::bounded(config.queue_capacity);
+    let stats = Arc::new(IoStats::default());
+    let capacity = config.queue_capacity.max(1);
+    let (queue_tx, queue_rx) = crossbeam_channel::bounded(capacity);
+    let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
+    let (forward_tx, forward_rx) = mpsc::channel(FORWARD_CAPACITY);
+    let (shutdown_tx, shutdown_rx) = oneshot::channel();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), String>>();
+
+    let thread_stats = Arc::clone(&stats);
+    let runtime_thread = std::thread::Builder::new()
+        .name("io-shard".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(format!("tokio runtime: {e}")));
+                    return;
+                }
+            };
+            let transport = match Transport::new() {
+                Ok(transport) => transport,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let (deadline_tx, deadline_rx) = watch::channel(None);
+            let shared = Arc::new(Shared {
+                transport,
+                slots: Semaphore::new(MAX_IN_FLIGHT),
+                waiting: Waiting::new(config.max_pending_deliveries),
+                stats: thread_stats,
+                shutdown: deadline_rx,
+            });
+            let router = Router::new(config.apps, config.batching, shared);
+            let _ = ready_tx.send(Ok(()));
+            runtime.block_on(router.run(forward_rx, shutdown_rx, deadline_tx));
+            // Blocking DNS lookups may still run: do not wait for them.
+            runtime.shutdown_timeout(Duration::from_millis(50));
+        })
+        .context("spawning the io-shard thread")?;
+
+    match ready_rx.recv() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            let _ = runtime_thread.join();
+            anyhow::bail!("I/O shard failed to start: {e}");
+        }
+        Err(_) => {
+            let _ = runtime_thread.join();
+            anyhow::bail!("I/O shard thread ended during start-up");
+        }
+    }
+    let bridge_thread = bridge::spawn(queue_rx, stop_rx, forward_tx, capacity)
+        .context("spawning the io-shard-rx thread")?;
+
+    let shard = IoShard {
+        stats: Arc::clone(&stats),
+        shutdown: Some(shutdown_tx),
+        stop_bridge: Some(stop_tx),
+        runtime_thread: Some(runtime_thread),
+        bridge_thread: Some(bridge_thread),
+    };
     Ok((
-        IoShard,
+        shard,
         IoSender {
-            tx,
-            stats: Default::default(),
+            tx: queue_tx,
+            stats,
         },
     ))
 }
 
 impl IoShard {
-    /// Placeholder.
-    pub fn shutdown(self, _flush_within: std::time::Duration) {}
+    /// The I/O shard's counters (the same as [`IoSender::stats`]).
+    pub fn stats(&self) -> &Arc<IoStats> {
+        &self.stats
+    }
+
+    /// Stops the shard: requests still queued are taken, open batches sent, and deliveries (with retries
+    /// that fall before the bound) get until `flush_within`; whatever is left then is abandoned and counted
+    /// as failed. Returns once both threads ended (shortly after the bound at worst).
+    pub fn shutdown(mut self, flush_within: Duration) {
+        let deadline = Instant::now() + flush_within;
+        self.stop(deadline);
+        if let Some(thread) = self.runtime_thread.take() {
+            if thread.join().is_err() {
+                warn!("io-shard thread panicked");
+            }
+        }
+        if let Some(thread) = self.bridge_thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn stop(&mut self, deadline: Instant) {
+        // The bridge forwards what is queued, then ends, closing the runtime's channel.
+        drop(self.stop_bridge.take());
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(deadline);
+        }
+    }
+}
+
+impl Drop for IoShard {
+    fn drop(&mut self) {
+        // Not shut down explicitly: stop at once, without waiting for the threads.
+        self.stop(Instant::now() + SHUTDOWN_SLACK);
+    }
 }

@@ -1,0 +1,163 @@
+//! The I/O shard's main loop: takes events off the queue, hands each to every matching webhook of its app
+//! (through the batcher), starts one delivery task per request, and on shutdown flushes within the bound.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sockudo_webhooks::batch::Batcher;
+use sockudo_webhooks::payload;
+use sockudo_webhooks::{AppWebhooks, WebhookEvent};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinSet;
+use tracing::debug;
+
+use crate::deliver::{deliver, Job, PendingGuard, Shared};
+use crate::IoRequest;
+
+/// (app index, webhook index within the app).
+type HookKey = (u32, usize);
+
+/// Routes events to webhooks and owns the delivery tasks.
+pub(crate) struct Router {
+    apps: Vec<App>,
+    batcher: Batcher<HookKey, String>,
+    tasks: JoinSet<()>,
+    shared: Arc<Shared>,
+}
+
+/// An app, with its id shared by its deliveries' log lines.
+struct App {
+    id: Arc<str>,
+    hooks: AppWebhooks,
+}
+
+impl Router {
+    pub(crate) fn new(
+        apps: Vec<AppWebhooks>,
+        batching: Option<Duration>,
+        shared: Arc<Shared>,
+    ) -> Router {
+        let apps = apps
+            .into_iter()
+            .map(|hooks| App {
+                id: hooks.app_id.as_str().into(),
+                hooks,
+            })
+            .collect();
+        Router {
+            apps,
+            batcher: Batcher::new(batching),
+            tasks: JoinSet::new(),
+            shared,
+        }
+    }
+
+    /// Runs until `shutdown` gives the deadline (or its sender is dropped: deadline now), then flushes.
+    pub(crate) async fn run(
+        mut self,
+        mut requests: mpsc::Receiver<IoRequest>,
+        mut shutdown: oneshot::Receiver<Instant>,
+        deadline_tx: watch::Sender<Option<Instant>>,
+    ) {
+        let mut requests_open = true;
+        let deadline = loop {
+            let due = self
+                .batcher
+                .next_due()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                deadline = &mut shutdown => break deadline.unwrap_or_else(|_| Instant::now()),
+                request = requests.recv(), if requests_open => match request {
+                    Some(request) => self.handle(request, Instant::now()),
+                    None => requests_open = false,
+                },
+                _ = tokio::time::sleep_until(due.into()) => {
+                    for (key, events) in self.batcher.take_due(Instant::now()) {
+                        self.start(key, events);
+                    }
+                }
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => {}
+            }
+        };
+        let _ = deadline_tx.send(Some(deadline));
+        self.finish(requests, deadline).await;
+    }
+
+    /// Shutdown: takes what is still queued, sends every open batch, waits for deliveries until `deadline`,
+    /// then abandons the rest (counted as failed).
+    async fn finish(mut self, mut requests: mpsc::Receiver<IoRequest>, deadline: Instant) {
+        let until = tokio::time::Instant::from_std(deadline);
+        while let Ok(Some(request)) = tokio::time::timeout_at(until, requests.recv()).await {
+            self.handle(request, Instant::now());
+        }
+        for (key, events) in self.batcher.take_all() {
+            self.start(key, events);
+        }
+        let tasks = &mut self.tasks;
+        let _ =
+            tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} })
+                .await;
+        if !self.tasks.is_empty() {
+            debug!(
+                left = self.tasks.len(),
+                "shutdown deadline reached; abandoning webhook deliveries"
+            );
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+
+    fn handle(&mut self, request: IoRequest, now: Instant) {
+        match request {
+            IoRequest::Webhook(event) => self.route(&event, now),
+        }
+    }
+
+    /// Hands `event` to every webhook of its app that wants it.
+    fn route(&mut self, event: &WebhookEvent, now: Instant) {
+        let Some(app) = self.apps.get(event.app as usize) else {
+            debug!(
+                app = event.app,
+                "webhook event for an unknown app index; dropped"
+            );
+            return;
+        };
+        let mut json: Option<String> = None;
+        let mut ready = Vec::new();
+        for (index, hook) in app.hooks.webhooks.iter().enumerate() {
+            if !hook.matches(event) {
+                continue;
+            }
+            let text = json
+                .get_or_insert_with(|| payload::event_json(event))
+                .clone();
+            if let Some(events) = self.batcher.push((event.app, index), text, now) {
+                ready.push(((event.app, index), events));
+            }
+        }
+        for (key, events) in ready {
+            self.start(key, events);
+        }
+    }
+
+    /// Signs `events` for the webhook `key` and starts delivering them.
+    fn start(&mut self, (app, index): HookKey, events: Vec<String>) {
+        let Some(app) = self.apps.get(app as usize) else {
+            return;
+        };
+        let Some(hook) = app.hooks.webhooks.get(index) else {
+            return;
+        };
+        let request = payload::signed_request(&app.hooks, hook, &events, payload::now_ms());
+        let job = Job {
+            app_id: Arc::clone(&app.id),
+            target: hook.target.clone(),
+            retry: hook.retry,
+            timeout: hook.request_timeout,
+            request,
+        };
+        let guard = PendingGuard::new(&self.shared.stats);
+        self.tasks
+            .spawn(deliver(Arc::clone(&self.shared), job, guard));
+    }
+}
