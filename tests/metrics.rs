@@ -193,3 +193,90 @@ fn start_up_fails_clearly_when_the_metrics_port_is_taken() {
         "{stderr}"
     );
 }
+
+/// A receiver that answers each webhook request with the next status of `statuses` (then 200), counting them.
+fn webhook_receiver(statuses: Vec<u16>) -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind receiver");
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut req = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Read the head, then the body announced by Content-Length.
+            let (head_len, body_len) = loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break (0, 0);
+                }
+                req.extend_from_slice(&buf[..n]);
+                if let Some(end) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+                    let head = String::from_utf8_lossy(&req[..end]).to_ascii_lowercase();
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    break (end + 4, len);
+                }
+            };
+            while head_len > 0 && req.len() < head_len + body_len {
+                let n = s.read(&mut buf).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                req.extend_from_slice(&buf[..n]);
+            }
+            let i = seen.fetch_add(1, Ordering::SeqCst);
+            let status = statuses.get(i).copied().unwrap_or(200);
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+        }
+    });
+    (port, count)
+}
+
+#[test]
+fn webhook_counters_follow_deliveries_retries_and_failures() {
+    // The first request is answered 503 (retried after ~1 s, then 200); the second hook always gets 400.
+    let (ok_port, ok_count) = webhook_receiver(vec![503]);
+    let (bad_port, bad_count) = webhook_receiver(vec![400, 400, 400]);
+    let port = free_port();
+    let hooks = serde_json::json!({ "webhooks": [
+        { "url": format!("http://127.0.0.1:{ok_port}/hook"), "event_types": ["channel_occupied"] },
+        { "url": format!("http://127.0.0.1:{bad_port}/hook"), "event_types": ["channel_occupied"] },
+    ]});
+    let server = Server::start_with(ServerOptions {
+        config: serde_json::json!({ "app_manager": { "array": { "apps": [app_json(hooks)] } } }),
+        env: vec![
+            ("METRICS_ENABLED".into(), "true".into()),
+            ("METRICS_HOST".into(), "127.0.0.1".into()),
+            ("METRICS_PORT".into(), port.to_string()),
+        ],
+        ..Default::default()
+    });
+    let metrics = Metrics { port };
+    assert_eq!(metrics.value("sockudo_webhooks_sent_total"), 0.0);
+
+    let mut client = server.client();
+    client.subscribe("hooked");
+    assert_eq!(metrics.wait_for("sockudo_webhooks_failed_total", 1.0), 1.0);
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while metrics.value("sockudo_webhooks_sent_total") < 1.0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = metrics.scrape();
+    assert_eq!(m.get("sockudo_webhooks_sent_total"), Some(&1.0), "{m:?}");
+    assert_eq!(m.get("sockudo_webhook_retries_total"), Some(&1.0), "{m:?}");
+    assert_eq!(m.get("sockudo_webhooks_failed_total"), Some(&1.0), "{m:?}");
+    assert_eq!(m.get("sockudo_webhooks_pending"), Some(&0.0), "{m:?}");
+    assert_eq!(m.get("sockudo_io_queue_dropped_total"), Some(&0.0), "{m:?}");
+    use std::sync::atomic::Ordering;
+    assert_eq!(ok_count.load(Ordering::SeqCst), 2, "503 then the retry");
+    assert_eq!(bad_count.load(Ordering::SeqCst), 1, "a 400 is not retried");
+}
