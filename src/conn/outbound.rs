@@ -145,25 +145,28 @@ impl OutQueue {
     /// Writes as much as the socket takes without blocking.
     pub fn drain_into(&mut self, fd: RawFd) -> io::Result<Drain> {
         while !self.frames.is_empty() {
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MAX_IOVECS];
+            // Not zero-initialised: only the first `count` entries are filled and passed to the kernel.
+            let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOVECS];
             let mut count = 0;
+            let mut offered = 0;
             for (i, frame) in self.frames.iter().take(MAX_IOVECS).enumerate() {
                 let slice: &[u8] = if i == 0 {
                     &frame[self.front_offset..]
                 } else {
                     frame
                 };
-                iov[i] = libc::iovec {
+                iov[i].write(libc::iovec {
                     iov_base: slice.as_ptr() as *mut libc::c_void,
                     iov_len: slice.len(),
-                };
+                });
+                offered += slice.len();
                 count += 1;
             }
-            // SAFETY: every iovec points into a frame kept alive by `self.frames` for the duration of the call.
-            let written = unsafe { libc::writev(fd, iov.as_ptr(), count as libc::c_int) };
+            // SAFETY: the first `count` iovecs are initialised and point into frames kept alive by `self.frames`
+            // for the duration of the call.
+            let written = unsafe {
+                libc::writev(fd, iov.as_ptr().cast::<libc::iovec>(), count as libc::c_int)
+            };
             if written < 0 {
                 let err = io::Error::last_os_error();
                 return match err.kind() {
@@ -173,7 +176,6 @@ impl OutQueue {
                 };
             }
             let written = written as usize;
-            let offered: usize = iov[..count].iter().map(|v| v.iov_len).sum();
             self.advance(written);
             if written < offered {
                 return Ok(Drain::WouldBlock);

@@ -2,7 +2,7 @@
 //! into Pusher messages and dispatches them.
 
 use super::signin::{self, SigninData};
-use super::{client_event, subscribe, write_loop, ConnState, Connection};
+use super::{client_event, subscribe, ConnState, Connection};
 use crate::http::Request;
 use crate::protocol::messages::{self, ClientMessage, SubscribeData, UnsubscribeData};
 use crate::protocol::{codes, origin, socket_id};
@@ -19,7 +19,8 @@ const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
 /// Why a handshake is refused after the upgrade: a Pusher close code and its message.
 struct Refusal(u16, &'static str);
 
-/// Completes the HTTP upgrade of `/app/{key}` and serves the WebSocket until it closes.
+/// Completes the HTTP upgrade of `/app/{key}` and hands the WebSocket to a task of its own, so that what the HTTP
+/// phase needed (its buffers, the request) is freed and an idle connection keeps only a small reader task.
 pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, leftover: Vec<u8>) {
     let Some(key) = req.websocket_key() else {
         return;
@@ -44,23 +45,25 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
         }
     };
     let now = shard.now();
-    let conn = Rc::new(Connection::new(
+    let conn = Connection::new(
         shard.next_conn_id(),
         socket_id::generate(),
         app,
         stream,
         now,
         shard.metrics.clone(),
-    ));
+    );
     shard.register(conn.clone());
-    glommio::spawn_local(write_loop(conn.clone())).detach();
     conn.send_control(&messages::connection_established(
         &conn.socket_id,
         shard.config.activity_timeout,
     ));
+    glommio::spawn_local(serve(shard, conn, leftover)).detach();
+}
 
+/// The reader task of one WebSocket: serves it until it closes, then takes it out of the shard.
+async fn serve(shard: Rc<Shard>, conn: Rc<Connection>, leftover: Vec<u8>) {
     read_loop(&shard, &conn, leftover).await;
-
     shard.unregister(&conn);
     conn.mark_closed();
     conn.abort();
@@ -168,58 +171,46 @@ enum ReadOutcome {
 async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) {
     let max = shard.config.websocket_max_payload_kb * 1024;
     let mut decoder = ws::Decoder::new(max);
-    let mut partial = leftover;
+    let mut partial = Vec::new();
     let mut messages = Vec::new();
     // After a protocol violation the decoder is unusable: discard input until the peer goes away.
     let mut broken = false;
-    // Bytes that arrived with the upgrade request.
-    if !partial.is_empty() {
-        match decode_all(&mut decoder, &partial, &mut messages) {
-            Ok(used) => {
-                partial.drain(..used);
-            }
-            Err(e) => {
-                protocol_violation(shard, conn, &e);
-                partial.clear();
-                broken = true;
-            }
-        }
-        for msg in messages.drain(..) {
-            handle(shard, conn, msg).await;
-        }
-    }
+    // Bytes that arrived with the upgrade request are decoded first.
+    let mut early = Some(leftover).filter(|l| !l.is_empty());
     loop {
-        let read = conn
-            .read_with(&shard.read_scratch, |data| {
-                if data.is_empty() {
-                    return ReadOutcome::Eof;
-                }
-                if broken {
-                    return ReadOutcome::Data;
-                }
-                if partial.is_empty() {
-                    match decode_all(&mut decoder, data, &mut messages) {
-                        Ok(used) => {
-                            partial.extend_from_slice(&data[used..]);
-                            ReadOutcome::Data
-                        }
-                        Err(e) => ReadOutcome::Invalid(e),
+        let mut consume = |data: &[u8]| {
+            if data.is_empty() {
+                return ReadOutcome::Eof;
+            }
+            if broken {
+                return ReadOutcome::Data;
+            }
+            if partial.is_empty() {
+                match decode_all(&mut decoder, data, &mut messages) {
+                    Ok(used) => {
+                        partial.extend_from_slice(&data[used..]);
+                        ReadOutcome::Data
                     }
-                } else {
-                    partial.extend_from_slice(data);
-                    match decode_all(&mut decoder, &partial, &mut messages) {
-                        Ok(used) => {
-                            partial.drain(..used);
-                            if partial.is_empty() {
-                                partial = Vec::new();
-                            }
-                            ReadOutcome::Data
-                        }
-                        Err(e) => ReadOutcome::Invalid(e),
-                    }
+                    Err(e) => ReadOutcome::Invalid(e),
                 }
-            })
-            .await;
+            } else {
+                partial.extend_from_slice(data);
+                match decode_all(&mut decoder, &partial, &mut messages) {
+                    Ok(used) => {
+                        partial.drain(..used);
+                        if partial.is_empty() {
+                            partial = Vec::new();
+                        }
+                        ReadOutcome::Data
+                    }
+                    Err(e) => ReadOutcome::Invalid(e),
+                }
+            }
+        };
+        let read = match early.take() {
+            Some(bytes) => Ok(consume(&bytes)),
+            None => conn.read_with(&shard.read_scratch, consume).await,
+        };
         match read {
             Ok(ReadOutcome::Data) => {}
             Ok(ReadOutcome::Eof) | Err(_) => return,
@@ -233,6 +224,8 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
         for msg in messages.drain(..) {
             handle(shard, conn, msg).await;
         }
+        // An idle connection keeps no message buffer.
+        messages = Vec::new();
     }
 }
 
@@ -285,7 +278,9 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
         "pusher:ping" => conn.send_control(messages::pong()),
         "pusher:pong" => {}
         "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
-            Ok(data) => subscribe::subscribe(shard, conn, data).await,
+            // Boxed (as is sign-in): the reader task of every idle connection would otherwise be as large as
+            // the largest thing a connection ever awaits.
+            Ok(data) => Box::pin(subscribe::subscribe(shard, conn, data)).await,
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
@@ -293,7 +288,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:signin" => match msg.data_as::<SigninData>("pusher:signin") {
-            Ok(data) => signin::signin(shard, conn, data).await,
+            Ok(data) => Box::pin(signin::signin(shard, conn, data)).await,
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         event if event.starts_with("client-") => {
