@@ -212,6 +212,28 @@ impl Connection {
         }
     }
 
+    /// Sends the 101 response followed by the first frame (the last `frame_len` bytes of `bytes`) in one system
+    /// call, straight to the fresh socket; whatever it does not take now is queued.
+    pub fn send_upgrade(&self, bytes: Vec<u8>, frame_len: usize) {
+        // SAFETY: `bytes` outlives the call; the descriptor is this connection's.
+        let sent = unsafe {
+            libc::send(
+                self.fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        // An error (full or broken socket) leaves everything to the writer, which reports it.
+        let sent = usize::try_from(sent).unwrap_or(0);
+        if sent == bytes.len() {
+            self.metrics.ws_messages_sent.inc();
+            self.metrics.ws_bytes_sent.add(frame_len as u64);
+        } else {
+            self.push(Rc::new(Bytes::from(bytes).slice(sent..)), None);
+        }
+    }
+
     /// Queues an already-encoded frame produced for this client alone (e.g. a pong).
     pub fn send_raw(&self, frame: Bytes) {
         if self.is_open() {
@@ -340,10 +362,13 @@ impl Connection {
         self.closing_since.set(now);
     }
 
-    /// Marks the connection finished: nothing more is written, and the socket closes when the last `Rc` goes
-    /// (a waiting writer task is woken by [`Connection::abort`], which always follows).
+    /// Marks the connection finished: nothing more is written, and the socket closes when the last `Rc` goes.
+    /// A writer task waiting for a full socket is woken by cutting the socket.
     pub fn mark_closed(&self) {
         self.state.set(ConnState::Closed);
+        if self.writing.get() == Writing::Blocked {
+            self.abort();
+        }
     }
 
     /// Cuts the socket in both directions so a reader blocked on a silent peer wakes up with end-of-file.

@@ -10,6 +10,7 @@ use crate::shard::Shard;
 use crate::ws::{self, Message};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use std::io::Write;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -21,18 +22,14 @@ struct Refusal(u16, &'static str);
 
 /// Completes the HTTP upgrade of `/app/{key}` and hands the WebSocket to a task of its own, so that what the HTTP
 /// phase needed (its buffers, the request) is freed and an idle connection keeps only a small reader task.
-pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, leftover: Vec<u8>) {
+pub async fn upgrade(shard: Rc<Shard>, stream: TcpStream, req: Request, leftover: Vec<u8>) {
     let Some(key) = req.websocket_key() else {
         return;
     };
-    let mut response = ws::upgrade_response(&ws::accept_key(key));
+    let mut out = ws::upgrade_response(&ws::accept_key(key));
     // Lets tests and operators see which shard took the connection.
-    let shard_header = format!("X-Sockudo-Shard: {}\r\n\r\n", shard.id);
-    response.truncate(response.len() - 2);
-    response.extend_from_slice(shard_header.as_bytes());
-    if stream.write_all(&response).await.is_err() {
-        return;
-    }
+    out.truncate(out.len() - 2);
+    let _ = write!(out, "X-Sockudo-Shard: {}\r\n\r\n", shard.id);
 
     let app_key = req.path.trim_start_matches("/app/").trim_end_matches('/');
     let app = match check_handshake(&shard, app_key, &req.query, req.headers.origin()) {
@@ -40,24 +37,26 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
         Err(Refusal(code, message)) => {
             tracing::debug!(code, message, app_key, "refusing WebSocket");
             shard.metrics.error_sent(Some(code));
-            refuse(stream, code, message).await;
+            refuse(stream, out, code, message).await;
             return;
         }
     };
-    let now = shard.now();
+    let socket_id = socket_id::generate();
+    let established = ws::encode_text(
+        messages::connection_established(&socket_id, shard.config.activity_timeout).as_bytes(),
+    );
+    out.extend_from_slice(&established);
     let conn = Connection::new(
         shard.next_conn_id(),
-        socket_id::generate(),
+        socket_id,
         app,
         stream,
-        now,
+        shard.now(),
         shard.metrics.clone(),
     );
+    // Registered before the client can read `connection_established`.
     shard.register(conn.clone());
-    conn.send_control(&messages::connection_established(
-        &conn.socket_id,
-        shard.config.activity_timeout,
-    ));
+    conn.send_upgrade(out, established.len());
     glommio::spawn_local(serve(shard, conn, leftover)).detach();
 }
 
@@ -66,7 +65,6 @@ async fn serve(shard: Rc<Shard>, conn: Rc<Connection>, leftover: Vec<u8>) {
     read_loop(&shard, &conn, leftover).await;
     shard.unregister(&conn);
     conn.mark_closed();
-    conn.abort();
 }
 
 fn check_handshake(
@@ -121,10 +119,12 @@ fn check_handshake(
     Ok(app)
 }
 
-/// Sends `pusher:error` and a close frame, then waits briefly for the client's close so that it reads our close
-/// code instead of a reset.
-async fn refuse(mut stream: TcpStream, code: u16, message: &str) {
-    let mut out = ws::encode_text(messages::error(Some(code), message, None).as_bytes()).to_vec();
+/// Sends the 101 response already in `out`, `pusher:error` and a close frame, then waits briefly for the client's
+/// close so that it reads our close code instead of a reset.
+async fn refuse(mut stream: TcpStream, mut out: Vec<u8>, code: u16, message: &str) {
+    out.extend_from_slice(&ws::encode_text(
+        messages::error(Some(code), message, None).as_bytes(),
+    ));
     out.extend_from_slice(&ws::encode_close(code, message));
     if stream.write_all(&out).await.is_err() {
         return;
