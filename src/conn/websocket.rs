@@ -10,7 +10,9 @@ use crate::shard::Shard;
 use crate::ws::{self, Message};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use std::future::Future;
 use std::io::Write;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -222,7 +224,9 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
             }
         }
         for msg in messages.drain(..) {
-            handle(shard, conn, msg).await;
+            if let Some(work) = handle(shard, conn, msg) {
+                work.await;
+            }
         }
         // An idle connection keeps no message buffer.
         messages = Vec::new();
@@ -234,14 +238,19 @@ fn protocol_violation(shard: &Shard, conn: &Connection, e: &ws::WsError) {
     conn.close(e.close_code(), &e.to_string(), shard.now());
 }
 
+/// What handling a message leaves to await before the next message: joining a channel or signing in, which wait
+/// for other shards. Boxed, so the reader task of every idle connection is not as large as the largest thing a
+/// connection ever awaits.
+type Pending<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
 /// Dispatches one WebSocket message.
-async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
+fn handle<'a>(shard: &'a Rc<Shard>, conn: &'a Rc<Connection>, msg: Message) -> Option<Pending<'a>> {
     shard.metrics.ws_messages_received.inc();
     if conn.state() != ConnState::Open {
         if let Message::Close(_) = msg {
             conn.abort();
         }
-        return;
+        return None;
     }
     conn.last_seen.set(shard.now());
     conn.ping_sent_at.set(None);
@@ -249,9 +258,9 @@ async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
         Message::Text(bytes) => {
             // The decoder validated UTF-8.
             let Ok(text) = std::str::from_utf8(&bytes) else {
-                return;
+                return None;
             };
-            handle_text(shard, conn, text).await;
+            return handle_text(shard, conn, text);
         }
         Message::Binary(_) => {
             conn.send_error(
@@ -264,23 +273,26 @@ async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
         Message::Pong(_) => {}
         Message::Close(code) => conn.acknowledge_close(code.map(|(c, _)| c), shard.now()),
     }
+    None
 }
 
-async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
+fn handle_text<'a>(
+    shard: &'a Rc<Shard>,
+    conn: &'a Rc<Connection>,
+    text: &str,
+) -> Option<Pending<'a>> {
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
             conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None);
-            return;
+            return None;
         }
     };
     match &*msg.event {
         "pusher:ping" => conn.send_control(messages::pong()),
         "pusher:pong" => {}
         "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
-            // Boxed (as is sign-in): the reader task of every idle connection would otherwise be as large as
-            // the largest thing a connection ever awaits.
-            Ok(data) => Box::pin(subscribe::subscribe(shard, conn, data)).await,
+            Ok(data) => return Some(Box::pin(subscribe::subscribe(shard, conn, data))),
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
@@ -288,7 +300,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:signin" => match msg.data_as::<SigninData>("pusher:signin") {
-            Ok(data) => Box::pin(signin::signin(shard, conn, data)).await,
+            Ok(data) => return Some(Box::pin(signin::signin(shard, conn, data))),
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         event if event.starts_with("client-") => {
@@ -299,4 +311,5 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
         }
     }
+    None
 }
