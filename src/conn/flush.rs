@@ -2,7 +2,7 @@
 //!
 //! Queuing a frame for a connection whose queue was idle puts the connection on this shard's pending list (a
 //! `Vec` push, no task wake-up per delivery) and wakes the flusher once. The flusher runs after the tasks that
-//! are already runnable, so the frames of every event published in one executor pass leave in one `writev` per
+//! are already runnable, so the frames of every event published in one executor pass leave in one `sendmsg` per
 //! connection. A connection whose socket is full gets a writer task of its own ([`super::write_loop`]) until it
 //! has caught up; idle connections have no task, timer or buffer for writing.
 

@@ -379,7 +379,7 @@ impl Connection {
         }
     }
 
-    /// Moves what the writer completed since the last call into the shard's counters: one add per `writev`,
+    /// Moves what the writer completed since the last call into the shard's counters: one add per `sendmsg`,
     /// not one per frame.
     fn count_written(&self) {
         let (frames, bytes) = self.out.borrow_mut().take_written();

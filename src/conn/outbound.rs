@@ -1,6 +1,6 @@
 //! The bounded outbound queue of one connection, and how it drains into the socket.
 //!
-//! Frames are shared, encoded-once bytes; a queue holds references, never copies. Draining uses `writev` with up
+//! Frames are shared, encoded-once bytes; a queue holds references, never copies. Draining uses `sendmsg` with up
 //! to [`MAX_IOVECS`] frames per call, so a burst of events leaves in one system call.
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use std::rc::Rc;
 /// An encoded WebSocket frame, shared by every subscriber on one shard without atomic reference counting.
 pub type Frame = Rc<Bytes>;
 
-/// Frames handed to the kernel per `writev`.
+/// Frames handed to the kernel per `sendmsg`.
 pub const MAX_IOVECS: usize = 64;
 
 /// Limits of one queue, from `websocket.max_messages` / `websocket.max_bytes`.
@@ -162,10 +162,15 @@ impl OutQueue {
                 offered += slice.len();
                 count += 1;
             }
+            // sendmsg rather than writev: it skips the VFS layer (file position lock, iterator set-up), a few
+            // percent of the CPU per delivery in the kernel profile.
             // SAFETY: the first `count` iovecs are initialised and point into frames kept alive by `self.frames`
-            // for the duration of the call.
+            // for the duration of the call; the message has no address and no control data.
             let written = unsafe {
-                libc::writev(fd, iov.as_ptr().cast::<libc::iovec>(), count as libc::c_int)
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr().cast::<libc::iovec>();
+                msg.msg_iovlen = count as _;
+                libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
             };
             if written < 0 {
                 let err = io::Error::last_os_error();
