@@ -6,6 +6,7 @@
 #   bench/run-table.sh                       # build dirs from CARGO_TARGET_DIR (or ./target)
 #   SHARDS=1 RUNS=3 bench/run-table.sh       # server shard count, runs per case
 #   CASES="fanout-fast churn" bench/run-table.sh
+#   TABLE_ONLY=1 OUT=<dir of an earlier run> bench/run-table.sh    # print the table again, run nothing
 #
 # Needs release builds of `sockudo`, `sockudo-bench` and `sockudo-floor` (cargo build --release --workspace).
 # The machine should be quiet: the script prints /proc/loadavg before every run and in the table.
@@ -76,6 +77,7 @@ run_one() {
 }
 
 for case in $CASES; do
+    [[ -n ${TABLE_ONLY:-} ]] && break
     for run in $(seq 1 "$RUNS"); do
         for side in sockudo floor; do
             run_one "$side" "$case" "$run"
