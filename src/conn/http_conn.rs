@@ -7,9 +7,12 @@ use crate::http::{self, Response};
 use crate::metrics::Route;
 use crate::rest;
 use crate::shard::Shard;
-use futures_lite::{AsyncReadExt, AsyncWriteExt};
+use futures_lite::future::poll_fn;
+use futures_lite::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
+use std::pin::Pin;
 use std::rc::Rc;
+use std::task::Poll;
 use std::time::Instant;
 
 /// Serves one accepted TCP connection until it closes or becomes a WebSocket.
@@ -20,7 +23,6 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         max_body_bytes: shard.config.http_api.request_limit_in_mb * 1024 * 1024,
     };
     let mut buf: Vec<u8> = Vec::new();
-    let mut chunk = [0u8; 4096];
     loop {
         let parsed = http::parse_request(&buf, &limits);
         match parsed {
@@ -43,9 +45,9 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 }
                 let need = header_len + req.content_length;
                 while buf.len() < need {
-                    match stream.read(&mut chunk).await {
+                    match read_into(&shard, &mut stream, &mut buf).await {
                         Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        Ok(_) => {}
                     }
                 }
                 let started = Instant::now();
@@ -75,11 +77,31 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 return;
             }
         }
-        match stream.read(&mut chunk).await {
+        match read_into(&shard, &mut stream, &mut buf).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Ok(_) => {}
         }
     }
+}
+
+/// Reads what the socket has through the shard's scratch buffer and appends it to `buf`: no read buffer lives in
+/// the connection's task (it would also be copied into every spawned task).
+async fn read_into(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<usize> {
+    poll_fn(|cx| {
+        let mut scratch = shard.read_scratch.borrow_mut();
+        match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) => {
+                buf.extend_from_slice(&scratch[..n]);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    })
+    .await
 }
 
 async fn write_response(

@@ -1,10 +1,12 @@
 //! One client connection: its socket, its outbound queue and its Pusher-level state.
 //!
-//! A connection lives on exactly one shard and is shared there through `Rc`. Two tasks serve it: the reader
-//! (`websocket::run`) owns the protocol, the writer ([`write_loop`]) owns draining the queue. Neither holds a
-//! borrow of the socket across an `.await`.
+//! A connection lives on exactly one shard and is shared there through `Rc`. One task serves it: the reader
+//! (`websocket::serve`) owns the protocol. Queued frames are written by the shard's flusher ([`flush`]), or by a
+//! writer task ([`write_loop`]) that exists only while the socket is full. Nothing holds a borrow of the socket
+//! across an `.await`.
 
 pub mod client_event;
+mod flush;
 pub mod http_conn;
 pub mod outbound;
 pub mod signin;
@@ -22,9 +24,9 @@ use outbound::{Drain, Frame, Offer, OutQueue, QueueLimits};
 use std::cell::{Cell, RefCell};
 use std::os::unix::io::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::task::{Poll, Waker};
+use std::task::Poll;
 
 /// Where a connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +37,19 @@ pub enum ConnState {
     Closing,
     /// The reader has finished; the connection is out of every index.
     Closed,
+}
+
+/// Who writes a connection's queue out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Writing {
+    /// Nothing queued, or nobody needs to be told yet.
+    Idle,
+    /// On the shard flusher's list.
+    Scheduled,
+    /// The socket was full: a writer task waits for it to drain.
+    Blocked,
+    /// The write side is shut (close frame sent) or failed: nothing more is written.
+    Done,
 }
 
 /// One channel a connection joined.
@@ -70,10 +85,12 @@ pub struct Connection {
     pub socket_id: Box<str>,
     /// The app the client connected to.
     pub app: Rc<App>,
+    /// This connection, for handing itself to the flusher.
+    me: Weak<Connection>,
     stream: RefCell<TcpStream>,
     fd: RawFd,
     out: RefCell<OutQueue>,
-    writer_waker: Cell<Option<Waker>>,
+    writing: Cell<Writing>,
     state: Cell<ConnState>,
     /// After the queue drains, shut the socket's write side (a close frame is the last thing queued).
     shutdown_after_flush: Cell<bool>,
@@ -119,16 +136,17 @@ impl Connection {
         stream: TcpStream,
         now: u32,
         metrics: Arc<ShardMetrics>,
-    ) -> Self {
+    ) -> Rc<Self> {
         let fd = stream.as_raw_fd();
-        Connection {
+        Rc::new_cyclic(|me| Connection {
             id,
             socket_id: socket_id.into_boxed_str(),
             app,
+            me: me.clone(),
             stream: RefCell::new(stream),
             fd,
             out: RefCell::new(OutQueue::default()),
-            writer_waker: Cell::new(None),
+            writing: Cell::new(Writing::Idle),
             state: Cell::new(ConnState::Open),
             shutdown_after_flush: Cell::new(false),
             channels: RefCell::new(Vec::new()),
@@ -141,7 +159,7 @@ impl Connection {
             closing_since: Cell::new(now),
             dropped: Cell::new(0),
             metrics,
-        }
+        })
     }
 
     /// The subscription to `channel`, if joined.
@@ -194,6 +212,28 @@ impl Connection {
         }
     }
 
+    /// Sends the 101 response followed by the first frame (the last `frame_len` bytes of `bytes`) in one system
+    /// call, straight to the fresh socket; whatever it does not take now is queued.
+    pub fn send_upgrade(&self, bytes: Vec<u8>, frame_len: usize) {
+        // SAFETY: `bytes` outlives the call; the descriptor is this connection's.
+        let sent = unsafe {
+            libc::send(
+                self.fd,
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        };
+        // An error (full or broken socket) leaves everything to the writer, which reports it.
+        let sent = usize::try_from(sent).unwrap_or(0);
+        if sent == bytes.len() {
+            self.metrics.ws_messages_sent.inc();
+            self.metrics.ws_bytes_sent.add(frame_len as u64);
+        } else {
+            self.push(Rc::new(Bytes::from(bytes).slice(sent..)), None);
+        }
+    }
+
     /// Queues an already-encoded frame produced for this client alone (e.g. a pong).
     pub fn send_raw(&self, frame: Bytes) {
         if self.is_open() {
@@ -227,11 +267,61 @@ impl Connection {
     fn push(&self, frame: Frame, limits: Option<QueueLimits>) -> Offer {
         let outcome = self.out.borrow_mut().offer(frame, limits);
         if outcome == Offer::Queued {
-            if let Some(w) = self.writer_waker.take() {
-                w.wake();
-            }
+            self.schedule_write();
         }
         outcome
+    }
+
+    /// Makes sure someone will write the queue out: the flusher, unless it already will or a writer task waits
+    /// for the socket (and will write everything queued once it can).
+    fn schedule_write(&self) {
+        if self.writing.get() == Writing::Idle {
+            if let Some(me) = self.me.upgrade() {
+                self.writing.set(Writing::Scheduled);
+                flush::schedule(me);
+            }
+        }
+    }
+
+    /// Called by the flusher: writes what the socket takes now; a full socket hands over to a writer task.
+    fn flush(self: &Rc<Self>) {
+        if self.writing.get() != Writing::Scheduled {
+            return;
+        }
+        self.writing.set(Writing::Idle);
+        if self.state.get() == ConnState::Closed {
+            return;
+        }
+        let drained = self.out.borrow_mut().drain_into(self.fd);
+        self.count_written();
+        self.after_drain(drained);
+        if self.writing.get() == Writing::Blocked {
+            glommio::spawn_local(write_loop(self.clone())).detach();
+        }
+    }
+
+    /// Acts on the result of a drain: shut the write side after the close frame, wait for a full socket, or
+    /// give up on a broken one.
+    fn after_drain(&self, drained: std::io::Result<Drain>) {
+        match drained {
+            Ok(Drain::Empty) => {
+                if self.shutdown_after_flush.get() {
+                    self.writing.set(Writing::Done);
+                    // SAFETY: half-close of our own descriptor; the peer sees end-of-stream after the close frame.
+                    unsafe {
+                        libc::shutdown(self.fd, libc::SHUT_WR);
+                    }
+                } else {
+                    self.writing.set(Writing::Idle);
+                }
+            }
+            Ok(Drain::WouldBlock) => self.writing.set(Writing::Blocked),
+            Err(e) => {
+                tracing::debug!(socket_id = %self.socket_id, error = %e, "write failed");
+                self.writing.set(Writing::Done);
+                self.abort();
+            }
+        }
     }
 
     /// Sends `pusher:error` (when `message` is given) and a close frame with `code`, then stops sending anything
@@ -251,11 +341,10 @@ impl Connection {
             return;
         }
         self.metrics.error_sent(Some(code));
+        self.shutdown_after_flush.set(true);
         self.push(Rc::new(ws::encode_close(code, reason)), None);
         self.state.set(ConnState::Closing);
         self.closing_since.set(now);
-        self.shutdown_after_flush.set(true);
-        self.wake_writer();
     }
 
     /// Answers the peer's close frame (echoing its code) and moves to `Closing`.
@@ -267,17 +356,19 @@ impl Connection {
             Some(c) => ws::encode_close(c, ""),
             None => Bytes::from_static(&[0x88, 0x00]),
         };
+        self.shutdown_after_flush.set(true);
         self.push(Rc::new(frame), None);
         self.state.set(ConnState::Closing);
         self.closing_since.set(now);
-        self.shutdown_after_flush.set(true);
-        self.wake_writer();
     }
 
-    /// Marks the connection finished; the writer exits and the socket closes when the last `Rc` goes.
+    /// Marks the connection finished: nothing more is written, and the socket closes when the last `Rc` goes.
+    /// A writer task waiting for a full socket is woken by cutting the socket.
     pub fn mark_closed(&self) {
         self.state.set(ConnState::Closed);
-        self.wake_writer();
+        if self.writing.get() == Writing::Blocked {
+            self.abort();
+        }
     }
 
     /// Cuts the socket in both directions so a reader blocked on a silent peer wakes up with end-of-file.
@@ -288,18 +379,12 @@ impl Connection {
         }
     }
 
-    /// Moves what the writer completed since the last call into the shard's counters: one add per `writev`,
+    /// Moves what the writer completed since the last call into the shard's counters: one add per `sendmsg`,
     /// not one per frame.
     fn count_written(&self) {
         let (frames, bytes) = self.out.borrow_mut().take_written();
         self.metrics.ws_messages_sent.add(frames);
         self.metrics.ws_bytes_sent.add(bytes);
-    }
-
-    fn wake_writer(&self) {
-        if let Some(w) = self.writer_waker.take() {
-            w.wake();
-        }
     }
 
     /// Reads into `buf`, without holding the socket across the await.
@@ -331,48 +416,22 @@ impl Connection {
     }
 }
 
-/// Drains `conn`'s queue into its socket until the connection is closed.
-pub async fn write_loop(conn: Rc<Connection>) {
-    loop {
-        let closed = poll_fn(|cx| {
-            if conn.state.get() == ConnState::Closed {
-                return Poll::Ready(true);
-            }
-            if !conn.out.borrow().is_empty() || conn.shutdown_after_flush.get() {
-                return Poll::Ready(false);
-            }
-            conn.writer_waker.set(Some(cx.waker().clone()));
-            Poll::Pending
-        })
-        .await;
-        if closed {
+/// Writes `conn`'s queue out while its socket is full: waits for writability, drains, and ends once the queue is
+/// empty again (the flusher takes over) or the connection is closed.
+async fn write_loop(conn: Rc<Connection>) {
+    while conn.writing.get() == Writing::Blocked {
+        if let Err(e) = wait_writable(&conn).await {
+            tracing::debug!(socket_id = %conn.socket_id, error = %e, "write failed");
+            conn.writing.set(Writing::Done);
+            conn.abort();
+            return;
+        }
+        if conn.state.get() == ConnState::Closed {
             return;
         }
         let drained = conn.out.borrow_mut().drain_into(conn.fd);
         conn.count_written();
-        match drained {
-            Ok(Drain::Empty) => {
-                if conn.shutdown_after_flush.get() {
-                    // SAFETY: half-close of our own descriptor; the peer sees end-of-stream after the close frame.
-                    unsafe {
-                        libc::shutdown(conn.fd, libc::SHUT_WR);
-                    }
-                    return;
-                }
-            }
-            Ok(Drain::WouldBlock) => {
-                if let Err(e) = wait_writable(&conn).await {
-                    tracing::debug!(socket_id = %conn.socket_id, error = %e, "write failed");
-                    conn.abort();
-                    return;
-                }
-            }
-            Err(e) => {
-                tracing::debug!(socket_id = %conn.socket_id, error = %e, "write failed");
-                conn.abort();
-                return;
-            }
-        }
+        conn.after_drain(drained);
     }
 }
 

@@ -1,6 +1,6 @@
 //! The bounded outbound queue of one connection, and how it drains into the socket.
 //!
-//! Frames are shared, encoded-once bytes; a queue holds references, never copies. Draining uses `writev` with up
+//! Frames are shared, encoded-once bytes; a queue holds references, never copies. Draining uses `sendmsg` with up
 //! to [`MAX_IOVECS`] frames per call, so a burst of events leaves in one system call.
 
 use bytes::Bytes;
@@ -12,7 +12,7 @@ use std::rc::Rc;
 /// An encoded WebSocket frame, shared by every subscriber on one shard without atomic reference counting.
 pub type Frame = Rc<Bytes>;
 
-/// Frames handed to the kernel per `writev`.
+/// Frames handed to the kernel per `sendmsg`.
 pub const MAX_IOVECS: usize = 64;
 
 /// Limits of one queue, from `websocket.max_messages` / `websocket.max_bytes`.
@@ -145,25 +145,33 @@ impl OutQueue {
     /// Writes as much as the socket takes without blocking.
     pub fn drain_into(&mut self, fd: RawFd) -> io::Result<Drain> {
         while !self.frames.is_empty() {
-            let mut iov = [libc::iovec {
-                iov_base: std::ptr::null_mut(),
-                iov_len: 0,
-            }; MAX_IOVECS];
+            // Not zero-initialised: only the first `count` entries are filled and passed to the kernel.
+            let mut iov = [std::mem::MaybeUninit::<libc::iovec>::uninit(); MAX_IOVECS];
             let mut count = 0;
+            let mut offered = 0;
             for (i, frame) in self.frames.iter().take(MAX_IOVECS).enumerate() {
                 let slice: &[u8] = if i == 0 {
                     &frame[self.front_offset..]
                 } else {
                     frame
                 };
-                iov[i] = libc::iovec {
+                iov[i].write(libc::iovec {
                     iov_base: slice.as_ptr() as *mut libc::c_void,
                     iov_len: slice.len(),
-                };
+                });
+                offered += slice.len();
                 count += 1;
             }
-            // SAFETY: every iovec points into a frame kept alive by `self.frames` for the duration of the call.
-            let written = unsafe { libc::writev(fd, iov.as_ptr(), count as libc::c_int) };
+            // sendmsg rather than writev: it skips the VFS layer (file position lock, iterator set-up), a few
+            // percent of the CPU per delivery in the kernel profile.
+            // SAFETY: the first `count` iovecs are initialised and point into frames kept alive by `self.frames`
+            // for the duration of the call; the message has no address and no control data.
+            let written = unsafe {
+                let mut msg: libc::msghdr = std::mem::zeroed();
+                msg.msg_iov = iov.as_mut_ptr().cast::<libc::iovec>();
+                msg.msg_iovlen = count as _;
+                libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+            };
             if written < 0 {
                 let err = io::Error::last_os_error();
                 return match err.kind() {
@@ -173,7 +181,6 @@ impl OutQueue {
                 };
             }
             let written = written as usize;
-            let offered: usize = iov[..count].iter().map(|v| v.iov_len).sum();
             self.advance(written);
             if written < offered {
                 return Ok(Drain::WouldBlock);

@@ -85,10 +85,17 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         conn.authorized.set(true);
     }
     // Become a subscriber everywhere first, so no event published after the presence snapshot is missed.
-    conn.channels.borrow_mut().push(Subscription {
-        name: name.into(),
-        presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
-    });
+    {
+        let mut channels = conn.channels.borrow_mut();
+        if channels.capacity() == 0 {
+            // Most connections join one channel: do not reserve room for four on every idle connection.
+            channels.reserve_exact(1);
+        }
+        channels.push(Subscription {
+            name: name.into(),
+            presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
+        });
+    }
     shard.join(conn.app.index, name, conn).await;
     if counts_subscriptions(conn, name) {
         shard.count_subscription(conn.app.index, name, 1);

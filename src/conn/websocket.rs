@@ -2,7 +2,7 @@
 //! into Pusher messages and dispatches them.
 
 use super::signin::{self, SigninData};
-use super::{client_event, subscribe, write_loop, ConnState, Connection};
+use super::{client_event, subscribe, ConnState, Connection};
 use crate::http::Request;
 use crate::protocol::messages::{self, ClientMessage, SubscribeData, UnsubscribeData};
 use crate::protocol::{codes, origin, socket_id};
@@ -10,6 +10,9 @@ use crate::shard::Shard;
 use crate::ws::{self, Message};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
+use std::future::Future;
+use std::io::Write;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -19,19 +22,16 @@ const SUPPORTED_PROTOCOLS: std::ops::RangeInclusive<u32> = 5..=7;
 /// Why a handshake is refused after the upgrade: a Pusher close code and its message.
 struct Refusal(u16, &'static str);
 
-/// Completes the HTTP upgrade of `/app/{key}` and serves the WebSocket until it closes.
-pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, leftover: Vec<u8>) {
+/// Completes the HTTP upgrade of `/app/{key}` and hands the WebSocket to a task of its own, so that what the HTTP
+/// phase needed (its buffers, the request) is freed and an idle connection keeps only a small reader task.
+pub async fn upgrade(shard: Rc<Shard>, stream: TcpStream, req: Request, leftover: Vec<u8>) {
     let Some(key) = req.websocket_key() else {
         return;
     };
-    let mut response = ws::upgrade_response(&ws::accept_key(key));
+    let mut out = ws::upgrade_response(&ws::accept_key(key));
     // Lets tests and operators see which shard took the connection.
-    let shard_header = format!("X-Sockudo-Shard: {}\r\n\r\n", shard.id);
-    response.truncate(response.len() - 2);
-    response.extend_from_slice(shard_header.as_bytes());
-    if stream.write_all(&response).await.is_err() {
-        return;
-    }
+    out.truncate(out.len() - 2);
+    let _ = write!(out, "X-Sockudo-Shard: {}\r\n\r\n", shard.id);
 
     let app_key = req.path.trim_start_matches("/app/").trim_end_matches('/');
     let app = match check_handshake(&shard, app_key, &req.query, req.headers.origin()) {
@@ -39,31 +39,34 @@ pub async fn upgrade(shard: Rc<Shard>, mut stream: TcpStream, req: Request, left
         Err(Refusal(code, message)) => {
             tracing::debug!(code, message, app_key, "refusing WebSocket");
             shard.metrics.error_sent(Some(code));
-            refuse(stream, code, message).await;
+            refuse(stream, out, code, message).await;
             return;
         }
     };
-    let now = shard.now();
-    let conn = Rc::new(Connection::new(
+    let socket_id = socket_id::generate();
+    let established = ws::encode_text(
+        messages::connection_established(&socket_id, shard.config.activity_timeout).as_bytes(),
+    );
+    out.extend_from_slice(&established);
+    let conn = Connection::new(
         shard.next_conn_id(),
-        socket_id::generate(),
+        socket_id,
         app,
         stream,
-        now,
+        shard.now(),
         shard.metrics.clone(),
-    ));
+    );
+    // Registered before the client can read `connection_established`.
     shard.register(conn.clone());
-    glommio::spawn_local(write_loop(conn.clone())).detach();
-    conn.send_control(&messages::connection_established(
-        &conn.socket_id,
-        shard.config.activity_timeout,
-    ));
+    conn.send_upgrade(out, established.len());
+    glommio::spawn_local(serve(shard, conn, leftover)).detach();
+}
 
+/// The reader task of one WebSocket: serves it until it closes, then takes it out of the shard.
+async fn serve(shard: Rc<Shard>, conn: Rc<Connection>, leftover: Vec<u8>) {
     read_loop(&shard, &conn, leftover).await;
-
     shard.unregister(&conn);
     conn.mark_closed();
-    conn.abort();
 }
 
 fn check_handshake(
@@ -118,10 +121,12 @@ fn check_handshake(
     Ok(app)
 }
 
-/// Sends `pusher:error` and a close frame, then waits briefly for the client's close so that it reads our close
-/// code instead of a reset.
-async fn refuse(mut stream: TcpStream, code: u16, message: &str) {
-    let mut out = ws::encode_text(messages::error(Some(code), message, None).as_bytes()).to_vec();
+/// Sends the 101 response already in `out`, `pusher:error` and a close frame, then waits briefly for the client's
+/// close so that it reads our close code instead of a reset.
+async fn refuse(mut stream: TcpStream, mut out: Vec<u8>, code: u16, message: &str) {
+    out.extend_from_slice(&ws::encode_text(
+        messages::error(Some(code), message, None).as_bytes(),
+    ));
     out.extend_from_slice(&ws::encode_close(code, message));
     if stream.write_all(&out).await.is_err() {
         return;
@@ -168,58 +173,46 @@ enum ReadOutcome {
 async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) {
     let max = shard.config.websocket_max_payload_kb * 1024;
     let mut decoder = ws::Decoder::new(max);
-    let mut partial = leftover;
+    let mut partial = Vec::new();
     let mut messages = Vec::new();
     // After a protocol violation the decoder is unusable: discard input until the peer goes away.
     let mut broken = false;
-    // Bytes that arrived with the upgrade request.
-    if !partial.is_empty() {
-        match decode_all(&mut decoder, &partial, &mut messages) {
-            Ok(used) => {
-                partial.drain(..used);
-            }
-            Err(e) => {
-                protocol_violation(shard, conn, &e);
-                partial.clear();
-                broken = true;
-            }
-        }
-        for msg in messages.drain(..) {
-            handle(shard, conn, msg).await;
-        }
-    }
+    // Bytes that arrived with the upgrade request are decoded first.
+    let mut early = Some(leftover).filter(|l| !l.is_empty());
     loop {
-        let read = conn
-            .read_with(&shard.read_scratch, |data| {
-                if data.is_empty() {
-                    return ReadOutcome::Eof;
-                }
-                if broken {
-                    return ReadOutcome::Data;
-                }
-                if partial.is_empty() {
-                    match decode_all(&mut decoder, data, &mut messages) {
-                        Ok(used) => {
-                            partial.extend_from_slice(&data[used..]);
-                            ReadOutcome::Data
-                        }
-                        Err(e) => ReadOutcome::Invalid(e),
+        let mut consume = |data: &[u8]| {
+            if data.is_empty() {
+                return ReadOutcome::Eof;
+            }
+            if broken {
+                return ReadOutcome::Data;
+            }
+            if partial.is_empty() {
+                match decode_all(&mut decoder, data, &mut messages) {
+                    Ok(used) => {
+                        partial.extend_from_slice(&data[used..]);
+                        ReadOutcome::Data
                     }
-                } else {
-                    partial.extend_from_slice(data);
-                    match decode_all(&mut decoder, &partial, &mut messages) {
-                        Ok(used) => {
-                            partial.drain(..used);
-                            if partial.is_empty() {
-                                partial = Vec::new();
-                            }
-                            ReadOutcome::Data
-                        }
-                        Err(e) => ReadOutcome::Invalid(e),
-                    }
+                    Err(e) => ReadOutcome::Invalid(e),
                 }
-            })
-            .await;
+            } else {
+                partial.extend_from_slice(data);
+                match decode_all(&mut decoder, &partial, &mut messages) {
+                    Ok(used) => {
+                        partial.drain(..used);
+                        if partial.is_empty() {
+                            partial = Vec::new();
+                        }
+                        ReadOutcome::Data
+                    }
+                    Err(e) => ReadOutcome::Invalid(e),
+                }
+            }
+        };
+        let read = match early.take() {
+            Some(bytes) => Ok(consume(&bytes)),
+            None => conn.read_with(&shard.read_scratch, consume).await,
+        };
         match read {
             Ok(ReadOutcome::Data) => {}
             Ok(ReadOutcome::Eof) | Err(_) => return,
@@ -231,8 +224,12 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
             }
         }
         for msg in messages.drain(..) {
-            handle(shard, conn, msg).await;
+            if let Some(work) = handle(shard, conn, msg) {
+                work.await;
+            }
         }
+        // An idle connection keeps no message buffer.
+        messages = Vec::new();
     }
 }
 
@@ -241,14 +238,19 @@ fn protocol_violation(shard: &Shard, conn: &Connection, e: &ws::WsError) {
     conn.close(e.close_code(), &e.to_string(), shard.now());
 }
 
+/// What handling a message leaves to await before the next message: joining a channel or signing in, which wait
+/// for other shards. Boxed, so the reader task of every idle connection is not as large as the largest thing a
+/// connection ever awaits.
+type Pending<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
+
 /// Dispatches one WebSocket message.
-async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
+fn handle<'a>(shard: &'a Rc<Shard>, conn: &'a Rc<Connection>, msg: Message) -> Option<Pending<'a>> {
     shard.metrics.ws_messages_received.inc();
     if conn.state() != ConnState::Open {
         if let Message::Close(_) = msg {
             conn.abort();
         }
-        return;
+        return None;
     }
     conn.last_seen.set(shard.now());
     conn.ping_sent_at.set(None);
@@ -256,9 +258,9 @@ async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
         Message::Text(bytes) => {
             // The decoder validated UTF-8.
             let Ok(text) = std::str::from_utf8(&bytes) else {
-                return;
+                return None;
             };
-            handle_text(shard, conn, text).await;
+            return handle_text(shard, conn, text);
         }
         Message::Binary(_) => {
             conn.send_error(
@@ -271,21 +273,26 @@ async fn handle(shard: &Rc<Shard>, conn: &Rc<Connection>, msg: Message) {
         Message::Pong(_) => {}
         Message::Close(code) => conn.acknowledge_close(code.map(|(c, _)| c), shard.now()),
     }
+    None
 }
 
-async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
+fn handle_text<'a>(
+    shard: &'a Rc<Shard>,
+    conn: &'a Rc<Connection>,
+    text: &str,
+) -> Option<Pending<'a>> {
     let msg = match ClientMessage::parse(text) {
         Ok(m) => m,
         Err(e) => {
             conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None);
-            return;
+            return None;
         }
     };
     match &*msg.event {
         "pusher:ping" => conn.send_control(messages::pong()),
         "pusher:pong" => {}
         "pusher:subscribe" => match msg.data_as::<SubscribeData>("pusher:subscribe") {
-            Ok(data) => subscribe::subscribe(shard, conn, data).await,
+            Ok(data) => return Some(Box::pin(subscribe::subscribe(shard, conn, data))),
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:unsubscribe" => match msg.data_as::<UnsubscribeData>("pusher:unsubscribe") {
@@ -293,7 +300,7 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         "pusher:signin" => match msg.data_as::<SigninData>("pusher:signin") {
-            Ok(data) => signin::signin(shard, conn, data).await,
+            Ok(data) => return Some(Box::pin(signin::signin(shard, conn, data))),
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
         event if event.starts_with("client-") => {
@@ -304,4 +311,5 @@ async fn handle_text(shard: &Rc<Shard>, conn: &Rc<Connection>, text: &str) {
             tracing::debug!(socket_id = %conn.socket_id, event = other, "ignoring unknown event");
         }
     }
+    None
 }

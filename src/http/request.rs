@@ -124,13 +124,16 @@ impl Headers {
     }
 
     fn push(&mut self, name: &str, value: &[u8]) {
-        let start = self.text.len() as u32;
-        self.text
-            .extend(name.chars().map(|c| c.to_ascii_lowercase()));
-        let name_end = self.text.len() as u32;
+        let start = self.text.len();
+        self.text.push_str(name);
+        self.text[start..].make_ascii_lowercase();
+        let (start, name_end) = (start as u32, self.text.len() as u32);
         // obs-text (non-UTF-8) values are rare and never meaningful to us;
         // lossy conversion keeps them visible without failing the request.
-        self.text.push_str(&String::from_utf8_lossy(value));
+        match std::str::from_utf8(value) {
+            Ok(v) => self.text.push_str(v),
+            Err(_) => self.text.push_str(&String::from_utf8_lossy(value)),
+        }
         self.index.push((start, name_end, self.text.len() as u32));
     }
 
