@@ -122,7 +122,8 @@ impl Server {
                 .preempt_timer(Duration::from_millis(
                     config.runtime.preempt_timer_ms.max(1),
                 ))
-                .spin_before_park(Duration::from_micros(config.runtime.spin_before_park_us));
+                .spin_before_park(Duration::from_micros(config.runtime.spin_before_park_us))
+                .ring_depth(config.runtime.ring_depth);
             let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
             stoppers.push(stop_tx);
             let seed = seed.clone();

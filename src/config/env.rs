@@ -125,6 +125,7 @@ impl<'a> Env<'a> {
             "SOCKUDO_SPIN_BEFORE_PARK_US",
             &mut c.runtime.spin_before_park_us,
         )?;
+        self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
         Ok(())
     }
 
@@ -259,6 +260,7 @@ mod tests {
             ("SOCKUDO_IO_MEMORY_KB", "512"),
             ("SOCKUDO_PREEMPT_TIMER_MS", "2"),
             ("SOCKUDO_SPIN_BEFORE_PARK_US", "10"),
+            ("SOCKUDO_RING_DEPTH", "1024"),
         ])
         .expect("valid");
         assert_eq!(c.websocket.max_messages, 50);
@@ -286,6 +288,7 @@ mod tests {
             ),
             (512, 2, 10)
         );
+        assert_eq!(c.runtime.ring_depth, 1024);
     }
 
     #[test]

@@ -329,6 +329,9 @@ pub struct RuntimeConfig {
     pub preempt_timer_ms: u64,
     /// Busy-poll time before an idle shard parks, µs (0 = park at once). Env `SOCKUDO_SPIN_BEFORE_PARK_US`.
     pub spin_before_park_us: u64,
+    /// io_uring submission queue entries per shard. Deep enough that the kernel's table of pending polls (one
+    /// per idle connection) stays short to search. Env `SOCKUDO_RING_DEPTH`.
+    pub ring_depth: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -337,6 +340,7 @@ impl Default for RuntimeConfig {
             io_memory_kb: 256,
             preempt_timer_ms: 5,
             spin_before_park_us: 0,
+            ring_depth: 4096,
         }
     }
 }

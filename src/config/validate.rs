@@ -91,6 +91,15 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     at_least_one("runtime.io_memory_kb", c.runtime.io_memory_kb as u64)?;
     at_least_one("runtime.preempt_timer_ms", c.runtime.preempt_timer_ms)?;
+    if !(64..=32768).contains(&c.runtime.ring_depth) || !c.runtime.ring_depth.is_power_of_two() {
+        return Err(ConfigError::invalid(
+            "runtime.ring_depth",
+            format!(
+                "{} is not a power of two between 64 and 32768",
+                c.runtime.ring_depth
+            ),
+        ));
+    }
     apps(c)
 }
 

@@ -17,7 +17,6 @@ use std::time::Instant;
 
 /// Serves one accepted TCP connection until it closes or becomes a WebSocket.
 pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
     let limits = http::Limits {
         max_header_bytes: shard.config.http_api.max_header_bytes,
         max_body_bytes: shard.config.http_api.request_limit_in_mb * 1024 * 1024,

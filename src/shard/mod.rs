@@ -742,7 +742,7 @@ pub async fn run(
 ) {
     let config = Rc::new((*seed.config).clone());
     let addr = format!("{}:{}", config.host, config.port);
-    let listener = match TcpListener::bind(addr.as_str()) {
+    let listener = match listen(&addr) {
         Ok(l) => l,
         Err(e) => {
             let _ = ready.send((
@@ -830,6 +830,27 @@ fn spawn_mesh_receivers(shard: &Rc<Shard>, mut receivers: Receivers<ShardMsg>) {
         })
         .detach();
     }
+}
+
+/// Listening backlog of each shard's socket: room for connection bursts (churn, reconnect storms).
+const LISTEN_BACKLOG: i32 = 4096;
+
+/// This shard's `SO_REUSEPORT` listener on `addr`. `TCP_NODELAY` is set on the listening socket: Linux copies it
+/// to every accepted socket, which saves a `setsockopt` per connection.
+fn listen(addr: &str) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::ToSocketAddrs;
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let addr = addr.to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, "no address to listen on")
+    })?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_port(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    // SAFETY: a bound, listening TCP socket whose ownership moves into the listener.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
 }
 
 async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
