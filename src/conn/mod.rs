@@ -94,6 +94,8 @@ pub struct Connection {
     state: Cell<ConnState>,
     /// After the queue drains, shut the socket's write side (a close frame is the last thing queued).
     shutdown_after_flush: Cell<bool>,
+    /// The peer sent a close frame and ours answered it: the closing handshake is complete once it is written.
+    peer_closed: Cell<bool>,
     /// Channels this connection has joined.
     pub channels: RefCell<Vec<Subscription>>,
     /// The user this connection signed in as (`pusher:signin`); never changes once set.
@@ -149,6 +151,7 @@ impl Connection {
             writing: Cell::new(Writing::Idle),
             state: Cell::new(ConnState::Open),
             shutdown_after_flush: Cell::new(false),
+            peer_closed: Cell::new(false),
             channels: RefCell::new(Vec::new()),
             user: RefCell::new(None),
             authorized: Cell::new(false),
@@ -357,9 +360,33 @@ impl Connection {
             None => Bytes::from_static(&[0x88, 0x00]),
         };
         self.shutdown_after_flush.set(true);
+        self.peer_closed.set(true);
         self.push(Rc::new(frame), None);
         self.state.set(ConnState::Closing);
         self.closing_since.set(now);
+    }
+
+    /// After answering the peer's close frame: writes what is queued right now. True when all of it left, so
+    /// the reader can end the connection at once (the socket closes with its last `Rc`) instead of shutting the
+    /// write side and waiting for the peer's end-of-stream: two system calls and an io_uring poll less per
+    /// client-initiated close. False when the socket is full or the handshake is not complete.
+    pub fn finish_closing_handshake(self: &Rc<Self>) -> bool {
+        if !self.peer_closed.get() || matches!(self.writing.get(), Writing::Blocked | Writing::Done)
+        {
+            return false;
+        }
+        let drained = self.out.borrow_mut().drain_into(self.fd);
+        self.count_written();
+        if matches!(drained, Ok(Drain::Empty)) {
+            // The flusher skips a `Done` connection still on its list.
+            self.writing.set(Writing::Done);
+            return true;
+        }
+        self.after_drain(drained);
+        if self.writing.get() == Writing::Blocked {
+            glommio::spawn_local(write_loop(self.clone())).detach();
+        }
+        false
     }
 
     /// Marks the connection finished: nothing more is written, and the socket closes when the last `Rc` goes.

@@ -230,6 +230,9 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
         }
         // An idle connection keeps no message buffer.
         messages = Vec::new();
+        if conn.finish_closing_handshake() {
+            return;
+        }
     }
 }
 
