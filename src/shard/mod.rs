@@ -199,6 +199,22 @@ impl Shard {
         })
     }
 
+    /// Tells the owner of `channel` that this shard gained its first (`occupied`) or lost its last subscriber,
+    /// when the app wants `channel_occupied` / `channel_vacated`.
+    fn report_occupancy(&self, app: u32, channel: &str, occupied: bool) {
+        if self.tracks_occupancy(app) {
+            self.send_to(
+                self.owner_of(app, channel),
+                ShardMsg::Occupancy {
+                    app,
+                    channel: channel.into(),
+                    from: self.id,
+                    occupied,
+                },
+            );
+        }
+    }
+
     fn wants_webhook(&self, app: u32, kind: EventKind) -> bool {
         self.apps
             .by_index(app)
@@ -469,16 +485,8 @@ impl Shard {
             .channels
             .borrow_mut()
             .add_local(app, channel, conn.clone());
-        if first && self.tracks_occupancy(app) {
-            self.send_to(
-                self.owner_of(app, channel),
-                ShardMsg::Occupancy {
-                    app,
-                    channel: channel.into(),
-                    from: self.id,
-                    occupied: true,
-                },
-            );
+        if first {
+            self.report_occupancy(app, channel, true);
         }
         if first && self.peers.nr_shards() > 1 {
             let mut acks = Vec::new();
@@ -510,16 +518,8 @@ impl Shard {
             .channels
             .borrow_mut()
             .remove_local(app, channel, conn_id);
-        if last && self.tracks_occupancy(app) {
-            self.send_to(
-                self.owner_of(app, channel),
-                ShardMsg::Occupancy {
-                    app,
-                    channel: channel.into(),
-                    from: self.id,
-                    occupied: false,
-                },
-            );
+        if last {
+            self.report_occupancy(app, channel, false);
         }
         if last {
             for peer in self.peers.others() {

@@ -49,6 +49,19 @@ impl DeliveryError {
 #[error("webhook client setup failed: {0}")]
 pub struct ClientInitError(pub String);
 
+/// `error: cause: cause...`: the top-level errors of hyper and the AWS SDK alone ("client error (Connect)",
+/// "dispatch failure") say too little.
+pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,7 +16,7 @@ use hyper_util::rt::TokioExecutor;
 use rustls::pki_types::CertificateDer;
 use rustls::{ClientConfig, RootCertStore};
 
-use crate::error::{ClientInitError, DeliveryError};
+use crate::error::{error_chain, ClientInitError, DeliveryError};
 use crate::payload::SignedRequest;
 
 /// Response bodies are read (so the connection can be reused) up to this size, then dropped.
@@ -105,18 +105,6 @@ impl HttpSender {
             .await
             .map_err(|_| DeliveryError::Timeout(timeout))?
     }
-}
-
-/// `error: cause: cause...`: hyper's top-level errors alone ("client error (Connect)") say too little.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use aws_sdk_lambda::Client;
 use bytes::Bytes;
 use tokio::sync::Mutex;
 
-use crate::error::DeliveryError;
+use crate::error::{error_chain, DeliveryError};
 use crate::retry::status_is_retryable;
 
 /// Invokes Lambda functions; one SDK client per region, made on first use.
@@ -134,17 +134,6 @@ impl HttpStatus for aws_sdk_lambda::config::http::HttpResponse {
     fn status_code(&self) -> u16 {
         self.status().as_u16()
     }
-}
-
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 #[cfg(test)]
