@@ -96,7 +96,9 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
         });
     }
-    shard.join(conn.app.index, name, conn).await;
+    shard
+        .join(conn.app.index, name, conn, member.is_some())
+        .await;
     if counts_subscriptions(conn, name) {
         shard.count_subscription(conn.app.index, name, 1);
     }
@@ -109,22 +111,17 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
     };
     let joined = shard
         .presence_join(
-            conn.app.index,
             name,
             &member.user_id,
             member.info.as_deref(),
             limits.max_presence_members,
-            &conn.socket_id,
+            conn,
         )
         .await;
     match joined {
-        Ok(snapshot) => {
+        // The snapshot is queued already (by `Shard::presence_join`), ahead of every later member event.
+        Ok(()) => {
             if conn.is_open() {
-                conn.send_control(&messages::internal_event(
-                    "pusher_internal:subscription_succeeded",
-                    Some(name),
-                    &snapshot,
-                ));
                 replay_cache(shard, conn, name).await;
             }
         }

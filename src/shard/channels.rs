@@ -12,6 +12,9 @@ pub struct ChannelEntry {
     pub local: Vec<Rc<Connection>>,
     /// Bit `s` set: shard `s` has at least one subscriber.
     pub remote: u64,
+    /// Local presence subscribers (connection ids) whose `subscription_succeeded` snapshot has not been queued
+    /// yet: they get nothing of the channel until it is, so the snapshot comes first. Almost always empty.
+    pub pending: Vec<u64>,
 }
 
 impl ChannelEntry {
@@ -39,8 +42,15 @@ impl ChannelIndex {
         self.apps.get(app as usize)?.get(channel)
     }
 
-    /// Adds a local subscriber; true when it is the first one on this shard.
-    pub fn add_local(&mut self, app: u32, channel: &str, conn: Rc<Connection>) -> bool {
+    /// Adds a local subscriber (held back from deliveries while `pending`, see [`ChannelEntry::pending`]); true
+    /// when it is the first one on this shard.
+    pub fn add_local(
+        &mut self,
+        app: u32,
+        channel: &str,
+        conn: Rc<Connection>,
+        pending: bool,
+    ) -> bool {
         let Some(map) = self.apps.get_mut(app as usize) else {
             return false;
         };
@@ -48,8 +58,22 @@ impl ChannelIndex {
             Some(e) => e,
             None => map.entry(channel.into()).or_default(),
         };
+        if pending {
+            entry.pending.push(conn.id);
+        }
         entry.local.push(conn);
         entry.local.len() == 1
+    }
+
+    /// Lets deliveries reach a subscriber added as pending: its snapshot is queued.
+    pub fn confirm(&mut self, app: u32, channel: &str, conn_id: u64) {
+        if let Some(entry) = self
+            .apps
+            .get_mut(app as usize)
+            .and_then(|m| m.get_mut(channel))
+        {
+            entry.pending.retain(|&id| id != conn_id);
+        }
     }
 
     /// Removes a local subscriber; true when it was the last one on this shard.
@@ -64,6 +88,9 @@ impl ChannelIndex {
             return false;
         };
         entry.local.swap_remove(pos);
+        if !entry.pending.is_empty() {
+            entry.pending.retain(|&id| id != conn_id);
+        }
         let last = entry.local.is_empty();
         if entry.is_unused() {
             map.remove(channel);

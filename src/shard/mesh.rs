@@ -12,6 +12,17 @@ use std::rc::Rc;
 use std::task::{Poll, Waker};
 use tokio::sync::oneshot;
 
+/// A socket on some shard of this process.
+#[derive(Debug, Clone)]
+pub struct SocketRef {
+    /// The shard that holds it.
+    pub shard: usize,
+    /// Its shard-local connection id.
+    pub conn_id: u64,
+    /// Its Pusher socket id.
+    pub socket_id: Box<str>,
+}
+
 /// A message from one shard to another.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -38,10 +49,24 @@ pub enum ShardMsg {
         info: Option<Box<str>>,
         /// The app's member limit.
         max_members: usize,
-        /// Socket id of the joining socket (gets no `member_added` about itself).
-        except: Box<str>,
-        /// The answer: `subscription_succeeded` data.
-        reply: oneshot::Sender<Result<String, crate::shard::presence::JoinRefused>>,
+        /// The joining socket (gets the snapshot, and no `member_added` about itself).
+        socket: SocketRef,
+        /// Handed back with [`ShardMsg::PresenceJoined`] to the socket's shard.
+        reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
+    },
+    /// The owner's answer to [`ShardMsg::PresenceJoin`], sent to the socket's shard through the same FIFO as the
+    /// channel's later member events, so the snapshot is queued before any of them.
+    PresenceJoined {
+        /// App position.
+        app: u32,
+        /// Presence channel.
+        channel: Box<str>,
+        /// The joining connection on the receiving shard.
+        conn_id: u64,
+        /// The `subscription_succeeded` data, or why the join was refused.
+        outcome: Result<String, crate::shard::presence::JoinRefused>,
+        /// Answered once the snapshot is queued.
+        reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
     },
     /// Remove a socket of a user from a presence channel this shard owns.
     PresenceLeave {

@@ -253,17 +253,20 @@ impl Shard {
         (h.finish() % self.peers.nr_shards() as u64) as usize
     }
 
-    /// Adds a socket (`except`, its socket id) of `user_id` to presence channel `channel` on the owner shard;
-    /// answers the `subscription_succeeded` data. The owner announces `member_added` to everyone else.
+    /// Adds `conn` (a socket of `user_id`) to presence channel `channel` on the owner shard. The owner queues
+    /// the `subscription_succeeded` snapshot to the socket through the same ordered path as the channel's
+    /// member events (see [`ShardMsg::PresenceJoined`]) before announcing `member_added` to everyone else, so
+    /// the socket sees its snapshot first and then exactly the changes after it. Resolves once the snapshot
+    /// is queued (or the join was refused).
     pub async fn presence_join(
         &self,
-        app: u32,
         channel: &str,
         user_id: &str,
         info: Option<&str>,
         max_members: usize,
-        except: &str,
-    ) -> Result<String, JoinRefused> {
+        conn: &Connection,
+    ) -> Result<(), JoinRefused> {
+        let app = conn.app.index;
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send_to(
             self.owner_of(app, channel),
@@ -273,7 +276,11 @@ impl Shard {
                 user_id: user_id.into(),
                 info: info.map(Into::into),
                 max_members,
-                except: except.into(),
+                socket: mesh::SocketRef {
+                    shard: self.id,
+                    conn_id: conn.id,
+                    socket_id: conn.socket_id.clone(),
+                },
                 reply,
             },
         );
@@ -287,13 +294,29 @@ impl Shard {
         user_id: &str,
         info: Option<&str>,
         max_members: usize,
-        except: &str,
-    ) -> Result<String, JoinRefused> {
+        socket: mesh::SocketRef,
+        reply: tokio::sync::oneshot::Sender<Result<(), JoinRefused>>,
+    ) {
         let joined = self
             .presence
             .borrow_mut()
-            .join(app, channel, user_id, info, max_members)?;
-        if let Some(added) = joined.member_added {
+            .join(app, channel, user_id, info, max_members);
+        let (outcome, member_added) = match joined {
+            Ok(j) => (Ok(j.snapshot), j.member_added),
+            Err(refused) => (Err(refused), None),
+        };
+        let except = socket.socket_id.clone();
+        self.send_to(
+            socket.shard,
+            ShardMsg::PresenceJoined {
+                app,
+                channel: channel.into(),
+                conn_id: socket.conn_id,
+                outcome,
+                reply,
+            },
+        );
+        if let Some(added) = member_added {
             let news = self
                 .webhook_state
                 .borrow_mut()
@@ -306,9 +329,38 @@ impl Shard {
             let text =
                 messages::internal_event("pusher_internal:member_added", Some(channel), &added);
             let frame = ws::encode_text(text.as_bytes());
-            self.publish_now(app, vec![(channel.to_string(), frame)], Some(except), false);
+            self.publish_now(
+                app,
+                vec![(channel.to_string(), frame)],
+                Some(&except),
+                false,
+            );
         }
-        Ok(joined.snapshot)
+    }
+
+    /// On the joining socket's shard: queues the snapshot (then lets the channel's deliveries reach the
+    /// socket) and tells the waiting subscribe which way the join went.
+    fn apply_presence_joined(
+        &self,
+        app: u32,
+        channel: &str,
+        conn_id: u64,
+        outcome: Result<String, JoinRefused>,
+        reply: tokio::sync::oneshot::Sender<Result<(), JoinRefused>>,
+    ) {
+        let outcome = outcome.map(|snapshot| {
+            if let Some(conn) = self.conns.borrow().get(&conn_id) {
+                if conn.is_open() {
+                    conn.send_control(&messages::internal_event(
+                        "pusher_internal:subscription_succeeded",
+                        Some(channel),
+                        &snapshot,
+                    ));
+                }
+            }
+            self.channels.borrow_mut().confirm(app, channel, conn_id);
+        });
+        let _ = reply.send(outcome);
     }
 
     /// The shard that keeps `user`'s online count and watchers.
@@ -479,12 +531,13 @@ impl Shard {
     /// Adds a local subscriber. When it is the shard's first for the channel, every other shard is told and
     /// this waits until all have applied it, so an event published anywhere after the client's
     /// `subscription_succeeded` reaches it.
-    pub async fn join(&self, app: u32, channel: &str, conn: &Rc<Connection>) {
+    /// A presence subscriber joins as `pending`: it gets nothing of the channel until its snapshot is queued.
+    pub async fn join(&self, app: u32, channel: &str, conn: &Rc<Connection>, pending: bool) {
         self.metrics.subscriptions.inc();
         let first = self
             .channels
             .borrow_mut()
-            .add_local(app, channel, conn.clone());
+            .add_local(app, channel, conn.clone(), pending);
         if first {
             self.report_occupancy(app, channel, true);
         }
@@ -566,7 +619,7 @@ impl Shard {
                     continue;
                 };
                 if !entry.local.is_empty() {
-                    self.deliver_local(&entry.local, frame.clone(), except);
+                    self.deliver_local(entry, frame.clone(), except);
                 }
                 let mut remote = entry.remote;
                 while remote != 0 {
@@ -603,11 +656,14 @@ impl Shard {
         acks
     }
 
-    fn deliver_local(&self, subscribers: &[Rc<Connection>], frame: Bytes, except: Option<&str>) {
+    fn deliver_local(&self, entry: &channels::ChannelEntry, frame: Bytes, except: Option<&str>) {
         let frame = Rc::new(frame);
         let now = self.now();
-        for conn in subscribers {
+        for conn in &entry.local {
             if except.is_some_and(|s| *conn.socket_id == *s) {
+                continue;
+            }
+            if !entry.pending.is_empty() && entry.pending.contains(&conn.id) {
                 continue;
             }
             conn.send_event(&frame, &self.slow_consumer, now);
@@ -627,7 +683,7 @@ impl Shard {
                 for (channel, frame) in items {
                     if let Some(entry) = index.get(app, &channel) {
                         if !entry.local.is_empty() {
-                            self.deliver_local(&entry.local, frame, except.as_deref());
+                            self.deliver_local(entry, frame, except.as_deref());
                         }
                     }
                 }
@@ -641,19 +697,24 @@ impl Shard {
                 user_id,
                 info,
                 max_members,
-                except,
+                socket,
                 reply,
-            } => {
-                let result = self.apply_presence_join(
-                    app,
-                    &channel,
-                    &user_id,
-                    info.as_deref(),
-                    max_members,
-                    &except,
-                );
-                let _ = reply.send(result);
-            }
+            } => self.apply_presence_join(
+                app,
+                &channel,
+                &user_id,
+                info.as_deref(),
+                max_members,
+                socket,
+                reply,
+            ),
+            ShardMsg::PresenceJoined {
+                app,
+                channel,
+                conn_id,
+                outcome,
+                reply,
+            } => self.apply_presence_joined(app, &channel, conn_id, outcome, reply),
             ShardMsg::PresenceLeave {
                 app,
                 channel,
