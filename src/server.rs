@@ -3,10 +3,12 @@
 use crate::app::AppSeed;
 use crate::config::Config;
 use crate::metrics::{exporter, MetricsRegistry};
+use crate::shard::ClusterSeed;
 use crate::shard::{self, ShardSeed};
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
+use sockudo_io_shard::cluster::{ClusterConfig, ClusterSetup};
 use sockudo_io_shard::{IoShard, IoShardConfig};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -14,6 +16,9 @@ use std::time::Duration;
 
 /// Capacity of each shard-to-shard channel of the mesh.
 const MESH_CAPACITY: usize = 4096;
+
+/// Capacity of each worker shard's queue of messages from other nodes.
+const CLUSTER_INBOUND_CAPACITY: usize = 65_536;
 
 /// How long shards may take to bind and join the mesh.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -78,6 +83,36 @@ impl Server {
         } else {
             None
         };
+        let (cluster, cluster_seed) = match crate::bus::transport_for(&config.adapter)? {
+            None => (None, None),
+            Some(transport) => {
+                let node_id: u64 = rand::random();
+                let (workers, inbound): (Vec<_>, Vec<_>) = (0..nr_shards)
+                    .map(|_| tokio::sync::mpsc::channel(CLUSTER_INBOUND_CAPACITY))
+                    .unzip();
+                let health = &config.adapter.cluster_health;
+                tracing::info!(
+                    node = format_args!("{node_id:016x}"),
+                    driver = %config.adapter.driver,
+                    "joining the cluster"
+                );
+                (
+                    Some(ClusterConfig {
+                        setup: ClusterSetup {
+                            node_id,
+                            heartbeat: Duration::from_millis(health.heartbeat_interval_ms.max(100)),
+                            dead_after: Duration::from_millis(health.node_timeout_ms.max(500)),
+                            workers,
+                        },
+                        transport,
+                    }),
+                    Some(Arc::new(ClusterSeed {
+                        node_id,
+                        inbound: std::sync::Mutex::new(inbound.into_iter().map(Some).collect()),
+                    })),
+                )
+            }
+        };
         let (io_shard, io) = sockudo_io_shard::start(IoShardConfig {
             apps: config
                 .app_manager
@@ -93,6 +128,7 @@ impl Server {
                 .then(|| Duration::from_millis(config.webhooks.batching.duration)),
             queue_capacity: IO_QUEUE_CAPACITY,
             max_pending_deliveries: MAX_PENDING_WEBHOOKS,
+            cluster,
         })
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());
@@ -103,6 +139,7 @@ impl Server {
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
             nr_shards,
             metrics: metrics.clone(),
+            cluster: cluster_seed,
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);

@@ -111,6 +111,33 @@ impl<'a> Env<'a> {
         );
 
         self.string("ADAPTER_DRIVER", &mut c.adapter.driver);
+        self.uint("ADAPTER_REQUESTS_TIMEOUT", &mut c.adapter.requests_timeout)?;
+        self.string("REDIS_URL", &mut c.adapter.redis.url);
+        self.string("REDIS_PREFIX", &mut c.adapter.redis.prefix);
+        if let Some(nodes) = self.var("REDIS_CLUSTER_NODES") {
+            c.adapter.cluster.nodes = parse_list(&nodes);
+        }
+        if let Some(servers) = self.var("NATS_SERVERS") {
+            c.adapter.nats.servers = parse_list(&servers);
+        }
+        self.string("NATS_PREFIX", &mut c.adapter.nats.prefix);
+        for (name, slot) in [
+            ("NATS_USERNAME", &mut c.adapter.nats.username),
+            ("NATS_PASSWORD", &mut c.adapter.nats.password),
+            ("NATS_TOKEN", &mut c.adapter.nats.token),
+        ] {
+            if let Some(v) = self.var(name) {
+                *slot = Some(v);
+            }
+        }
+        self.uint(
+            "CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS",
+            &mut c.adapter.cluster_health.heartbeat_interval_ms,
+        )?;
+        self.uint(
+            "CLUSTER_HEALTH_NODE_TIMEOUT_MS",
+            &mut c.adapter.cluster_health.node_timeout_ms,
+        )?;
         self.string("APP_MANAGER_DRIVER", &mut c.app_manager.driver);
 
         self.flag("WEBHOOK_BATCHING_ENABLED", &mut c.webhooks.batching.enabled)?;

@@ -249,18 +249,164 @@ impl Default for MetricsConfig {
     }
 }
 
-/// Cross-node fan-out.
+/// Cross-node fan-out (Sockudo's `adapter` section).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdapterConfig {
-    /// `local` (single node). Other drivers are validated by the code that implements them. Env `ADAPTER_DRIVER`.
+    /// `local` (single node), `redis`, `redis-cluster` or `nats`. Env `ADAPTER_DRIVER`.
     pub driver: String,
+    /// How long a cluster-wide REST read waits for the other nodes, in ms. Env `ADAPTER_REQUESTS_TIMEOUT`.
+    pub requests_timeout: u64,
+    /// Redis pub/sub (`driver = "redis"`).
+    pub redis: AdapterRedisConfig,
+    /// Redis Cluster (`driver = "redis-cluster"`).
+    pub cluster: AdapterRedisClusterConfig,
+    /// NATS (`driver = "nats"`).
+    pub nats: AdapterNatsConfig,
+    /// Node liveness.
+    pub cluster_health: ClusterHealthConfig,
 }
 
 impl Default for AdapterConfig {
     fn default() -> Self {
         AdapterConfig {
             driver: "local".into(),
+            requests_timeout: 5000,
+            redis: AdapterRedisConfig::default(),
+            cluster: AdapterRedisClusterConfig::default(),
+            nats: AdapterNatsConfig::default(),
+            cluster_health: ClusterHealthConfig::default(),
+        }
+    }
+}
+
+/// `adapter.redis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdapterRedisConfig {
+    /// Prefix of every bus channel. Env `REDIS_PREFIX`.
+    pub prefix: String,
+    /// Redis URL (`redis://[user:password@]host:port/db`). Env `REDIS_URL`; when empty, built from
+    /// `DATABASE_REDIS_HOST/PORT/PASSWORD/DB`.
+    pub url: String,
+    /// Sockudo's per-adapter request timeout (ms); used when `adapter.requests_timeout` is not set.
+    pub requests_timeout: Option<u64>,
+    /// Accepted for Sockudo files (`cluster_mode = true` means the `redis-cluster` driver).
+    pub cluster_mode: bool,
+    /// Sockudo's publish connection options; `url` is used when `adapter.redis.url` is empty.
+    pub redis_pub_options: RedisUrlOption,
+    /// Sockudo's subscribe connection options (the same server as `redis_pub_options`).
+    pub redis_sub_options: RedisUrlOption,
+}
+
+impl Default for AdapterRedisConfig {
+    fn default() -> Self {
+        AdapterRedisConfig {
+            prefix: "sockudo_adapter:".into(),
+            url: String::new(),
+            requests_timeout: None,
+            cluster_mode: false,
+            redis_pub_options: RedisUrlOption::default(),
+            redis_sub_options: RedisUrlOption::default(),
+        }
+    }
+}
+
+/// `{ "url": .. }`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisUrlOption {
+    /// A Redis URL.
+    pub url: String,
+}
+
+/// `adapter.cluster` (Redis Cluster).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdapterRedisClusterConfig {
+    /// Seed nodes (`host:port` or `redis://host:port`). Env `REDIS_CLUSTER_NODES` (comma-separated).
+    pub nodes: Vec<String>,
+    /// Prefix of every bus channel.
+    pub prefix: String,
+    /// Request timeout in ms (Sockudo's name); used when `adapter.requests_timeout` is not set.
+    pub request_timeout_ms: Option<u64>,
+    /// Accepted for Sockudo files.
+    pub use_connection_manager: bool,
+}
+
+impl Default for AdapterRedisClusterConfig {
+    fn default() -> Self {
+        AdapterRedisClusterConfig {
+            nodes: Vec::new(),
+            prefix: "sockudo_adapter:".into(),
+            request_timeout_ms: None,
+            use_connection_manager: true,
+        }
+    }
+}
+
+/// `adapter.nats`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdapterNatsConfig {
+    /// Server URLs. Env `NATS_SERVERS` (comma-separated).
+    pub servers: Vec<String>,
+    /// Subject prefix. Env `NATS_PREFIX`.
+    pub prefix: String,
+    /// Env `NATS_USERNAME`.
+    pub username: Option<String>,
+    /// Env `NATS_PASSWORD`.
+    pub password: Option<String>,
+    /// Env `NATS_TOKEN`.
+    pub token: Option<String>,
+    /// Request timeout in ms (Sockudo's name); used when `adapter.requests_timeout` is not set.
+    pub request_timeout_ms: Option<u64>,
+    /// Connect timeout in ms.
+    pub connection_timeout_ms: u64,
+    /// Accepted for Sockudo files: this server always drops its own messages.
+    pub no_echo: bool,
+    /// Accepted for Sockudo files: nodes are discovered by their heartbeats.
+    pub nodes_number: Option<u64>,
+}
+
+impl Default for AdapterNatsConfig {
+    fn default() -> Self {
+        AdapterNatsConfig {
+            servers: vec!["nats://127.0.0.1:4222".into()],
+            prefix: "sockudo_adapter:".into(),
+            username: None,
+            password: None,
+            token: None,
+            request_timeout_ms: None,
+            connection_timeout_ms: 5000,
+            no_echo: true,
+            nodes_number: None,
+        }
+    }
+}
+
+/// `adapter.cluster_health`: how nodes know each other alive.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterHealthConfig {
+    /// Accepted for Sockudo files; liveness is always tracked in a cluster.
+    pub enabled: bool,
+    /// How often a node says it is alive, in ms. Env `CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS`.
+    pub heartbeat_interval_ms: u64,
+    /// A node silent this long (ms) is dead: its presence members are removed. Env
+    /// `CLUSTER_HEALTH_NODE_TIMEOUT_MS`.
+    pub node_timeout_ms: u64,
+    /// Accepted for Sockudo files; dead nodes are checked at every heartbeat.
+    pub cleanup_interval_ms: u64,
+}
+
+impl Default for ClusterHealthConfig {
+    fn default() -> Self {
+        ClusterHealthConfig {
+            enabled: true,
+            heartbeat_interval_ms: 2000,
+            node_timeout_ms: 10_000,
+            cleanup_interval_ms: 10_000,
         }
     }
 }

@@ -89,12 +89,9 @@ pub fn relay(
     }
     let text = messages::channel_event(event, name, data_json, user_id.as_deref());
     let frame = ws::encode_text(text.as_bytes());
-    shard.publish_now(
-        conn.app.index,
-        vec![(name.to_string(), frame)],
-        Some(&conn.socket_id),
-        false,
-    );
+    let items = vec![(name.to_string(), frame)];
+    shard.cluster_publish(conn.app.index, &items, Some(&conn.socket_id));
+    shard.publish_now(conn.app.index, items, Some(&conn.socket_id), false);
 }
 
 /// The `data` of a `client_event` webhook: the string the client sent, or the JSON text of anything else.

@@ -219,6 +219,21 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "Bytes written to WebSocket connections.",
         )
         .value(&[], total(|s| &s.ws_bytes_sent)),
+        counter(
+            "cluster_dropped_outbound_total",
+            "Messages for other nodes lost because the queue to the I/O shard was full.",
+        )
+        .value(&[], total(|s| &s.cluster_dropped_outbound)),
+        counter(
+            "cluster_events_received_total",
+            "Channel event messages received from other nodes.",
+        )
+        .value(&[], total(|s| &s.cluster_events_received)),
+        counter(
+            "cluster_requests_incomplete_total",
+            "Cluster-wide REST reads answered without some node (no answer within adapter.requests_timeout).",
+        )
+        .value(&[], total(|s| &s.cluster_requests_incomplete)),
         counter("channel_subscriptions_total", "Channel subscriptions.")
             .value(&[], total(|s| &s.subscriptions)),
         counter(

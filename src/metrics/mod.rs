@@ -311,6 +311,13 @@ pub struct ShardMetrics {
     pub queued_frames: Counter,
     /// Cross-shard messages waiting towards each shard (refreshed once a second).
     pub peer_backlog: Counters,
+    /// Cluster messages lost because the queue to the I/O shard was full.
+    pub cluster_dropped_outbound: Counter,
+    /// Event messages received from other nodes.
+    pub cluster_events_received: Counter,
+    /// Cluster-wide REST reads answered without every node (a node did not answer within
+    /// `adapter.requests_timeout`).
+    pub cluster_requests_incomplete: Counter,
 }
 
 fn counters(n: usize) -> Counters {
@@ -340,6 +347,9 @@ impl ShardMetrics {
             http_bytes_sent: Counter::default(),
             queued_frames: Counter::default(),
             peer_backlog: counters(nr_shards),
+            cluster_dropped_outbound: Counter::default(),
+            cluster_events_received: Counter::default(),
+            cluster_requests_incomplete: Counter::default(),
         }
     }
 

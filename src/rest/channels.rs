@@ -69,7 +69,7 @@ pub async fn subscription_count(
     channel: &str,
 ) -> Result<usize, Response> {
     let answers = shard
-        .ask_all(
+        .ask_cluster(
             app.index,
             Query::SubscriptionCount {
                 channel: channel.to_string(),
@@ -121,7 +121,7 @@ pub async fn list(shard: &Shard, app: &App, query: &[(String, String)]) -> Respo
         );
     }
     let subs = match shard
-        .ask_all(
+        .ask_cluster(
             app.index,
             Query::Channels {
                 prefix: prefix.clone(),
@@ -274,6 +274,12 @@ pub async fn terminate(shard: &Shard, app: &App, user: &str) -> Response {
     if let Err(e) = channel::validate_user_id(user, app.limits.max_user_id_length) {
         return Response::error(400, &format!("Invalid user id: {e}"));
     }
+    shard.cluster_broadcast(
+        &sockudo_io_shard::cluster::wire::ClusterMsg::TerminateUser {
+            app_id: app.id.clone(),
+            user: user.to_string(),
+        },
+    );
     match shard
         .ask_all(
             app.index,

@@ -140,7 +140,7 @@ async fn publish(shard: &Shard, app: &App, p: &Publication) {
         })
         .collect();
     for (c, text) in cached {
-        shard.cache_store(app.index, c, &text).await;
+        shard.cache_store_everywhere(app.index, c, &text).await;
     }
     shard.publish(app.index, items, p.except.as_deref()).await;
 }

@@ -54,6 +54,27 @@ pub enum ShardMsg {
         /// Handed back with [`ShardMsg::PresenceJoined`] to the socket's shard.
         reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
     },
+    /// Another node's presence announcement (`present: Some`, one member) or state sync (`present: None`: the
+    /// node's members of the channel are exactly `members`), for the owner of the channel.
+    RemotePresence {
+        /// App position.
+        app: u32,
+        /// Presence channel.
+        channel: Box<str>,
+        /// The announcing node.
+        node: u64,
+        /// `(user id, user_info)` pairs.
+        members: Vec<(String, Option<String>)>,
+        /// Present or not; `None` for a sync.
+        present: Option<bool>,
+    },
+    /// Another node's answer to a cluster query of this shard.
+    ClusterAnswer {
+        /// The request number.
+        request: u64,
+        /// The answer.
+        answer: sockudo_io_shard::cluster::wire::RemoteAnswer,
+    },
     /// The owner's answer to [`ShardMsg::PresenceJoin`], sent to the socket's shard through the same FIFO as the
     /// channel's later member events, so the snapshot is queued before any of them.
     PresenceJoined {

@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod channels;
+pub mod cluster;
 pub mod mesh;
 pub mod presence;
 pub mod query;
@@ -25,6 +26,7 @@ use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
 use mesh::{Peers, ShardMsg};
 use presence::{JoinRefused, PresenceRegistry};
+use sockudo_io_shard::cluster::ClusterIn;
 use sockudo_io_shard::{IoRequest, IoSender};
 use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::cell::{Cell, RefCell};
@@ -80,6 +82,8 @@ pub struct Shard {
     pub io: Option<IoSender>,
     /// Second (shard clock) of the last "I/O queue full" warning, to log it at most once a second.
     io_full_logged_at: Cell<Option<u32>>,
+    /// This shard's share of the cluster, when the node is part of one (adapter other than `local`).
+    pub cluster: Option<cluster::Link>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -103,6 +107,33 @@ pub struct ShardSeed {
     pub metrics: std::sync::Arc<crate::metrics::MetricsRegistry>,
     /// The way to the I/O shard, when it runs.
     pub io: Option<IoSender>,
+    /// This node's cluster membership, when the adapter is not `local`.
+    pub cluster: Option<std::sync::Arc<ClusterSeed>>,
+}
+
+/// What every shard needs to take part in the cluster.
+#[derive(Debug)]
+pub struct ClusterSeed {
+    /// This node's id.
+    pub node_id: u64,
+    /// Each shard's inbound queue from the I/O shard, taken by that shard at start.
+    pub inbound: std::sync::Mutex<Vec<Option<tokio::sync::mpsc::Receiver<ClusterIn>>>>,
+}
+
+impl ClusterSeed {
+    fn take_inbound(&self, shard: usize) -> Option<tokio::sync::mpsc::Receiver<ClusterIn>> {
+        self.inbound.lock().ok()?.get_mut(shard)?.take()
+    }
+}
+
+/// Applies what the I/O shard passes on from the bus, in order.
+async fn receive_from_cluster(
+    shard: Rc<Shard>,
+    mut inbound: tokio::sync::mpsc::Receiver<ClusterIn>,
+) {
+    while let Some(input) = inbound.recv().await {
+        shard.handle_cluster(input);
+    }
 }
 
 /// How a shard thread reports that it is serving (or why it could not start).
@@ -215,6 +246,11 @@ impl Shard {
         }
     }
 
+    /// Wakes the task that sends delayed webhook events.
+    pub fn notify_webhooks_scheduled(&self) {
+        self.webhook_scheduled.notify_one();
+    }
+
     fn wants_webhook(&self, app: u32, kind: EventKind) -> bool {
         self.apps
             .by_index(app)
@@ -247,9 +283,9 @@ impl Shard {
 
     /// The shard that keeps the presence members of `channel`.
     pub fn owner_of(&self, app: u32, channel: &str) -> usize {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::hash::DefaultHasher::new();
-        (app, channel).hash(&mut h);
+        let mut h = cluster::Fnv::new();
+        h.write(&app.to_le_bytes());
+        h.write(channel.as_bytes());
         (h.finish() % self.peers.nr_shards() as u64) as usize
     }
 
@@ -301,10 +337,13 @@ impl Shard {
             .presence
             .borrow_mut()
             .join(app, channel, user_id, info, max_members);
-        let (outcome, member_added) = match joined {
-            Ok(j) => (Ok(j.snapshot), j.member_added),
-            Err(refused) => (Err(refused), None),
+        let (outcome, member_added, node_first) = match joined {
+            Ok(j) => (Ok(j.snapshot), j.member_added, j.node_first),
+            Err(refused) => (Err(refused), None, false),
         };
+        if node_first {
+            self.announce_presence(app, channel, user_id, info, true);
+        }
         let except = socket.socket_id.clone();
         self.send_to(
             socket.shard,
@@ -317,10 +356,11 @@ impl Shard {
             },
         );
         if let Some(added) = member_added {
-            let news = self
-                .webhook_state
-                .borrow_mut()
-                .member_added(app, channel, user_id);
+            let news = self.is_home(app, channel)
+                && self
+                    .webhook_state
+                    .borrow_mut()
+                    .member_added(app, channel, user_id);
             if news && self.wants_webhook(app, EventKind::MemberAdded) {
                 let mut event = WebhookEvent::new(app, EventKind::MemberAdded, channel);
                 event.user_id = Some(user_id.into());
@@ -441,6 +481,13 @@ impl Shard {
     /// Sends `pusher_internal:watchlist_events` with `data` to every socket signed in as `user`, on every shard.
     fn send_to_user_everywhere(&self, app: u32, user: &str, data: &str) {
         let text = messages::internal_event("pusher_internal:watchlist_events", None, data);
+        if let Some(app_id) = self.apps.by_index(app).map(|a| a.id.clone()) {
+            self.cluster_broadcast(&sockudo_io_shard::cluster::wire::ClusterMsg::ToUser {
+                app_id,
+                user: user.into(),
+                text: text.clone(),
+            });
+        }
         self.send_to_local_user(app, user, &text);
         for peer in self.peers.others() {
             self.peers.post(
@@ -490,6 +537,18 @@ impl Shard {
         let _ = stored.await;
     }
 
+    /// Same as [`Shard::cache_store`], and tells the other nodes.
+    pub async fn cache_store_everywhere(&self, app: u32, channel: &str, text: &str) {
+        if let Some(app_id) = self.apps.by_index(app).map(|a| a.id.clone()) {
+            self.cluster_broadcast(&sockudo_io_shard::cluster::wire::ClusterMsg::CacheStore {
+                app_id,
+                channel: channel.into(),
+                text: text.into(),
+            });
+        }
+        self.cache_store(app, channel, text).await;
+    }
+
     fn apply_cache_store(&self, app: u32, channel: &str, text: &str) {
         let ttl = Duration::from_secs(self.config.channel_limits.cache_ttl);
         self.cache
@@ -510,9 +569,12 @@ impl Shard {
     }
 
     fn apply_presence_leave(&self, app: u32, channel: &str, user_id: &str) {
-        let removed = self.presence.borrow_mut().leave(app, channel, user_id);
-        if let Some(removed) = removed {
-            if self.wants_webhook(app, EventKind::MemberRemoved) {
+        let left = self.presence.borrow_mut().leave(app, channel, user_id);
+        if left.node_last {
+            self.announce_presence(app, channel, user_id, None, false);
+        }
+        if let Some(removed) = left.member_removed {
+            if self.is_home(app, channel) && self.wants_webhook(app, EventKind::MemberRemoved) {
                 self.webhook_state.borrow_mut().member_removed(
                     app,
                     channel,
@@ -595,6 +657,7 @@ impl Shard {
     /// so that events published one after another (each awaited) reach every client in that order, whichever
     /// shards handled the publishing requests.
     pub async fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
+        self.cluster_publish(app, &items, except);
         for ack in self.publish_now(app, items, except, true) {
             // A peer that stopped (shutdown) has no subscribers left to order against.
             let _ = ack.await;
@@ -708,6 +771,14 @@ impl Shard {
                 socket,
                 reply,
             ),
+            ShardMsg::RemotePresence {
+                app,
+                channel,
+                node,
+                members,
+                present,
+            } => self.apply_remote_presence(app, &channel, node, members, present),
+            ShardMsg::ClusterAnswer { request, answer } => self.take_answer(request, answer),
             ShardMsg::PresenceJoined {
                 app,
                 channel,
@@ -859,8 +930,18 @@ pub async fn run(
         webhook_scheduled: tokio::sync::Notify::new(),
         io: seed.io.clone(),
         io_full_logged_at: Cell::new(None),
+        cluster: seed.cluster.as_ref().map(|c| {
+            cluster::Link::new(
+                c.node_id,
+                id,
+                Duration::from_millis(config.adapter.requests_timeout),
+            )
+        }),
         config,
     });
+    if let Some(inbound) = seed.cluster.as_ref().and_then(|c| c.take_inbound(id)) {
+        glommio::spawn_local(receive_from_cluster(shard.clone(), inbound)).detach();
+    }
     if let Some(receivers) = receivers {
         spawn_mesh_receivers(&shard, receivers);
     }

@@ -7,6 +7,7 @@
 //! own clock, with at most 64 requests in flight at once.
 
 mod bridge;
+pub mod cluster;
 mod deliver;
 mod router;
 mod stats;
@@ -32,6 +33,8 @@ use waiting::Waiting;
 pub enum IoRequest {
     /// Deliver a webhook event to the app's matching webhooks.
     Webhook(WebhookEvent),
+    /// Publish a message to other nodes of the cluster (dropped when the node runs alone).
+    Cluster(cluster::ClusterOut),
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.
@@ -69,7 +72,7 @@ pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
 pub const DEFAULT_MAX_PENDING_DELIVERIES: usize = 10_000;
 
 /// How the I/O shard runs.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct IoShardConfig {
     /// Every app, at the index [`WebhookEvent::app`] uses.
     pub apps: Vec<AppWebhooks>,
@@ -80,6 +83,8 @@ pub struct IoShardConfig {
     /// Cap on webhook requests waiting for a connection slot or their next retry; beyond it the oldest
     /// waiting one is dropped and counted (default [`DEFAULT_MAX_PENDING_DELIVERIES`]).
     pub max_pending_deliveries: usize,
+    /// This node's link to the cluster bus, when the adapter is not `local`.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Default for IoShardConfig {
@@ -89,6 +94,7 @@ impl Default for IoShardConfig {
             batching: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
+            cluster: None,
         }
     }
 }
@@ -113,8 +119,10 @@ const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
 
 /// Starts the I/O shard: the thread `io-shard` running a current-thread tokio runtime, fed by the thread
 /// `io-shard-rx`. Returns once the runtime runs, with the sender worker shards use.
-pub fn start(config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
+pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
     let stats = Arc::new(IoStats::default());
+    let cluster_config = config.cluster.take();
+    let cluster_stats = Arc::clone(&stats.cluster);
     let capacity = config.queue_capacity.max(1);
     let (queue_tx, queue_rx) = crossbeam_channel::bounded(capacity);
     let (stop_tx, stop_rx) = crossbeam_channel::bounded::<()>(0);
@@ -151,9 +159,36 @@ pub fn start(config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                 stats: thread_stats,
                 shutdown: deadline_rx,
             });
-            let router = Router::new(config.apps, config.batching, shared);
+            let mut router = Router::new(config.apps, config.batching, shared);
+            let mut cluster_task = None;
+            if let Some(cluster) = cluster_config {
+                let (out_tx, out_rx) = mpsc::unbounded_channel();
+                let (events_tx, events_rx) = mpsc::channel(cluster::EVENTS_CAPACITY);
+                let transport = {
+                    let _guard = runtime.enter();
+                    (cluster.transport)(events_tx)
+                };
+                let transport = match transport {
+                    Ok(t) => t,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(format!("cluster bus: {e:#}")));
+                        return;
+                    }
+                };
+                let node = cluster::Node::start(cluster.setup, transport, cluster_stats);
+                router.cluster = Some(out_tx);
+                cluster_task = Some(cluster::run(node, out_rx, events_rx));
+            }
             let _ = ready_tx.send(Ok(()));
-            runtime.block_on(router.run(forward_rx, shutdown_rx, deadline_tx));
+            runtime.block_on(async {
+                let router = router.run(forward_rx, shutdown_rx, deadline_tx);
+                match cluster_task {
+                    Some(cluster) => {
+                        tokio::join!(router, cluster);
+                    }
+                    None => router.await,
+                }
+            });
             // Blocking DNS lookups may still run: do not wait for them.
             runtime.shutdown_timeout(Duration::from_millis(50));
         })

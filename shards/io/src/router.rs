@@ -23,6 +23,8 @@ pub(crate) struct Router {
     batcher: Batcher<HookKey, String>,
     tasks: JoinSet<()>,
     shared: Arc<Shared>,
+    /// The cluster link's outbound queue, when this node is part of a cluster.
+    pub(crate) cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterOut>>,
 }
 
 /// An app, with its id shared by its deliveries' log lines.
@@ -49,6 +51,7 @@ impl Router {
             batcher: Batcher::new(batching),
             tasks: JoinSet::new(),
             shared,
+            cluster: None,
         }
     }
 
@@ -110,6 +113,11 @@ impl Router {
     fn handle(&mut self, request: IoRequest, now: Instant) {
         match request {
             IoRequest::Webhook(event) => self.route(&event, now),
+            IoRequest::Cluster(out) => {
+                if let Some(cluster) = &self.cluster {
+                    let _ = cluster.send(out);
+                }
+            }
         }
     }
 

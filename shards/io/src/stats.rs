@@ -19,6 +19,8 @@ pub struct IoStats {
     /// Webhook requests dropped because more than `max_pending_deliveries` were waiting (the oldest go
     /// first); also counted in `webhooks_failed`.
     pub webhooks_dropped_pending: AtomicU64,
+    /// The cluster link's counters.
+    pub cluster: std::sync::Arc<crate::cluster::ClusterStats>,
 }
 
 impl IoStats {

@@ -1,0 +1,588 @@
+//! The cluster as one worker shard sees it: what this node tells the others, and what it does with what they
+//! say. The bus itself runs on the I/O shard (`sockudo_io_shard::cluster`), which hands every message of one
+//! origin node to one worker shard, in order; that shard applies it, forwarding presence and cache state to
+//! the channel's owner shard through the (ordered) mesh.
+//!
+//! Rules: events are delivered on the node that accepted them first, then published once for every other
+//! node (each delivers to its own sockets). Presence is replicated: each node announces its own first / last
+//! socket of a user per channel, and every node derives `member_added` / `member_removed` for its sockets
+//! from the union, in the order its owner shard applied the announcements. Webhooks that must fire once per
+//! cluster are sent by the channel's *home* node, chosen by rendezvous hashing over the live nodes.
+
+use super::mesh::ShardMsg;
+use super::presence::Transition;
+use super::query::{Answer, Query};
+use super::Shard;
+use crate::protocol::messages;
+use crate::ws;
+use sockudo_io_shard::cluster::wire::{
+    ChannelMembers, ClusterMsg, RemoteAnswer, RemoteQuery, WireMember,
+};
+use sockudo_io_shard::cluster::{ClusterIn, ClusterOut};
+use sockudo_io_shard::IoRequest;
+use sockudo_webhooks::{EventKind, WebhookEvent};
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+/// A shard's share of the cluster state.
+#[derive(Debug)]
+pub struct Link {
+    /// This node's id.
+    pub node_id: u64,
+    /// Other live nodes.
+    peers: RefCell<BTreeSet<u64>>,
+    /// Request numbers of this shard's queries (the shard id in the top byte).
+    next_request: Cell<u64>,
+    /// Answers awaited, by request number.
+    waiting: RefCell<HashMap<u64, tokio::sync::mpsc::UnboundedSender<RemoteAnswer>>>,
+    /// How long a cluster-wide REST read waits for the other nodes.
+    pub requests_timeout: Duration,
+}
+
+impl Link {
+    /// The link of shard `shard` on node `node_id`.
+    pub fn new(node_id: u64, shard: usize, requests_timeout: Duration) -> Link {
+        Link {
+            node_id,
+            peers: RefCell::new(BTreeSet::new()),
+            next_request: Cell::new((shard as u64) << 56),
+            waiting: RefCell::new(HashMap::new()),
+            requests_timeout,
+        }
+    }
+
+    /// Number of other live nodes.
+    pub fn peer_count(&self) -> usize {
+        self.peers.borrow().len()
+    }
+
+    /// True when this node is the one that sends the once-per-cluster webhooks of `channel`.
+    pub fn is_home(&self, app_id: &str, channel: &str) -> bool {
+        let score = |node: u64| {
+            let mut h = Fnv::new();
+            h.write(&node.to_le_bytes());
+            h.write(app_id.as_bytes());
+            h.write(&[0]);
+            h.write(channel.as_bytes());
+            h.finish()
+        };
+        let mine = score(self.node_id);
+        self.peers
+            .borrow()
+            .iter()
+            .all(|&p| (score(p), p) < (mine, self.node_id))
+    }
+}
+
+/// FNV-1a, 64 bit: a hash that is the same in every build and process (owner shards, home nodes).
+pub struct Fnv(u64);
+
+impl Fnv {
+    /// The offset basis.
+    pub fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    /// Mixes in `bytes`.
+    pub fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    /// The hash.
+    pub fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv::new()
+    }
+}
+
+impl Shard {
+    /// Sends `msg` to every other node; nothing when this node runs alone.
+    pub fn cluster_broadcast(&self, msg: &ClusterMsg) {
+        if self.cluster.is_some() {
+            self.cluster_send(ClusterOut::Broadcast(msg.encode()));
+        }
+    }
+
+    fn cluster_send(&self, out: ClusterOut) {
+        if let Some(io) = &self.io {
+            if !io.send(IoRequest::Cluster(out)) {
+                self.metrics.cluster_dropped_outbound.inc();
+            }
+        }
+    }
+
+    fn app_id(&self, app: u32) -> Option<String> {
+        self.apps.by_index(app).map(|a| a.id.clone())
+    }
+
+    /// Tells the other nodes about channel events accepted here (after local delivery).
+    pub fn cluster_publish(
+        &self,
+        app: u32,
+        items: &[(String, bytes::Bytes)],
+        except: Option<&str>,
+    ) {
+        if self.cluster.is_none() || items.is_empty() {
+            return;
+        }
+        let Some(app_id) = self.app_id(app) else {
+            return;
+        };
+        self.cluster_broadcast(&ClusterMsg::Event {
+            app_id,
+            items: items.to_vec(),
+            except: except.map(Into::into),
+        });
+    }
+
+    /// True when this node sends the once-per-cluster webhooks of `channel` (always, alone).
+    pub fn is_home(&self, app: u32, channel: &str) -> bool {
+        match (&self.cluster, self.app_id(app)) {
+            (Some(link), Some(app_id)) => link.is_home(&app_id, channel),
+            _ => true,
+        }
+    }
+
+    /// Announces that `user` is (or no longer is) present on this node in presence channel `channel`.
+    pub fn announce_presence(
+        &self,
+        app: u32,
+        channel: &str,
+        user: &str,
+        info: Option<&str>,
+        present: bool,
+    ) {
+        if self.cluster.is_none() {
+            return;
+        }
+        let Some(app_id) = self.app_id(app) else {
+            return;
+        };
+        self.cluster_broadcast(&ClusterMsg::Presence {
+            app_id,
+            channel: channel.into(),
+            member: WireMember {
+                user_id: user.into(),
+                info: info.map(Into::into),
+            },
+            present,
+        });
+    }
+
+    /// Applies a member change of the union on this (owner) shard: member events to this node's sockets, and
+    /// the webhook when this node is the channel's home.
+    pub fn apply_presence_transition(&self, app: u32, channel: &str, change: Transition) {
+        let (event, data, user) = match &change {
+            Transition::Added(data) => ("pusher_internal:member_added", data, user_of(data)),
+            Transition::Removed(data) => ("pusher_internal:member_removed", data, user_of(data)),
+        };
+        if self.is_home(app, channel) {
+            match &change {
+                Transition::Added(_) => {
+                    let news = self
+                        .webhook_state
+                        .borrow_mut()
+                        .member_added(app, channel, &user);
+                    if news && self.wants_webhook(app, EventKind::MemberAdded) {
+                        let mut hook = WebhookEvent::new(app, EventKind::MemberAdded, channel);
+                        hook.user_id = Some(user.as_str().into());
+                        self.emit_webhook(hook);
+                    }
+                }
+                Transition::Removed(_) => {
+                    if self.wants_webhook(app, EventKind::MemberRemoved) {
+                        self.webhook_state.borrow_mut().member_removed(
+                            app,
+                            channel,
+                            &user,
+                            std::time::Instant::now(),
+                        );
+                        self.notify_webhooks_scheduled();
+                    }
+                }
+            }
+        }
+        let text = messages::internal_event(event, Some(channel), data);
+        let frame = ws::encode_text(text.as_bytes());
+        self.publish_now(app, vec![(channel.to_string(), frame)], None, false);
+    }
+
+    /// Handles what the I/O shard passed on from the bus.
+    pub fn handle_cluster(self: &Rc<Self>, input: ClusterIn) {
+        let Some(link) = &self.cluster else { return };
+        match input {
+            ClusterIn::NodeUp(node) => {
+                link.peers.borrow_mut().insert(node);
+            }
+            ClusterIn::NodeGone(node) => {
+                link.peers.borrow_mut().remove(&node);
+                let gone = self.presence.borrow_mut().drop_node(node);
+                for (app, channel, change) in gone {
+                    self.apply_presence_transition(app, &channel, change);
+                }
+            }
+            ClusterIn::SyncRequested => self.publish_sync_part(),
+            ClusterIn::Message { origin, body } => match ClusterMsg::decode(&body) {
+                Ok(msg) => self.apply_remote(origin, msg),
+                Err(e) => {
+                    tracing::warn!(error = %e, origin = format_args!("{origin:016x}"), "undecodable cluster message dropped");
+                }
+            },
+        }
+    }
+
+    /// This shard's presence members (of the channels it owns) for a node that asked for our state.
+    fn publish_sync_part(&self) {
+        let channels: Vec<ChannelMembers> = self
+            .presence
+            .borrow()
+            .local_members()
+            .into_iter()
+            .filter_map(|(app, channel, members)| {
+                Some(ChannelMembers {
+                    app_id: self.app_id(app)?,
+                    channel: channel.to_string(),
+                    members: members
+                        .into_iter()
+                        .map(|(user_id, info)| WireMember { user_id, info })
+                        .collect(),
+                })
+            })
+            .collect();
+        self.cluster_broadcast(&ClusterMsg::Sync {
+            part: self.id as u16,
+            parts: self.peers.nr_shards() as u16,
+            channels,
+        });
+    }
+
+    fn apply_remote(self: &Rc<Self>, origin: u64, msg: ClusterMsg) {
+        let app_of = |app_id: &str| self.apps.by_id(app_id).map(|a| a.index);
+        match msg {
+            ClusterMsg::Event {
+                app_id,
+                items,
+                except,
+            } => {
+                if let Some(app) = app_of(&app_id) {
+                    self.metrics.cluster_events_received.inc();
+                    self.publish_now(app, items, except.as_deref(), false);
+                }
+            }
+            ClusterMsg::Presence {
+                app_id,
+                channel,
+                member,
+                present,
+            } => {
+                if let Some(app) = app_of(&app_id) {
+                    self.send_to(
+                        self.owner_of(app, &channel),
+                        ShardMsg::RemotePresence {
+                            app,
+                            channel: channel.into(),
+                            node: origin,
+                            members: vec![(member.user_id, member.info)],
+                            present: Some(present),
+                        },
+                    );
+                }
+            }
+            ClusterMsg::Sync { channels, .. } => {
+                for c in channels {
+                    if let Some(app) = app_of(&c.app_id) {
+                        self.send_to(
+                            self.owner_of(app, &c.channel),
+                            ShardMsg::RemotePresence {
+                                app,
+                                channel: c.channel.into(),
+                                node: origin,
+                                members: c
+                                    .members
+                                    .into_iter()
+                                    .map(|m| (m.user_id, m.info))
+                                    .collect(),
+                                present: None,
+                            },
+                        );
+                    }
+                }
+            }
+            ClusterMsg::CacheStore {
+                app_id,
+                channel,
+                text,
+            } => {
+                if let Some(app) = app_of(&app_id) {
+                    let (ack, _) = tokio::sync::oneshot::channel();
+                    self.send_to(
+                        self.owner_of(app, &channel),
+                        ShardMsg::CacheStore {
+                            app,
+                            channel: channel.into(),
+                            text: text.into(),
+                            ack,
+                        },
+                    );
+                }
+            }
+            ClusterMsg::ToUser { app_id, user, text } => {
+                if let Some(app) = app_of(&app_id) {
+                    self.send_to_user_on_this_node(app, &user, &text);
+                }
+            }
+            ClusterMsg::TerminateUser { app_id, user } => {
+                if let Some(app) = app_of(&app_id) {
+                    let shard = Rc::clone(self);
+                    glommio::spawn_local(async move {
+                        let _ = shard.ask_all(app, Query::TerminateUser { user }).await;
+                    })
+                    .detach();
+                }
+            }
+            ClusterMsg::Query {
+                request,
+                app_id,
+                query,
+            } => {
+                let Some(app) = app_of(&app_id) else { return };
+                let shard = Rc::clone(self);
+                glommio::spawn_local(async move {
+                    let local = match query {
+                        RemoteQuery::Channels { prefix } => Query::Channels { prefix },
+                        RemoteQuery::SubscriptionCount { channel } => {
+                            Query::SubscriptionCount { channel }
+                        }
+                    };
+                    let Ok(answers) = shard.ask_all(app, local).await else {
+                        return;
+                    };
+                    let answer = to_remote(answers);
+                    shard.cluster_send(ClusterOut::ToNode(
+                        origin,
+                        ClusterMsg::Answer {
+                            to: origin,
+                            request,
+                            answer,
+                        }
+                        .encode(),
+                    ));
+                })
+                .detach();
+            }
+            ClusterMsg::Answer {
+                to,
+                request,
+                answer,
+            } => {
+                let Some(link) = &self.cluster else { return };
+                if to != link.node_id {
+                    return;
+                }
+                let shard = (request >> 56) as usize;
+                if shard == self.id {
+                    self.take_answer(request, answer);
+                } else {
+                    self.send_to(shard, ShardMsg::ClusterAnswer { request, answer });
+                }
+            }
+            ClusterMsg::Hello | ClusterMsg::Bye | ClusterMsg::Heartbeat => {}
+        }
+    }
+
+    /// An answer to one of this shard's cluster queries.
+    pub fn take_answer(&self, request: u64, answer: RemoteAnswer) {
+        let Some(link) = &self.cluster else { return };
+        if let Some(tx) = link.waiting.borrow().get(&request) {
+            let _ = tx.send(answer);
+        }
+    }
+
+    /// Applies another node's presence announcement (`present: Some`) or sync (`None`) on this owner shard.
+    pub fn apply_remote_presence(
+        &self,
+        app: u32,
+        channel: &str,
+        node: u64,
+        members: Vec<(String, Option<String>)>,
+        present: Option<bool>,
+    ) {
+        let changes = match present {
+            Some(present) => {
+                let Some((user, info)) = members.into_iter().next() else {
+                    return;
+                };
+                self.presence
+                    .borrow_mut()
+                    .set_remote(app, channel, node, &user, info.as_deref(), present)
+                    .into_iter()
+                    .collect()
+            }
+            None => self
+                .presence
+                .borrow_mut()
+                .replace_remote(app, channel, node, &members),
+        };
+        for change in changes {
+            self.apply_presence_transition(app, channel, change);
+        }
+    }
+
+    /// `query` answered by every shard of this node and every other live node. A node that does not answer
+    /// within `requests_timeout` is left out (the answer covers the nodes that did).
+    pub async fn ask_cluster(&self, app: u32, query: Query) -> Result<Vec<Answer>, ()> {
+        let remote_query = match &query {
+            Query::Channels { prefix } => Some(RemoteQuery::Channels {
+                prefix: prefix.clone(),
+            }),
+            Query::SubscriptionCount { channel } => Some(RemoteQuery::SubscriptionCount {
+                channel: channel.clone(),
+            }),
+            _ => None,
+        };
+        let mut answers = self.ask_all(app, query).await?;
+        let (Some(link), Some(remote_query), Some(app_id)) =
+            (&self.cluster, remote_query, self.app_id(app))
+        else {
+            return Ok(answers);
+        };
+        let expected = link.peer_count();
+        if expected == 0 {
+            return Ok(answers);
+        }
+        let request = link.next_request.get() + 1;
+        link.next_request.set(request);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        link.waiting.borrow_mut().insert(request, tx);
+        self.cluster_broadcast(&ClusterMsg::Query {
+            request,
+            app_id,
+            query: remote_query,
+        });
+        let deadline = std::time::Instant::now() + link.requests_timeout;
+        let mut received = 0;
+        while received < expected {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let next =
+                glommio::timer::timeout(left, async {
+                    rx.recv().await.ok_or(glommio::GlommioError::<()>::IoError(
+                        std::io::Error::other("closed"),
+                    ))
+                })
+                .await;
+            match next {
+                Ok(answer) => {
+                    received += 1;
+                    answers.push(match answer {
+                        RemoteAnswer::Counts(counts) => Answer::Counts(
+                            counts.into_iter().map(|(c, n)| (c, n as usize)).collect(),
+                        ),
+                        RemoteAnswer::Count(n) => Answer::Count(n as usize),
+                    });
+                }
+                Err(_) => {
+                    self.metrics.cluster_requests_incomplete.inc();
+                    tracing::debug!(
+                        expected,
+                        received,
+                        "cluster query answered by some nodes only"
+                    );
+                    break;
+                }
+            }
+        }
+        link.waiting.borrow_mut().remove(&request);
+        Ok(answers)
+    }
+
+    /// Sends `text` to this node's sockets signed in as `user`, on every shard.
+    pub fn send_to_user_on_this_node(&self, app: u32, user: &str, text: &str) {
+        self.send_to_local_user(app, user, text);
+        for peer in self.peers.others() {
+            self.peers.post(
+                peer,
+                ShardMsg::ToUser {
+                    app,
+                    user: user.into(),
+                    text: text.into(),
+                },
+            );
+        }
+    }
+}
+
+/// The user id in `{"user_id":"..",...}` member event data.
+fn user_of(data: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(data)
+        .ok()
+        .and_then(|v| {
+            v.get("user_id")
+                .and_then(|u| u.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
+
+fn to_remote(answers: Vec<Answer>) -> RemoteAnswer {
+    let mut counts: Vec<(String, u64)> = Vec::new();
+    let mut total = 0u64;
+    let mut is_count = true;
+    for answer in answers {
+        match answer {
+            Answer::Count(n) => total += n as u64,
+            Answer::Counts(pairs) => {
+                is_count = false;
+                counts.extend(pairs.into_iter().map(|(c, n)| (c, n as u64)));
+            }
+            _ => {}
+        }
+    }
+    if is_count {
+        RemoteAnswer::Count(total)
+    } else {
+        RemoteAnswer::Counts(counts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exactly_one_live_node_is_home_for_each_channel() {
+        let nodes = [11u64, 22, 33];
+        for channel in ["a", "presence-b", "cache-c", "d", "e", "f"] {
+            let homes = nodes
+                .iter()
+                .filter(|&&me| {
+                    let link = Link::new(me, 0, Duration::from_secs(1));
+                    for &other in nodes.iter().filter(|&&n| n != me) {
+                        link.peers.borrow_mut().insert(other);
+                    }
+                    link.is_home("app", channel)
+                })
+                .count();
+            assert_eq!(homes, 1, "{channel}");
+        }
+    }
+
+    #[test]
+    fn alone_a_node_is_home_for_everything() {
+        assert!(Link::new(5, 0, Duration::from_secs(1)).is_home("app", "x"));
+    }
+
+    #[test]
+    fn fnv_is_the_published_function() {
+        let mut h = Fnv::new();
+        h.write(b"a");
+        assert_eq!(h.finish(), 0xaf63_dc4c_8601_ec8c);
+    }
+}
