@@ -1,6 +1,9 @@
 //! Test harness: runs the real `sockudo` binary on a free loopback port and talks to it with real clients.
 #![allow(dead_code)]
 
+pub mod broker;
+pub mod presence;
+
 use serde_json::Value;
 use std::io::{Read, Write};
 use std::net::TcpStream;
