@@ -11,11 +11,15 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 fn node(broker: &Broker, shards: usize) -> Server {
+    node_with(broker, shards, json!({}))
+}
+
+fn node_with(broker: &Broker, shards: usize, app: Value) -> Server {
     Server::start_with(ServerOptions {
         shards,
         config: json!({
             "adapter": broker.adapter_config(),
-            "app_manager": { "array": { "apps": [app_json(json!({"enable_subscription_count": true}))] } },
+            "app_manager": { "array": { "apps": [app_json(app)] } },
         }),
         env: broker.node_env(),
     })
@@ -50,7 +54,12 @@ fn wait_linked(from: &Server, to: &Server) {
         if next_within(&mut probe, Duration::from_millis(200)).is_some() {
             break;
         }
-        assert!(Instant::now() < deadline, "nodes {} and {} never linked", from.port, to.port);
+        assert!(
+            Instant::now() < deadline,
+            "nodes {} and {} never linked",
+            from.port,
+            to.port
+        );
     }
     // Drain probes still in flight.
     while next_within(&mut probe, Duration::from_millis(300)).is_some() {}
@@ -73,7 +82,11 @@ fn events_reach_every_node_exactly_once_in_order(driver: Driver) {
     }
     for (origin, server) in [("a", &a), ("b", &b)] {
         for i in 0..100 {
-            server.publish(&["news"], "n", &json!({"origin": origin, "i": i}).to_string());
+            server.publish(
+                &["news"],
+                "n",
+                &json!({"origin": origin, "i": i}).to_string(),
+            );
         }
     }
     for (k, c) in clients.iter_mut().enumerate() {
@@ -83,21 +96,35 @@ fn events_reach_every_node_exactly_once_in_order(driver: Driver) {
             assert_eq!(msg["event"], "n", "client {k}: {msg}");
             let data: Value = serde_json::from_str(msg["data"].as_str().unwrap()).unwrap();
             let slot = usize::from(data["origin"] == "b");
-            assert_eq!(data["i"], next[slot], "client {k}: out of order or repeated: {msg}");
+            assert_eq!(
+                data["i"], next[slot],
+                "client {k}: out of order or repeated: {msg}"
+            );
             next[slot] += 1;
         }
-        assert!(c.is_silent_for(Duration::from_millis(300)), "client {k}: more than 200 events");
+        assert!(
+            c.is_silent_for(Duration::from_millis(300)),
+            "client {k}: more than 200 events"
+        );
     }
 
     // `socket_id` exclusion across nodes: published on b, excluding a socket on a.
     let excluded = clients[0].socket_id.clone();
     let body = json!({"name":"x","channel":"news","data":"{}","socket_id":excluded}).to_string();
-    let (status, _, _) = b.signed("POST", &format!("/apps/{APP_ID}/events"), &[], body.as_bytes());
+    let (status, _, _) = b.signed(
+        "POST",
+        &format!("/apps/{APP_ID}/events"),
+        &[],
+        body.as_bytes(),
+    );
     assert_eq!(status, 200);
     for (k, c) in clients.iter_mut().enumerate().skip(1) {
         assert_eq!(c.next_event()["event"], "x", "client {k}");
     }
-    assert!(clients[0].is_silent_for(Duration::from_millis(500)), "excluded socket got the event");
+    assert!(
+        clients[0].is_silent_for(Duration::from_millis(500)),
+        "excluded socket got the event"
+    );
 
     // Client events cross nodes and are never echoed.
     let (mut sender, mut receiver) = (a.client(), b.client());
@@ -105,30 +132,48 @@ fn events_reach_every_node_exactly_once_in_order(driver: Driver) {
     receiver.subscribe_private("private-chat");
     sender.send(json!({"event":"client-hi","channel":"private-chat","data":{"n":1}}));
     let got = receiver.next_event();
-    assert_eq!((got["event"].as_str(), got["channel"].as_str()), (Some("client-hi"), Some("private-chat")));
-    assert!(sender.is_silent_for(Duration::from_millis(300)), "client event echoed");
-    assert!(receiver.is_silent_for(Duration::from_millis(300)), "client event twice");
+    assert_eq!(
+        (got["event"].as_str(), got["channel"].as_str()),
+        (Some("client-hi"), Some("private-chat"))
+    );
+    assert!(
+        sender.is_silent_for(Duration::from_millis(300)),
+        "client event echoed"
+    );
+    assert!(
+        receiver.is_silent_for(Duration::from_millis(300)),
+        "client event twice"
+    );
 }
 
 fn rest_reads_and_terminations_cover_every_node(driver: Driver) {
     let broker = Broker::start(driver);
-    let (a, b) = (node(&broker, 2), node(&broker, 2));
+    let counted = json!({"enable_subscription_count": true});
+    let (a, b) = (
+        node_with(&broker, 2, counted.clone()),
+        node_with(&broker, 2, counted),
+    );
     wait_linked(&a, &b);
     wait_linked(&b, &a);
-    let mut on_a = a.client();
-    let (mut on_b1, mut on_b2) = (b.client(), b.client());
-    on_a.subscribe("news");
-    on_b1.subscribe("news");
-    on_b2.subscribe("news");
-    on_b2.subscribe("sports");
-    on_a.join_presence("presence-room", "alice", json!({}));
-    on_b1.join_presence("presence-room", "bob", json!({}));
-    on_b2.join_presence("presence-room", "bob", json!({}));
+    // Counts of channels joined earlier may arrive before a later join's confirmation, so the joins are sent
+    // without waiting for answers.
+    let mut socks = vec![a.client(), b.client(), b.client()];
+    for (i, channel) in [(0, "news"), (1, "news"), (2, "news"), (2, "sports")] {
+        socks[i].send(json!({"event":"pusher:subscribe","data":{"channel":channel}}));
+    }
+    for (i, user) in [(0, "alice"), (1, "bob"), (2, "bob")] {
+        send_join(&mut socks[i], "presence-room", user);
+    }
+    let mut on_a = socks.remove(0);
     let base = format!("/apps/{APP_ID}");
     // Presence state arrives asynchronously: poll until it settles.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let v = get(&a, &format!("{base}/channels/presence-room"), &[("info", "user_count")]);
+        let v = get(
+            &a,
+            &format!("{base}/channels/presence-room"),
+            &[("info", "user_count")],
+        );
         if v["user_count"] == 2 {
             break;
         }
@@ -136,17 +181,43 @@ fn rest_reads_and_terminations_cover_every_node(driver: Driver) {
         std::thread::sleep(Duration::from_millis(50));
     }
     for server in [&a, &b] {
-        let v = get(server, &format!("{base}/channels/news"), &[("info", "subscription_count")]);
+        let v = get(
+            server,
+            &format!("{base}/channels/news"),
+            &[("info", "subscription_count")],
+        );
         assert_eq!(v["subscription_count"], 3, "{v}");
         assert_eq!(v["occupied"], true);
-        let v = get(server, &format!("{base}/channels"), &[("info", "subscription_count")]);
+        let v = get(
+            server,
+            &format!("{base}/channels"),
+            &[("info", "subscription_count")],
+        );
         assert_eq!(v["channels"]["news"]["subscription_count"], 3, "{v}");
         assert_eq!(v["channels"]["sports"]["subscription_count"], 1, "{v}");
-        assert_eq!(v["channels"]["presence-room"]["subscription_count"], 3, "{v}");
+        assert_eq!(
+            v["channels"]["presence-room"]["subscription_count"], 3,
+            "{v}"
+        );
         let v = get(server, &format!("{base}/channels/presence-room/users"), &[]);
-        let ids: BTreeSet<&str> = v["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap()).collect();
+        let ids: BTreeSet<&str> = v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["id"].as_str().unwrap())
+            .collect();
         assert_eq!(ids, BTreeSet::from(["alice", "bob"]), "{v}");
     }
+
+    // Every subscriber hears the cluster's subscription count: the last announcement a socket got is 3.
+    let mut last = 0;
+    while let Some(msg) = next_within(&mut on_a, Duration::from_millis(400)) {
+        if msg["event"] == "pusher_internal:subscription_count" && msg["channel"] == "news" {
+            let data: Value = serde_json::from_str(msg["data"].as_str().unwrap()).unwrap();
+            last = data["subscription_count"].as_i64().unwrap();
+        }
+    }
+    assert_eq!(last, 3, "subscription_count announced to a socket on a");
 
     // terminate_connections on a closes the user's sockets on b.
     let mut target = b.client();
@@ -171,14 +242,20 @@ fn presence_is_one_member_list_with_ordered_changes(driver: Driver) {
     for round in 0..2 {
         let channel = format!("presence-race-{round}");
         let mut clients: Vec<Client> = (0..30).map(|i| servers[i % 2].client()).collect();
-        let mut views: Vec<MemberView> = clients.iter().map(|_| MemberView::new(&channel)).collect();
+        let mut views: Vec<MemberView> =
+            clients.iter().map(|_| MemberView::new(&channel)).collect();
         // Users u0..u4 have a socket on each node.
         for (i, c) in clients.iter_mut().enumerate() {
             send_join(c, &channel, &format!("u{}", i % 25));
         }
         let all: BTreeSet<String> = (0..25).map(|i| format!("u{i}")).collect();
         for (i, (c, v)) in clients.iter_mut().zip(views.iter_mut()).enumerate() {
-            settle(c, v, &all, &format!("round {round} socket {i} (node {})", i % 2));
+            settle(
+                c,
+                v,
+                &all,
+                &format!("round {round} socket {i} (node {})", i % 2),
+            );
         }
         // Ten users leave and ten join, on both nodes at once; u0 loses one of its two sockets only.
         let leaving: Vec<Client> = clients.drain(5..15).collect();
@@ -186,13 +263,15 @@ fn presence_is_one_member_list_with_ordered_changes(driver: Driver) {
         let first_u0 = clients.remove(0);
         views.remove(0);
         let mut joiners: Vec<Client> = (0..10).map(|i| servers[i % 2].client()).collect();
-        let mut joiner_views: Vec<MemberView> = joiners.iter().map(|_| MemberView::new(&channel)).collect();
+        let mut joiner_views: Vec<MemberView> =
+            joiners.iter().map(|_| MemberView::new(&channel)).collect();
         for (i, c) in joiners.iter_mut().enumerate() {
             send_join(c, &channel, &format!("n{i}"));
         }
         drop(leaving);
         drop(first_u0);
-        let mut expected: BTreeSet<String> = (0..5).chain(15..25).map(|i| format!("u{i}")).collect();
+        let mut expected: BTreeSet<String> =
+            (0..5).chain(15..25).map(|i| format!("u{i}")).collect();
         expected.extend((0..10).map(|i| format!("n{i}")));
         for (i, (c, v)) in clients.iter_mut().zip(views.iter_mut()).enumerate() {
             settle(c, v, &expected, &format!("round {round} stayer {i}"));
@@ -214,7 +293,10 @@ fn a_killed_node_has_its_members_removed(driver: Driver) {
     send_join(&mut observer, "presence-kill", "watcher");
     let mut doomed = c.client();
     send_join(&mut doomed, "presence-kill", "doomed");
-    let both: BTreeSet<String> = ["watcher", "doomed"].iter().map(|s| s.to_string()).collect();
+    let both: BTreeSet<String> = ["watcher", "doomed"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     settle(&mut observer, &mut view, &both, "observer");
     let killed_at = Instant::now();
     unsafe {
@@ -224,8 +306,15 @@ fn a_killed_node_has_its_members_removed(driver: Driver) {
     let only: BTreeSet<String> = BTreeSet::from(["watcher".to_string()]);
     settle(&mut observer, &mut view, &only, "observer after the kill");
     let took = killed_at.elapsed();
-    assert!(took < Duration::from_secs(6), "members of a dead node removed after {took:?}");
-    let v = get(&a, &format!("/apps/{APP_ID}/channels/presence-kill/users"), &[]);
+    assert!(
+        took < Duration::from_secs(6),
+        "members of a dead node removed after {took:?}"
+    );
+    let v = get(
+        &a,
+        &format!("/apps/{APP_ID}/channels/presence-kill/users"),
+        &[],
+    );
     assert_eq!(v, json!({"users":[{"id":"watcher"}]}));
 }
 
@@ -249,7 +338,12 @@ fn a_restarted_bus_heals(driver: Driver) {
     broker.restart();
     wait_linked(&b, &a);
     let both: BTreeSet<String> = ["watcher", "late"].iter().map(|s| s.to_string()).collect();
-    settle(&mut observer, &mut view, &both, "observer after the bus returned");
+    settle(
+        &mut observer,
+        &mut view,
+        &both,
+        "observer after the bus returned",
+    );
 }
 
 macro_rules! on_every_driver {

@@ -177,6 +177,34 @@ impl Shard {
         });
     }
 
+    /// Tells the other nodes this node's subscriptions of `channel` (owner shard, coalesced).
+    pub fn announce_count(&self, app: u32, channel: &str, count: i64) {
+        if self.cluster.is_none() {
+            return;
+        }
+        if let Some(app_id) = self.app_id(app) {
+            self.cluster_broadcast(&ClusterMsg::Count {
+                app_id,
+                channel: channel.into(),
+                count: count.max(0) as u64,
+            });
+        }
+    }
+
+    /// Tells the other nodes that this node gained its first or lost its last subscriber of `channel`.
+    pub fn announce_occupancy(&self, app: u32, channel: &str, occupied: bool) {
+        if self.cluster.is_none() {
+            return;
+        }
+        if let Some(app_id) = self.app_id(app) {
+            self.cluster_broadcast(&ClusterMsg::Occupancy {
+                app_id,
+                channel: channel.into(),
+                occupied,
+            });
+        }
+    }
+
     /// Applies a member change of the union on this (owner) shard: member events to this node's sockets, and
     /// the webhook when this node is the channel's home.
     pub fn apply_presence_transition(&self, app: u32, channel: &str, change: Transition) {
@@ -228,8 +256,24 @@ impl Shard {
                 for (app, channel, change) in gone {
                     self.apply_presence_transition(app, &channel, change);
                 }
+                self.subscription_counts.borrow_mut().drop_node(node);
+                let vacated = self
+                    .webhook_state
+                    .borrow_mut()
+                    .drop_node(node, std::time::Instant::now());
+                if vacated > 0 {
+                    self.notify_webhooks_scheduled();
+                }
             }
-            ClusterIn::SyncRequested => self.publish_sync_part(),
+            ClusterIn::SyncRequested => {
+                self.publish_sync_part();
+                for (app, channel, count) in self.subscription_counts.borrow().local_totals() {
+                    self.announce_count(app, &channel, count);
+                }
+                for (app, channel) in self.webhook_state.borrow().occupied_channels() {
+                    self.announce_occupancy(app, &channel, true);
+                }
+            }
             ClusterIn::Message { origin, body } => match ClusterMsg::decode(&body) {
                 Ok(msg) => self.apply_remote(origin, msg),
                 Err(e) => {
@@ -392,6 +436,40 @@ impl Shard {
                     self.take_answer(request, answer);
                 } else {
                     self.send_to(shard, ShardMsg::ClusterAnswer { request, answer });
+                }
+            }
+            ClusterMsg::Count {
+                app_id,
+                channel,
+                count,
+            } => {
+                if let Some(app) = app_of(&app_id) {
+                    self.send_to(
+                        self.owner_of(app, &channel),
+                        ShardMsg::RemoteCount {
+                            app,
+                            channel: channel.into(),
+                            node: origin,
+                            count: count.min(i64::MAX as u64) as i64,
+                        },
+                    );
+                }
+            }
+            ClusterMsg::Occupancy {
+                app_id,
+                channel,
+                occupied,
+            } => {
+                if let Some(app) = app_of(&app_id) {
+                    self.send_to(
+                        self.owner_of(app, &channel),
+                        ShardMsg::Occupancy {
+                            app,
+                            channel: channel.into(),
+                            from: super::Place::Node(origin),
+                            occupied,
+                        },
+                    );
                 }
             }
             ClusterMsg::Hello | ClusterMsg::Bye | ClusterMsg::Heartbeat => {}

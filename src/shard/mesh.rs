@@ -68,6 +68,17 @@ pub enum ShardMsg {
         /// Present or not; `None` for a sync.
         present: Option<bool>,
     },
+    /// Another node's number of subscriptions of a channel this shard owns.
+    RemoteCount {
+        /// App position.
+        app: u32,
+        /// The channel.
+        channel: Box<str>,
+        /// The node.
+        node: u64,
+        /// Its subscriptions.
+        count: i64,
+    },
     /// Another node's answer to a cluster query of this shard.
     ClusterAnswer {
         /// The request number.
@@ -179,8 +190,8 @@ pub enum ShardMsg {
         app: u32,
         /// Channel name.
         channel: Box<str>,
-        /// Announcing shard.
-        from: usize,
+        /// Announcing shard (or, from the cluster, node).
+        from: crate::shard::Place,
         /// Has subscribers now.
         occupied: bool,
     },

@@ -33,6 +33,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+pub use webhooks::Place;
 
 /// Size of the read buffer shared by all connections of a shard.
 const READ_SCRATCH_BYTES: usize = 64 * 1024;
@@ -239,7 +240,7 @@ impl Shard {
                 ShardMsg::Occupancy {
                     app,
                     channel: channel.into(),
-                    from: self.id,
+                    from: Place::Shard(self.id),
                     occupied,
                 },
             );
@@ -257,17 +258,28 @@ impl Shard {
             .is_some_and(|a| a.wants_webhook(kind))
     }
 
-    fn apply_occupancy(&self, app: u32, channel: &str, from: usize, occupied: bool) {
+    /// `place` gained its first (`occupied`) or lost its last subscriber of `channel` (on the owner shard).
+    /// This node's own transitions are told to the other nodes; `channel_occupied` is sent by the channel's
+    /// home node, once for the cluster.
+    pub fn apply_occupancy(&self, app: u32, channel: &str, place: Place, occupied: bool) {
         let mut state = self.webhook_state.borrow_mut();
-        if occupied {
-            if state.occupied(app, channel, from)
-                && self.wants_webhook(app, EventKind::ChannelOccupied)
-            {
-                drop(state);
-                self.emit_webhook(WebhookEvent::new(app, EventKind::ChannelOccupied, channel));
+        let was_here = state.occupied_here(app, channel);
+        let fire = if occupied {
+            state.occupied(app, channel, place)
+        } else {
+            if state.vacated(app, channel, place, Instant::now()) {
+                self.webhook_scheduled.notify_one();
             }
-        } else if state.vacated(app, channel, from, Instant::now()) {
-            self.webhook_scheduled.notify_one();
+            false
+        };
+        let is_here = state.occupied_here(app, channel);
+        drop(state);
+        if matches!(place, Place::Shard(_)) && was_here != is_here {
+            self.announce_occupancy(app, channel, is_here);
+        }
+        if fire && self.is_home(app, channel) && self.wants_webhook(app, EventKind::ChannelOccupied)
+        {
+            self.emit_webhook(WebhookEvent::new(app, EventKind::ChannelOccupied, channel));
         }
     }
 
@@ -779,6 +791,15 @@ impl Shard {
                 present,
             } => self.apply_remote_presence(app, &channel, node, members, present),
             ShardMsg::ClusterAnswer { request, answer } => self.take_answer(request, answer),
+            ShardMsg::RemoteCount {
+                app,
+                channel,
+                node,
+                count,
+            } => self
+                .subscription_counts
+                .borrow_mut()
+                .set_remote(app, &channel, node, count),
             ShardMsg::PresenceJoined {
                 app,
                 channel,
@@ -885,7 +906,22 @@ pub async fn run(
         }
     };
     let (id, senders, receivers) = if seed.nr_shards > 1 {
-        match seed.mesh.join().await {
+        // glommio's mesh join can miss the wake-up of an executor that went to sleep just as a peer joined
+        // (seen with more shards than CPUs: every shard asleep in io_uring, start-up hung). A short timer keeps
+        // the executor polling its remote channels until the join completes.
+        let joined = std::rc::Rc::new(Cell::new(false));
+        let ticker = {
+            let joined = joined.clone();
+            glommio::spawn_local(async move {
+                while !joined.get() {
+                    glommio::timer::sleep(Duration::from_millis(5)).await;
+                }
+            })
+        };
+        let result = seed.mesh.join().await;
+        joined.set(true);
+        ticker.await;
+        match result {
             Ok((s, r)) => (s.peer_id(), Some(s), Some(r)),
             Err(e) => {
                 let _ = ready.send((
@@ -1034,7 +1070,9 @@ async fn drain(shard: &Rc<Shard>) {
     // Nobody comes back now: send the vacates and removals still waiting for their delay.
     let pending = shard.webhook_state.borrow_mut().take_all();
     for event in pending {
-        shard.emit_webhook(event);
+        if shard.is_home(event.app, &event.channel) {
+            shard.emit_webhook(event);
+        }
     }
 }
 
@@ -1053,7 +1091,9 @@ async fn send_delayed_webhooks(shard: Rc<Shard>) {
                 }
                 let events = shard.webhook_state.borrow_mut().take_due(Instant::now());
                 for event in events {
-                    shard.emit_webhook(event);
+                    if shard.is_home(event.app, &event.channel) {
+                        shard.emit_webhook(event);
+                    }
                 }
             }
         }

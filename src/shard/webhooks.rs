@@ -21,6 +21,8 @@ type MemberKey = (u32, Box<str>, Box<str>);
 struct Occupancy {
     /// Bit `s` set: shard `s` has local subscribers.
     shards: u64,
+    /// Other nodes with subscribers (cluster).
+    nodes: Vec<u64>,
     /// Generation of the `channel_vacated` waiting to be sent, if any.
     pending_vacate: Option<u64>,
 }
@@ -48,24 +50,81 @@ pub struct WebhookState {
     next_generation: u64,
 }
 
+/// Where subscribers of a channel are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    /// A shard of this node.
+    Shard(usize),
+    /// Another node of the cluster.
+    Node(u64),
+}
+
+impl Occupancy {
+    fn is_empty(&self) -> bool {
+        self.shards == 0 && self.nodes.is_empty()
+    }
+
+    fn set(&mut self, place: Place, occupied: bool) {
+        match (place, occupied) {
+            (Place::Shard(s), true) => self.shards |= 1 << s,
+            (Place::Shard(s), false) => self.shards &= !(1 << s),
+            (Place::Node(n), true) => {
+                if !self.nodes.contains(&n) {
+                    self.nodes.push(n);
+                }
+            }
+            (Place::Node(n), false) => self.nodes.retain(|&x| x != n),
+        }
+    }
+}
+
 impl WebhookState {
-    /// Shard `shard` gained its first subscriber of `channel`. True when `channel_occupied` is to be sent now.
-    pub fn occupied(&mut self, app: u32, channel: &str, shard: usize) -> bool {
+    /// `place` gained its first subscriber of `channel`. True when `channel_occupied` is to be sent now.
+    pub fn occupied(&mut self, app: u32, channel: &str, place: Place) -> bool {
         let entry = self.occupancy.entry((app, channel.into())).or_default();
-        let was_empty = entry.shards == 0;
-        entry.shards |= 1 << shard;
+        let was_empty = entry.is_empty();
+        entry.set(place, true);
         // A pending vacate means receivers still think the channel is occupied: say nothing.
         was_empty && entry.pending_vacate.take().is_none()
     }
 
-    /// Shard `shard` lost its last subscriber of `channel`. True when a `channel_vacated` was scheduled.
-    pub fn vacated(&mut self, app: u32, channel: &str, shard: usize, now: Instant) -> bool {
+    /// True when a shard of this node has subscribers of `channel`.
+    pub fn occupied_here(&self, app: u32, channel: &str) -> bool {
+        self.occupancy
+            .get(&(app, Box::<str>::from(channel)))
+            .is_some_and(|o| o.shards != 0)
+    }
+
+    /// Channels with subscribers on this node (a state sync).
+    pub fn occupied_channels(&self) -> Vec<(u32, Box<str>)> {
+        self.occupancy
+            .iter()
+            .filter(|(_, o)| o.shards != 0)
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Node `node` is gone: the channels only it occupied are vacated. Returns how many were scheduled.
+    pub fn drop_node(&mut self, node: u64, now: Instant) -> usize {
+        let keys: Vec<ChannelKey> = self
+            .occupancy
+            .iter()
+            .filter(|(_, o)| o.nodes.contains(&node))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter(|(app, channel)| self.vacated(*app, channel, Place::Node(node), now))
+            .count()
+    }
+
+    /// `place` lost its last subscriber of `channel`. True when a `channel_vacated` was scheduled.
+    pub fn vacated(&mut self, app: u32, channel: &str, place: Place, now: Instant) -> bool {
         let key: ChannelKey = (app, channel.into());
         let Some(entry) = self.occupancy.get_mut(&key) else {
             return false;
         };
-        entry.shards &= !(1 << shard);
-        if entry.shards != 0 || entry.pending_vacate.is_some() {
+        entry.set(place, false);
+        if !entry.is_empty() || entry.pending_vacate.is_some() {
             return false;
         }
         let generation = self.next_generation;
@@ -129,7 +188,7 @@ impl WebhookState {
         match delayed.what {
             Pending::Vacate(key) => {
                 let entry = self.occupancy.get(&key)?;
-                if entry.pending_vacate != Some(delayed.generation) || entry.shards != 0 {
+                if entry.pending_vacate != Some(delayed.generation) || !entry.is_empty() {
                     return None;
                 }
                 self.occupancy.remove(&key);
@@ -157,21 +216,44 @@ mod tests {
     }
 
     #[test]
+    fn other_nodes_keep_a_channel_occupied_until_they_are_gone() {
+        let t0 = Instant::now();
+        let mut s = WebhookState::default();
+        assert!(
+            s.occupied(0, "a", Place::Node(9)),
+            "first subscriber anywhere"
+        );
+        assert!(!s.occupied(0, "a", Place::Shard(0)));
+        assert!(
+            !s.vacated(0, "a", Place::Shard(0), t0),
+            "node 9 still has subscribers"
+        );
+        assert!(s.occupied_channels().is_empty());
+        assert_eq!(s.drop_node(9, t0), 1);
+        let due = s.take_due(t0 + DELAY);
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].kind, EventKind::ChannelVacated);
+    }
+
+    #[test]
     fn occupied_once_for_all_shards_and_vacated_after_the_delay() {
         let t0 = Instant::now();
         let mut s = WebhookState::default();
-        assert!(s.occupied(0, "a", 0));
+        assert!(s.occupied(0, "a", Place::Shard(0)));
         assert!(
-            !s.occupied(0, "a", 1),
+            !s.occupied(0, "a", Place::Shard(1)),
             "second shard: still the same occupation"
         );
-        assert!(!s.vacated(0, "a", 0, t0), "shard 1 still has subscribers");
-        assert!(s.vacated(0, "a", 1, t0));
+        assert!(
+            !s.vacated(0, "a", Place::Shard(0), t0),
+            "shard 1 still has subscribers"
+        );
+        assert!(s.vacated(0, "a", Place::Shard(1), t0));
         assert!(s.take_due(t0 + DELAY - Duration::from_millis(1)).is_empty());
         let due = s.take_due(t0 + DELAY);
         assert_eq!(kinds(&due), vec![(EventKind::ChannelVacated, "a")]);
         assert!(
-            s.occupied(0, "a", 1),
+            s.occupied(0, "a", Place::Shard(1)),
             "a new occupation after the vacate was sent"
         );
     }
@@ -180,15 +262,15 @@ mod tests {
     fn reoccupying_within_the_delay_suppresses_both_events() {
         let t0 = Instant::now();
         let mut s = WebhookState::default();
-        assert!(s.occupied(3, "a", 0));
-        assert!(s.vacated(3, "a", 0, t0));
+        assert!(s.occupied(3, "a", Place::Shard(0)));
+        assert!(s.vacated(3, "a", Place::Shard(0), t0));
         assert!(
-            !s.occupied(3, "a", 1),
+            !s.occupied(3, "a", Place::Shard(1)),
             "suppressed: the vacate was never sent"
         );
         assert!(s.take_due(t0 + DELAY).is_empty());
         // Leaving again schedules a fresh vacate that does fire.
-        assert!(s.vacated(3, "a", 1, t0 + DELAY));
+        assert!(s.vacated(3, "a", Place::Shard(1), t0 + DELAY));
         let due = s.take_due(t0 + DELAY * 2);
         assert_eq!(kinds(&due), vec![(EventKind::ChannelVacated, "a")]);
         assert_eq!(due[0].app, 3);
@@ -197,7 +279,7 @@ mod tests {
     #[test]
     fn a_vacate_from_a_shard_that_never_announced_is_ignored() {
         let mut s = WebhookState::default();
-        assert!(!s.vacated(0, "a", 1, Instant::now()));
+        assert!(!s.vacated(0, "a", Place::Shard(1), Instant::now()));
         assert!(s.take_all().is_empty());
     }
 
@@ -242,8 +324,8 @@ mod tests {
     fn shutdown_takes_every_pending_event() {
         let t0 = Instant::now();
         let mut s = WebhookState::default();
-        s.occupied(0, "a", 0);
-        s.vacated(0, "a", 0, t0);
+        s.occupied(0, "a", Place::Shard(0));
+        s.vacated(0, "a", Place::Shard(0), t0);
         s.member_removed(0, "presence-b", "u", t0);
         let all = s.take_all();
         assert_eq!(

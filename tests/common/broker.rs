@@ -27,7 +27,8 @@ impl Broker {
     /// Starts a broker of its own for `driver` (Redis Cluster: the shared one).
     pub fn start(driver: Driver) -> Broker {
         let port = free_port();
-        let dir = std::env::temp_dir().join(format!("sockudo-broker-{}-{port}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("sockudo-broker-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let mut broker = Broker {
             driver,
@@ -46,7 +47,16 @@ impl Broker {
         let mut cmd = match self.driver {
             Driver::Redis => {
                 let mut c = Command::new("redis-server");
-                c.args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+                c.args([
+                    "--port",
+                    &port,
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ]);
                 c
             }
             Driver::Nats => {
@@ -69,7 +79,11 @@ impl Broker {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "{:?} broker did not start", self.driver);
+            assert!(
+                Instant::now() < deadline,
+                "{:?} broker did not start",
+                self.driver
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -84,4 +84,3 @@ pub fn settle(client: &mut Client, view: &mut MemberView, expected: &BTreeSet<St
         "{who}: events after the member list settled"
     );
 }
-

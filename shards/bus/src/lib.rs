@@ -172,7 +172,10 @@ impl Bus {
 }
 
 #[allow(unused_variables, unreachable_code)]
-fn spawn_transport(config: BusConfig, shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>, BusError> {
+fn spawn_transport(
+    config: BusConfig,
+    shared: Arc<Shared>,
+) -> Result<Vec<JoinHandle<()>>, BusError> {
     let not_compiled = |config: &BusConfig| BusError::NotCompiled {
         transport: match config {
             BusConfig::Redis { .. } => "Redis",
@@ -185,7 +188,9 @@ fn spawn_transport(config: BusConfig, shared: Arc<Shared>) -> Result<Vec<JoinHan
         #[cfg(feature = "redis")]
         BusConfig::Redis { url, prefix } => redis_driver::start_single(url, prefix, shared),
         #[cfg(feature = "redis-cluster")]
-        BusConfig::RedisCluster { nodes, prefix } => redis_driver::start_cluster(nodes, prefix, shared),
+        BusConfig::RedisCluster { nodes, prefix } => {
+            redis_driver::start_cluster(nodes, prefix, shared)
+        }
         #[cfg(feature = "nats")]
         config @ BusConfig::Nats { .. } => nats::start(config, shared),
         #[allow(unreachable_patterns)]
@@ -230,6 +235,15 @@ mod tests {
             connect_timeout: Duration::from_secs(1),
         };
         let err = Bus::start(config, tx).unwrap_err();
-        assert!(matches!(err, BusError::NotCompiled { feature: "nats", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                BusError::NotCompiled {
+                    feature: "nats",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

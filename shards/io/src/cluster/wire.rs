@@ -149,6 +149,24 @@ pub enum ClusterMsg {
         /// The question.
         query: RemoteQuery,
     },
+    /// The sending node's number of subscriptions of a channel changed to `count`.
+    Count {
+        /// The app id.
+        app_id: String,
+        /// The channel.
+        channel: String,
+        /// Subscriptions on the sending node.
+        count: u64,
+    },
+    /// The sending node gained its first (`occupied`) or lost its last subscriber of a channel.
+    Occupancy {
+        /// The app id.
+        app_id: String,
+        /// The channel.
+        channel: String,
+        /// Has subscribers on the sending node now.
+        occupied: bool,
+    },
     /// An answer to the `Query` numbered `request` of node `to`.
     Answer {
         /// The node that asked.
@@ -172,6 +190,8 @@ mod kind {
     pub const TERMINATE_USER: u8 = 9;
     pub const QUERY: u8 = 10;
     pub const ANSWER: u8 = 11;
+    pub const COUNT: u8 = 12;
+    pub const OCCUPANCY: u8 = 13;
 }
 
 impl ClusterMsg {
@@ -265,6 +285,26 @@ impl ClusterMsg {
                         w.str(channel);
                     }
                 }
+            }
+            ClusterMsg::Count {
+                app_id,
+                channel,
+                count,
+            } => {
+                w.u8(kind::COUNT);
+                w.str(app_id);
+                w.str(channel);
+                w.u64(*count);
+            }
+            ClusterMsg::Occupancy {
+                app_id,
+                channel,
+                occupied,
+            } => {
+                w.u8(kind::OCCUPANCY);
+                w.str(app_id);
+                w.str(channel);
+                w.u8(u8::from(*occupied));
             }
             ClusterMsg::Answer {
                 to,
@@ -413,6 +453,16 @@ impl ClusterMsg {
                     answer,
                 }
             }
+            kind::COUNT => ClusterMsg::Count {
+                app_id: r.str()?,
+                channel: r.str()?,
+                count: r.u64()?,
+            },
+            kind::OCCUPANCY => ClusterMsg::Occupancy {
+                app_id: r.str()?,
+                channel: r.str()?,
+                occupied: r.u8()? != 0,
+            },
             other => return Err(WireError::UnknownKind(other)),
         };
         match body.len() - r.pos {
@@ -626,6 +676,16 @@ mod tests {
                 to: 1,
                 request: 8,
                 answer: RemoteAnswer::Count(12),
+            },
+            ClusterMsg::Count {
+                app_id: "a".into(),
+                channel: "c".into(),
+                count: 3,
+            },
+            ClusterMsg::Occupancy {
+                app_id: "a".into(),
+                channel: "c".into(),
+                occupied: true,
             },
         ]
     }
