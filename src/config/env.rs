@@ -1,10 +1,13 @@
-//! Environment variables: the last layer, overriding file and CLI. Names are Sockudo's.
+//! Environment variables: the last layer, overriding file and CLI. Names are Sockudo's, and the key
+//! catalogue records which setting each one sets: variables of honoured settings are applied here (a
+//! unit test checks every one the catalogue lists), variables of ignored Sockudo features are reported.
 //!
 //! An empty (or all-whitespace) variable counts as unset. A bad value is an error naming the variable.
 
 use std::str::FromStr;
 
 use super::app::AppConfig;
+use super::catalogue::catalogue;
 use super::error::ConfigError;
 use super::model::{Config, LogFormat};
 use super::values::{parse_bool, parse_list, parse_port, parse_uint};
@@ -73,6 +76,7 @@ impl<'a> Env<'a> {
         self.string("HOST", &mut c.host);
         self.port("PORT", &mut c.port)?;
         self.uint("SHARDS", &mut c.shards)?;
+        self.flag("DEBUG_MODE", &mut c.debug)?;
         self.flag("DEBUG", &mut c.debug)?;
         self.uint("ACTIVITY_TIMEOUT", &mut c.activity_timeout)?;
         self.uint("PONG_TIMEOUT", &mut c.pong_timeout)?;
@@ -102,6 +106,10 @@ impl<'a> Env<'a> {
         self.flag("LOG_COLORS_ENABLED", &mut c.logging.colors_enabled)?;
         self.flag("LOG_INCLUDE_TARGET", &mut c.logging.include_target)?;
 
+        self.parsed("METRICS_DRIVER", |v| match v.trim().to_ascii_lowercase().as_str() {
+            "prometheus" => Ok(()),
+            _ => Err(format!("\"{v}\": only \"prometheus\" is supported")),
+        })?;
         self.flag("METRICS_ENABLED", &mut c.metrics.enabled)?;
         self.string("METRICS_HOST", &mut c.metrics.host);
         self.port("METRICS_PORT", &mut c.metrics.port)?;
@@ -127,6 +135,18 @@ impl<'a> Env<'a> {
         )?;
         self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
         Ok(())
+    }
+
+    /// Sockudo's variables for features this server does not have (per the catalogue) that are set.
+    pub fn ignored_sockudo_vars(&self) -> Vec<String> {
+        catalogue()
+            .keys()
+            .iter()
+            .filter(|key| !key.status.is_applied())
+            .flat_map(|key| key.env.iter())
+            .filter(|var| self.var(var).is_some())
+            .cloned()
+            .collect()
     }
 
     /// The app described by `SOCKUDO_DEFAULT_APP_*`, if `_ID`, `_KEY` and `_SECRET` are all set.

@@ -65,12 +65,14 @@ pub enum ConfigError {
         message: String,
     },
     /// The file has a key this server does not know (typo, or a key from another server).
-    #[error("{}: unknown key \"{key}\"", path.display())]
+    #[error("{}: unknown key \"{key}\"{}", path.display(), did_you_mean(suggestion))]
     UnknownKey {
         /// The file.
         path: PathBuf,
         /// Full dotted path of the key, e.g. `app_manager.array.apps[0].max_conection`.
         key: String,
+        /// The closest known key (by edit distance over the key catalogue).
+        suggestion: Option<String>,
     },
     /// A key in the file has a value of the wrong type or shape.
     #[error("{}: \"{key}\": {message}", path.display())]
@@ -108,4 +110,11 @@ impl ConfigError {
             message: message.into(),
         }
     }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default()
 }
