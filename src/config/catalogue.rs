@@ -266,7 +266,7 @@ impl Catalogue {
             };
             serde_json::from_str::<Value>(cols[4])
                 .map_err(|e| bad(format!("example is not JSON: {e}")))?;
-            let files = cols[6]
+            let files: Vec<u8> = cols[6]
                 .split(',')
                 .filter(|f| !f.is_empty())
                 .map(|f| f.parse().map_err(|_| bad(format!("bad file number {f:?}"))))
@@ -380,6 +380,16 @@ impl Catalogue {
             .map(|(_, p)| Suggestion::Path(p.to_string()))
     }
 
+    /// A config tree using exactly the keys Sockudo 5.0.1's shipped file number `file` uses (see the data
+    /// file's header), each set to its example value: a stand-in for that file in tests.
+    pub fn sockudo_file_fixture(&self, file: u8) -> Value {
+        let mut tree = Value::Object(serde_json::Map::new());
+        for key in self.keys.iter().filter(|k| k.files.contains(&file)) {
+            insert_path(&mut tree, &key.path, Some(key.example_value()));
+        }
+        tree
+    }
+
     /// The markdown table of every key, as in `config/README.md`.
     pub fn markdown_table(&self) -> String {
         let mut out = String::from(
@@ -405,6 +415,54 @@ impl Catalogue {
             ));
         }
         out
+    }
+}
+
+/// Sets `path` (catalogue form) in `tree`, creating the sections on the way: a `[]` list gets (or
+/// reuses) one element, a `*` map key becomes `"ticker:*"`. With `value` `None` only the sections are
+/// created.
+pub fn insert_path(tree: &mut Value, path: &str, value: Option<Value>) {
+    let segments: Vec<&str> = path.split('.').collect();
+    let mut node = tree;
+    for (i, segment) in segments.iter().enumerate() {
+        let last = i + 1 == segments.len();
+        let (name, list) = match segment.strip_suffix("[]") {
+            Some(name) => (name, true),
+            None => (*segment, false),
+        };
+        let name = if name == "*" { "ticker:*" } else { name };
+        if !node.is_object() {
+            *node = Value::Object(serde_json::Map::new());
+        }
+        let Value::Object(map) = node else {
+            unreachable!("made an object above")
+        };
+        if last && !list {
+            if let Some(value) = value {
+                map.insert(name.to_string(), value);
+            }
+            return;
+        }
+        let child = map.entry(name.to_string()).or_insert_with(|| {
+            if list {
+                Value::Array(vec![Value::Object(serde_json::Map::new())])
+            } else {
+                Value::Object(serde_json::Map::new())
+            }
+        });
+        if list {
+            if !child.is_array() {
+                *child = Value::Array(Vec::new());
+            }
+            if let Value::Array(items) = child {
+                if items.is_empty() {
+                    items.push(Value::Object(serde_json::Map::new()));
+                }
+                node = &mut items[0];
+                continue;
+            }
+        }
+        node = child;
     }
 }
 

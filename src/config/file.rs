@@ -127,7 +127,8 @@ fn typed_error(path: &Path, err: serde_path_to_error::Error<serde_json::Error>) 
             }),
             Some(Suggestion::Path(p)) => Some(p),
             None => None,
-        };
+        }
+        .filter(|s| *s != key);
         return ConfigError::UnknownKey {
             path: path.to_path_buf(),
             key,

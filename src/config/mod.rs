@@ -24,6 +24,8 @@ mod validate;
 mod values;
 
 #[cfg(test)]
+mod catalogue_tests;
+#[cfg(test)]
 mod tests;
 
 use std::fmt;
