@@ -64,7 +64,10 @@ fn check_report(loaded: &config::Loaded) -> String {
         "ignored keys (Sockudo features this server does not have)",
         &loaded.keys.ignored,
     ));
-    out.push_str(&list("ignored environment variables", &loaded.keys.ignored_env));
+    out.push_str(&list(
+        "ignored environment variables",
+        &loaded.keys.ignored_env,
+    ));
     for note in &loaded.notes {
         out.push_str(&format!("note: {note}\n"));
     }

@@ -10,13 +10,26 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Runs the binary on `config` (written as `name` in a fresh directory) with `env`, returns its output.
-fn run_to_end(name: &str, config: &str, args: &[&str], env: &[(&str, String)]) -> std::process::Output {
-    let dir = std::env::temp_dir().join(format!("sockudo-cfg-{}-{}", std::process::id(), free_port()));
+fn run_to_end(
+    name: &str,
+    config: &str,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> std::process::Output {
+    let dir = std::env::temp_dir().join(format!(
+        "sockudo-cfg-{}-{}",
+        std::process::id(),
+        free_port()
+    ));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let path = dir.join(name);
     std::fs::write(&path, config).expect("write config");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockudo"));
-    cmd.arg("--config").arg(&path).args(args).current_dir(&dir).env_clear();
+    cmd.arg("--config")
+        .arg(&path)
+        .args(args)
+        .current_dir(&dir)
+        .env_clear();
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -67,7 +80,8 @@ fn start_and_check_up(name: &str, config: &str) -> String {
     drop(server);
     // Dropping the server removed `dir`; the log lives beside it.
     let logged = std::fs::read_to_string(&log).unwrap_or_default();
-    let (status, _) = up.unwrap_or_else(|| panic!("{name}: server never answered /up; log:\n{logged}"));
+    let (status, _) =
+        up.unwrap_or_else(|| panic!("{name}: server never answered /up; log:\n{logged}"));
     assert_eq!(status, 200, "{name}: GET /up; log:\n{logged}");
     let _ = std::fs::remove_file(&log);
     logged
@@ -93,8 +107,15 @@ fn each_sockudo_shipped_file_key_set_starts_the_server() {
             serde_json::to_string_pretty(&fixture).expect("JSON")
         };
         let logged = start_and_check_up(name, &text);
-        let warnings: Vec<&str> = logged.lines().filter(|l| l.contains("Sockudo setting(s)")).collect();
-        assert_eq!(warnings.len(), 1, "{name}: one warning lists the ignored keys; log:\n{logged}");
+        let warnings: Vec<&str> = logged
+            .lines()
+            .filter(|l| l.contains("Sockudo setting(s)"))
+            .collect();
+        assert_eq!(
+            warnings.len(),
+            1,
+            "{name}: one warning lists the ignored keys; log:\n{logged}"
+        );
     }
 }
 
@@ -122,7 +143,11 @@ fn limits_set_through_the_nested_policy_are_enforced() {
         shard: 0,
         socket_id: String::new(),
     };
-    assert_eq!(second.next_event()["data"]["code"], 4004, "policy.limits.max_connections = 1");
+    assert_eq!(
+        second.next_event()["data"]["code"],
+        4004,
+        "policy.limits.max_connections = 1"
+    );
     assert_eq!(second.close_code(), Some(4004));
     drop(first);
 
@@ -160,11 +185,18 @@ fn check_config_lists_honoured_and_ignored_keys() {
         "app_manager": {"array": {"apps": [policy_app(json!({"limits": {"max_connections": 5},
                                                               "idempotency": {"enabled": true}}))]}}
     });
-    let out = run_to_end("config.json", &config.to_string(), &["--check-config"], &[
-        ("CORS_ORIGINS", "*".into()),
-    ]);
+    let out = run_to_end(
+        "config.json",
+        &config.to_string(),
+        &["--check-config"],
+        &[("CORS_ORIGINS", "*".into())],
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.starts_with("configuration OK: "), "{stdout}");
     for line in [
         "honoured keys (",
@@ -177,7 +209,10 @@ fn check_config_lists_honoured_and_ignored_keys() {
         "ignored environment variables (1):",
         "  CORS_ORIGINS",
     ] {
-        assert!(stdout.lines().any(|l| l.starts_with(line)), "missing {line:?} in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l.starts_with(line)),
+            "missing {line:?} in:\n{stdout}"
+        );
     }
 }
 
@@ -185,11 +220,18 @@ fn check_config_lists_honoured_and_ignored_keys() {
 fn a_typo_stops_the_server_with_the_closest_key() {
     let config = json!({"websocket": {"max_mesages": 10}});
     for args in [&["--check-config"][..], &[][..]] {
-        let out = run_to_end("config.json", &config.to_string(), args, &[("PORT", free_port().to_string())]);
+        let out = run_to_end(
+            "config.json",
+            &config.to_string(),
+            args,
+            &[("PORT", free_port().to_string())],
+        );
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("unknown key \"websocket.max_mesages\" (did you mean \"websocket.max_messages\"?)"),
+            stderr.contains(
+                "unknown key \"websocket.max_mesages\" (did you mean \"websocket.max_messages\"?)"
+            ),
             "{stderr}"
         );
     }

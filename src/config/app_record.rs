@@ -122,7 +122,12 @@ struct Channels {
 }
 
 /// The value given flat or under `policy`, or an error when both are given.
-fn one_of<T>(flat: Option<T>, nested: Option<T>, flat_key: &str, nested_key: &str) -> Result<Option<T>, String> {
+fn one_of<T>(
+    flat: Option<T>,
+    nested: Option<T>,
+    flat_key: &str,
+    nested_key: &str,
+) -> Result<Option<T>, String> {
     match (flat, nested) {
         (Some(_), Some(_)) => Err(format!(
             "\"{flat_key}\" and \"policy.{nested_key}\" set the same thing; keep one"
@@ -234,8 +239,10 @@ mod tests {
         assert_eq!(mixed.max_connections, Some(5));
         assert!(mixed.enable_client_messages);
 
-        let err = parse(json!({"id": "a", "max_connections": 5, "policy": {"limits": {"max_connections": 6}}}))
-            .unwrap_err();
+        let err = parse(
+            json!({"id": "a", "max_connections": 5, "policy": {"limits": {"max_connections": 6}}}),
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "\"max_connections\" and \"policy.limits.max_connections\" set the same thing; keep one"
@@ -244,11 +251,22 @@ mod tests {
 
     #[test]
     fn policy_values_are_checked_and_unknown_policy_keys_refused() {
-        let err = parse(json!({"id": "a", "policy": {"limits": {"max_connections": "lots"}}})).unwrap_err();
-        assert!(err.to_string().contains("\"lots\" is not a valid non-negative integer"), "{err}");
-        let err = parse(json!({"id": "a", "policy": {"limits": {"max_conections": 1}}})).unwrap_err();
-        assert!(err.to_string().contains("unknown field `max_conections`"), "{err}");
-        let err = parse(json!({"id": "a", "policy": {"features": {"enable_client_messages": null}}})).unwrap_err();
+        let err = parse(json!({"id": "a", "policy": {"limits": {"max_connections": "lots"}}}))
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("\"lots\" is not a valid non-negative integer"),
+            "{err}"
+        );
+        let err =
+            parse(json!({"id": "a", "policy": {"limits": {"max_conections": 1}}})).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown field `max_conections`"),
+            "{err}"
+        );
+        let err =
+            parse(json!({"id": "a", "policy": {"features": {"enable_client_messages": null}}}))
+                .unwrap_err();
         assert!(err.to_string().contains("found null"), "{err}");
     }
 }

@@ -253,7 +253,8 @@ impl Catalogue {
             if cols.len() != 8 {
                 return Err(bad(format!("expected 8 columns, found {}", cols.len())));
             }
-            let ty = KeyType::parse(cols[1]).ok_or_else(|| bad(format!("bad type {:?}", cols[1])))?;
+            let ty =
+                KeyType::parse(cols[1]).ok_or_else(|| bad(format!("bad type {:?}", cols[1])))?;
             let status =
                 Status::parse(cols[2]).ok_or_else(|| bad(format!("bad status {:?}", cols[2])))?;
             let default = match cols[3] {
@@ -408,9 +409,16 @@ impl Catalogue {
                 code(&key.path),
                 code(&key.ty.to_string()),
                 key.status.as_str(),
-                key.default.as_deref().map(code).unwrap_or_else(|| "unset".into()),
+                key.default
+                    .as_deref()
+                    .map(code)
+                    .unwrap_or_else(|| "unset".into()),
                 code(&key.example),
-                key.env.iter().map(|e| code(e)).collect::<Vec<_>>().join(", "),
+                key.env
+                    .iter()
+                    .map(|e| code(e))
+                    .collect::<Vec<_>>()
+                    .join(", "),
                 key.note.replace('|', "\\|"),
             ));
         }

@@ -48,7 +48,10 @@ fn the_data_file_parses_and_lists_every_shipped_file() {
     let keys = catalogue().keys();
     assert!(keys.len() > 440, "{} keys", keys.len());
     for file in 1..=8 {
-        assert!(keys.iter().any(|k| k.files.contains(&file)), "no key of file {file}");
+        assert!(
+            keys.iter().any(|k| k.files.contains(&file)),
+            "no key of file {file}"
+        );
     }
     let sorted: Vec<&str> = keys.iter().map(|k| k.path.as_str()).collect();
     let mut expected = sorted.clone();
@@ -65,26 +68,49 @@ fn every_applied_key_reaches_the_model_and_its_default_is_the_models() {
         if let Some(default) = key.default_value() {
             let (config, report) = parse_tree(&tree(&key.path, Some(default)))
                 .unwrap_or_else(|e| panic!("{}: the model refuses it: {e}", key.path));
-            assert_eq!(config, base, "{}: the default column is not the model's default", key.path);
-            assert_eq!(report.honoured, vec![actual_path(&key.path)], "{}", key.path);
+            assert_eq!(
+                config, base,
+                "{}: the default column is not the model's default",
+                key.path
+            );
+            assert_eq!(
+                report.honoured,
+                vec![actual_path(&key.path)],
+                "{}",
+                key.path
+            );
         }
         if let Some(value) = sample(key) {
             let (config, _) = parse_tree(&tree(&key.path, Some(value.clone())))
                 .unwrap_or_else(|e| panic!("{} = {value}: the model refuses it: {e}", key.path));
-            assert_ne!(config, base, "{} = {value} has no effect: is it really honoured?", key.path);
+            assert_ne!(
+                config, base,
+                "{} = {value} has no effect: is it really honoured?",
+                key.path
+            );
         }
     }
 }
 
 #[test]
 fn every_ignored_key_is_reported_changes_nothing_and_is_not_in_the_model() {
-    for key in catalogue().keys().iter().filter(|k| k.status == Status::Ignored) {
+    for key in catalogue()
+        .keys()
+        .iter()
+        .filter(|k| k.status == Status::Ignored)
+    {
         let with_key = tree(&key.path, Some(key.example_value()));
-        let (config, report) = parse_tree(&with_key)
-            .unwrap_or_else(|e| panic!("{} = {}: {e}", key.path, key.example));
-        let base = parse_tree(&tree(&key.path, None)).expect("sections alone").0;
+        let (config, report) =
+            parse_tree(&with_key).unwrap_or_else(|e| panic!("{} = {}: {e}", key.path, key.example));
+        let base = parse_tree(&tree(&key.path, None))
+            .expect("sections alone")
+            .0;
         assert_eq!(config, base, "{}", key.path);
-        assert!(report.ignored.contains(&actual_path(&key.path)), "{}: {report:?}", key.path);
+        assert!(
+            report.ignored.contains(&actual_path(&key.path)),
+            "{}: {report:?}",
+            key.path
+        );
         assert!(
             serde_path_to_error::deserialize::<_, Config>(with_key).is_err(),
             "{} is marked ignored but the model accepts it: if it is implemented now, change its \
@@ -112,14 +138,19 @@ fn ignored_values_are_type_checked() {
         "c.json: \"server_role\": expected one of \"default\", \"api\", found string \"worker\""
     );
     // nullable keys take null, as in Sockudo's config.json
-    parse_tree(&json!({"adapter": {"kafka": {"sasl_password": null, "nodes_number": null}}})).expect("null ok");
+    parse_tree(&json!({"adapter": {"kafka": {"sasl_password": null, "nodes_number": null}}}))
+        .expect("null ok");
 }
 
 #[test]
 fn typos_fail_with_the_closest_key() {
     let cases = [
         (json!({"prot": 6001}), "prot", "port"),
-        (json!({"websocket": {"max_mesages": 5}}), "websocket.max_mesages", "websocket.max_messages"),
+        (
+            json!({"websocket": {"max_mesages": 5}}),
+            "websocket.max_mesages",
+            "websocket.max_messages",
+        ),
         (
             json!({"adapter": {"fast_presense_transitions": false}}),
             "adapter.fast_presense_transitions",
@@ -136,7 +167,11 @@ fn typos_fail_with_the_closest_key() {
             "app_manager.array.apps[0].policy",
         ),
         (json!({"histroy": {"enabled": true}}), "histroy", "history"),
-        (json!({"push": {"retry": {"max_attempt": 5}}}), "push.retry.max_attempt", "push.retry.max_attempts"),
+        (
+            json!({"push": {"retry": {"max_attempt": 5}}}),
+            "push.retry.max_attempt",
+            "push.retry.max_attempts",
+        ),
     ];
     for (tree, key, suggestion) in cases {
         let err = parse_tree(&tree).unwrap_err();
@@ -179,7 +214,10 @@ fn nested_policy_limits_and_features_are_applied() {
 }
 
 fn env_of(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
-    let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let map: HashMap<String, String> = vars
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.clone()))
+        .collect();
     move |k| map.get(k).cloned()
 }
 
@@ -187,7 +225,11 @@ fn env_of(vars: &[(&str, String)]) -> impl Fn(&str) -> Option<String> {
 fn env_text(value: &Value) -> String {
     match value {
         Value::String(s) => s.clone(),
-        Value::Array(items) => items.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(","),
+        Value::Array(items) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
         other => other.to_string(),
     }
 }
@@ -215,9 +257,15 @@ fn every_variable_of_an_applied_key_is_applied() {
             } else {
                 let get = env_of(&[(var.as_str(), text.clone())]);
                 let mut config = Config::default();
-                Env::new(&get).apply(&mut config).unwrap_or_else(|e| panic!("{var}: {e}"));
+                Env::new(&get)
+                    .apply(&mut config)
+                    .unwrap_or_else(|e| panic!("{var}: {e}"));
                 let pointer = format!("/{}", key.path.replace('.', "/"));
-                serde_json::to_value(config).expect("serializes").pointer(&pointer).cloned().unwrap_or(Value::Null)
+                serde_json::to_value(config)
+                    .expect("serializes")
+                    .pointer(&pointer)
+                    .cloned()
+                    .unwrap_or(Value::Null)
             };
             assert_eq!(changed, value, "{var}={text} does not set {}", key.path);
         }
@@ -234,12 +282,22 @@ fn variables_of_ignored_features_are_reported_not_applied() {
     let mut reported = Env::new(&get).ignored_sockudo_vars();
     reported.sort();
     assert_eq!(reported, vec!["RATE_LIMITER_ENABLED", "SSL_ENABLED"]);
-    for key in catalogue().keys().iter().filter(|k| k.status == Status::Ignored) {
+    for key in catalogue()
+        .keys()
+        .iter()
+        .filter(|k| k.status == Status::Ignored)
+    {
         for var in &key.env {
             let get = env_of(&[(var.as_str(), "1".into())]);
             let mut config = Config::default();
-            Env::new(&get).apply(&mut config).expect("ignored variables are not parsed");
-            assert_eq!(config, Config::default(), "{var} is marked ignored but changes the config");
+            Env::new(&get)
+                .apply(&mut config)
+                .expect("ignored variables are not parsed");
+            assert_eq!(
+                config,
+                Config::default(),
+                "{var} is marked ignored but changes the config"
+            );
         }
     }
 }
@@ -282,13 +340,22 @@ fn each_sockudo_shipped_key_set_loads() {
             ("sockudo.json", fixture.to_string())
         };
         let files: HashMap<PathBuf, String> = [(PathBuf::from(name), text)].into();
-        let read = |p: &Path| files.get(p).cloned().ok_or_else(|| io::Error::from(io::ErrorKind::NotFound));
+        let read = |p: &Path| {
+            files
+                .get(p)
+                .cloned()
+                .ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))
+        };
         let env = env_of(&[("ADAPTER_DRIVER", "local".into()), ("PORT", "7001".into())]);
         let loaded = load_with(&["--config".into(), name.into()], &env, &read)
             .unwrap_or_else(|e| panic!("file {file}: {e}"));
         assert_eq!(loaded.config.app_manager.driver, "memory", "file {file}");
         assert_eq!(loaded.config.port, 7001);
-        let warnings = loaded.notes.iter().filter(|n| n.contains("Sockudo setting(s)")).count();
+        let warnings = loaded
+            .notes
+            .iter()
+            .filter(|n| n.contains("Sockudo setting(s)"))
+            .count();
         assert_eq!(warnings, 1, "file {file}: {:?}", loaded.notes);
         assert!(!loaded.keys.honoured.is_empty(), "file {file}");
     }

@@ -79,7 +79,8 @@ mod tests {
             "c.json: \"metrics.driver\": only \"prometheus\" is supported"
         );
 
-        let mut tree = json!({"metrics": {"prometheus_prefix": "a", "prometheus": {"prefix": "b"}}});
+        let mut tree =
+            json!({"metrics": {"prometheus_prefix": "a", "prometheus": {"prefix": "b"}}});
         let err = sockudo_spellings(&mut tree, Path::new("c.json")).unwrap_err();
         assert!(err.to_string().contains("not both"), "{err}");
     }

@@ -106,9 +106,11 @@ impl<'a> Env<'a> {
         self.flag("LOG_COLORS_ENABLED", &mut c.logging.colors_enabled)?;
         self.flag("LOG_INCLUDE_TARGET", &mut c.logging.include_target)?;
 
-        self.parsed("METRICS_DRIVER", |v| match v.trim().to_ascii_lowercase().as_str() {
-            "prometheus" => Ok(()),
-            _ => Err(format!("\"{v}\": only \"prometheus\" is supported")),
+        self.parsed("METRICS_DRIVER", |v| {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "prometheus" => Ok(()),
+                _ => Err(format!("\"{v}\": only \"prometheus\" is supported")),
+            }
         })?;
         self.flag("METRICS_ENABLED", &mut c.metrics.enabled)?;
         self.string("METRICS_HOST", &mut c.metrics.host);

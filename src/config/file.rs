@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::compat::sockudo_spellings;
-use super::key_check::{screen, KeyReport};
 use super::catalogue::{catalogue, Suggestion};
+use super::compat::sockudo_spellings;
 use super::error::ConfigError;
+use super::key_check::{screen, KeyReport};
 use super::model::Config;
 
 /// Files tried, in order, when none is named (relative to the current directory).
@@ -225,8 +225,9 @@ mod tests {
         for (text, key) in cases {
             let err = json(text).unwrap_err();
             assert!(
-                err.to_string()
-                    .starts_with(&format!("config/config.json: unknown key \"{key}\" (did you mean")),
+                err.to_string().starts_with(&format!(
+                    "config/config.json: unknown key \"{key}\" (did you mean"
+                )),
                 "{text}: {err}"
             );
         }

@@ -103,7 +103,12 @@ fn join(parent: &str, name: &str) -> String {
 
 impl Walk<'_> {
     /// `map` sits at catalogue path `at` (with `[]`/`*`) and file path `actual` (with indexes).
-    fn map(&mut self, map: &mut Map<String, Value>, at: &str, actual: &str) -> Result<(), ConfigError> {
+    fn map(
+        &mut self,
+        map: &mut Map<String, Value>,
+        at: &str,
+        actual: &str,
+    ) -> Result<(), ConfigError> {
         let mut remove = Vec::new();
         for (name, value) in map.iter_mut() {
             let actual_child = join(actual, name);
@@ -121,7 +126,10 @@ impl Walk<'_> {
                 for (i, item) in items.enumerate() {
                     let actual_item = format!("{actual_child}[{i}]");
                     let Value::Object(item) = item else {
-                        return Err(self.bad(actual_item, format!("expected a table/object, found {}", describe(item))));
+                        return Err(self.bad(
+                            actual_item,
+                            format!("expected a table/object, found {}", describe(item)),
+                        ));
                     };
                     self.map(item, &list, &actual_item)?;
                 }
@@ -159,7 +167,10 @@ impl Walk<'_> {
                 } else {
                     "a list of tables/objects"
                 };
-                return Err(self.bad(actual_child, format!("expected {wanted}, found {}", describe(value))));
+                return Err(self.bad(
+                    actual_child,
+                    format!("expected {wanted}, found {}", describe(value)),
+                ));
             }
         }
         for name in remove {

@@ -111,7 +111,11 @@ pub fn load_with(
             let (config, keys) = file::parse(&path, &text)?;
             (config, ConfigSource::File(path), keys)
         }
-        None => (Config::default(), ConfigSource::NoFile, KeyReport::default()),
+        None => (
+            Config::default(),
+            ConfigSource::NoFile,
+            KeyReport::default(),
+        ),
     };
     cli.apply(&mut config);
     env.apply(&mut config)?;

@@ -395,10 +395,25 @@ fn a_sockudo_shaped_file_carries_over() {
             "unix_socket.enabled",
         ]
     );
-    let warnings: Vec<&String> = loaded.notes.iter().filter(|n| n.starts_with("WARNING: 18 Sockudo")).collect();
-    assert_eq!(warnings.len(), 1, "one warning lists them all: {:?}", loaded.notes);
-    assert!(loaded.keys.honoured.contains(&"app_manager.array.apps[0].max_connections".to_string()));
-    assert!(loaded.keys.honoured.contains(&"metrics.prometheus.prefix".to_string()));
+    let warnings: Vec<&String> = loaded
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("WARNING: 18 Sockudo"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning lists them all: {:?}",
+        loaded.notes
+    );
+    assert!(loaded
+        .keys
+        .honoured
+        .contains(&"app_manager.array.apps[0].max_connections".to_string()));
+    assert!(loaded
+        .keys
+        .honoured
+        .contains(&"metrics.prometheus.prefix".to_string()));
 }
 
 #[test]
