@@ -15,6 +15,40 @@ fn some_flag<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::
     flag(d).map(Some)
 }
 
+/// Declares a record struct with the given fields plus every per-app limit, which has the same name
+/// flat and under `policy.limits`.
+macro_rules! with_limits {
+    ($(#[$attr:meta])* $vis:vis struct $name:ident { $($(#[$field_attr:meta])* $field:ident: $ty:ty,)* }) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $($(#[$field_attr])* $field: $ty,)*
+            #[serde(deserialize_with = "opt_uint")]
+            max_connections: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_backend_events_per_second: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_client_events_per_second: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_read_requests_per_second: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_presence_members_per_channel: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_presence_member_size_in_kb: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_channel_name_length: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_event_channels_at_once: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_event_name_length: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_event_payload_in_kb: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            max_event_batch_size: Option<u64>,
+        }
+    };
+}
+
+with_limits! {
 /// The flat fields plus `policy`, everything optional so that "not given" can be told apart.
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -35,60 +69,18 @@ pub struct AppRecord {
     enable_watchlist_events: Option<bool>,
     #[serde(deserialize_with = "opt_flag")]
     enable_subscription_count: Option<bool>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_connections: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_backend_events_per_second: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_client_events_per_second: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_read_requests_per_second: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_presence_members_per_channel: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_presence_member_size_in_kb: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_channel_name_length: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_channels_at_once: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_name_length: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_payload_in_kb: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_batch_size: Option<u64>,
     #[serde(deserialize_with = "opt_list")]
     allowed_origins: Option<Vec<String>>,
     webhooks: Option<Vec<serde_json::Value>>,
     policy: Option<Policy>,
 }
+}
 
+with_limits! {
 /// `policy.limits` (the same names as the flat limits).
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-struct Limits {
-    #[serde(deserialize_with = "opt_uint")]
-    max_connections: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_backend_events_per_second: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_client_events_per_second: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_read_requests_per_second: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_presence_members_per_channel: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_presence_member_size_in_kb: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_channel_name_length: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_channels_at_once: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_name_length: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_payload_in_kb: Option<u64>,
-    #[serde(deserialize_with = "opt_uint")]
-    max_event_batch_size: Option<u64>,
+struct Limits {}
 }
 
 /// Sockudo 5's canonical nested app settings.

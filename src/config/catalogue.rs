@@ -129,7 +129,7 @@ impl KeyType {
             ValueType::Str => "a string".to_string(),
             ValueType::List => "a list".to_string(),
             ValueType::Map => "a table/object".to_string(),
-            ValueType::Any => unreachable!("any value fits"),
+            ValueType::Any => "any value".to_string(),
             ValueType::Enum(words) => format!("one of \"{}\"", words.join("\", \"")),
         };
         Some(format!("expected {wanted}, found {}", describe(value)))
