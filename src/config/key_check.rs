@@ -45,7 +45,7 @@ impl KeyReport {
     }
 }
 
-/// `a.b.x, a.b.y, c` -> `a.b.{x,y}, c` (input order kept, siblings grouped).
+/// `a.b.x, a.b.y, c, d` -> `a.b.{x,y}, c, d` (input order kept, siblings grouped).
 fn group_by_parent(paths: &[String]) -> String {
     let mut groups: Vec<(&str, Vec<&str>)> = Vec::new();
     for path in paths {
@@ -58,15 +58,12 @@ fn group_by_parent(paths: &[String]) -> String {
     groups
         .into_iter()
         .map(|(parent, leaves)| {
-            let leaves = if leaves.len() == 1 {
-                leaves[0].to_string()
-            } else {
-                format!("{{{}}}", leaves.join(","))
-            };
             if parent.is_empty() {
-                leaves
+                leaves.join(", ")
+            } else if leaves.len() == 1 {
+                format!("{parent}.{}", leaves[0])
             } else {
-                format!("{parent}.{leaves}")
+                format!("{parent}.{{{}}}", leaves.join(","))
             }
         })
         .collect::<Vec<_>>()
@@ -197,5 +194,54 @@ impl Walk<'_> {
             key,
             message,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn siblings_are_grouped_in_the_warning() {
+        let paths = [
+            "push.retry.jitter",
+            "push.retry.max_attempts",
+            "mode",
+            "ssl.enabled",
+            "path_prefix",
+        ];
+        let report = KeyReport {
+            ignored: paths.iter().map(|p| p.to_string()).collect(),
+            ignored_env: vec!["CORS_ORIGINS".into()],
+            ..KeyReport::default()
+        };
+        assert_eq!(
+            report.warning().expect("a warning"),
+            "WARNING: 6 Sockudo setting(s) of features this server does not have were ignored \
+             (see config/README.md): keys push.retry.{jitter,max_attempts}, mode, path_prefix, \
+             ssl.enabled; environment CORS_ORIGINS"
+        );
+        assert_eq!(KeyReport::default().warning(), None);
+    }
+
+    #[test]
+    fn ignored_sections_are_removed_whole_and_applied_ones_kept() {
+        let mut tree = json!({
+            "database": {},
+            "adapter": {"driver": "local", "redis": {"redis_pub_options": {}}},
+            "app_manager": {"array": {"apps": []}},
+            "apps": []
+        });
+        let report = screen(&mut tree, Path::new("c.json")).expect("known keys");
+        assert_eq!(
+            tree,
+            json!({"adapter": {"driver": "local"}, "app_manager": {"array": {"apps": []}}})
+        );
+        assert_eq!(report.honoured, vec!["adapter.driver"]);
+        assert_eq!(
+            report.ignored,
+            vec!["adapter.redis.redis_pub_options", "apps", "database"]
+        );
     }
 }
