@@ -56,6 +56,14 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// The file uses `${VAR}` for a variable that is not set and gives no default.
+    #[error("{}: ${{{var}}} is used but the variable is not set (write ${{{var}:-value}} for a default)", path.display())]
+    UnsetVariable {
+        /// The file.
+        path: PathBuf,
+        /// The variable's name.
+        var: String,
+    },
     /// The file is not valid JSON / TOML.
     #[error("{}: syntax error: {message}", path.display())]
     Syntax {

@@ -8,7 +8,8 @@
 //! Layout: [`model`] (types and defaults, which are also the file schema), [`app`] (one app record,
 //! flat or with Sockudo's nested `policy`), [`catalogue`] (every Sockudo key and whether it is honoured,
 //! read from `sockudo_keys.tsv`), `key_check` (a file's keys against the catalogue), `file` (locating and
-//! strictly parsing JSON/TOML), `compat` (Sockudo spellings), `cli`, `env`, `validate`.
+//! strictly parsing JSON/TOML), `substitute` (`${VAR}` in the file), `compat` (Sockudo spellings), `cli`,
+//! `env`, `validate`.
 
 pub mod app;
 mod app_record;
@@ -20,6 +21,7 @@ mod error;
 mod file;
 mod key_check;
 pub mod model;
+mod substitute;
 mod validate;
 mod values;
 
@@ -108,6 +110,7 @@ pub fn load_with(
 
     let (mut config, source, mut keys) = match file::read(explicit.as_deref(), read_file)? {
         Some((path, text)) => {
+            let text = substitute::expand(&text, &path, &|name| env.var(name))?;
             let (config, keys) = file::parse(&path, &text)?;
             (config, ConfigSource::File(path), keys)
         }

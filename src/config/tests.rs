@@ -427,3 +427,23 @@ fn sockudo_metrics_prefix_spelling_works_in_toml() {
     assert_eq!(loaded.config.metrics.prometheus_prefix, "ws_");
     assert_eq!(loaded.config.metrics.port, 9700);
 }
+
+#[test]
+fn variables_in_the_file_are_expanded_from_the_environment() {
+    let text = r#"{"port": ${SOCKUDO_PORT:-7005}, "metrics": {"host": "${METRICS_BIND}"}}"#;
+    let world = World::default().file("config/config.json", text);
+    let err = world.load(&[]).unwrap_err();
+    assert!(matches!(err, ConfigError::UnsetVariable { .. }), "{err}");
+    let world = world.env("METRICS_BIND", "127.0.0.2");
+    let config = world.load(&[]).expect("loads").config;
+    assert_eq!(
+        (config.port, config.metrics.host.as_str()),
+        (7005, "127.0.0.2")
+    );
+    let config = world
+        .env("SOCKUDO_PORT", "7006")
+        .load(&[])
+        .expect("loads")
+        .config;
+    assert_eq!(config.port, 7006);
+}
