@@ -24,6 +24,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if loaded.check_only {
+        print_stdout(&check_report(&loaded));
+        return ExitCode::SUCCESS;
+    }
     logging::init(&loaded.config);
     match loaded.source.path() {
         Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
@@ -43,6 +47,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// What `--check-config` prints: the source, then every key honoured and every key ignored.
+fn check_report(loaded: &config::Loaded) -> String {
+    let mut out = format!("configuration OK: {}\n", loaded.source);
+    let list = |title: &str, items: &[String]| {
+        let mut text = format!("{title} ({}):\n", items.len());
+        for item in items {
+            text.push_str(&format!("  {item}\n"));
+        }
+        text
+    };
+    out.push_str(&list("honoured keys", &loaded.keys.honoured));
+    out.push_str(&list(
+        "ignored keys (Sockudo features this server does not have)",
+        &loaded.keys.ignored,
+    ));
+    out.push_str(&list(
+        "ignored environment variables",
+        &loaded.keys.ignored_env,
+    ));
+    for note in &loaded.notes {
+        out.push_str(&format!("note: {note}\n"));
+    }
+    out
 }
 
 fn print_stdout(text: &str) {

@@ -1,82 +1,65 @@
-//! [`AppConfig`]: one app in Sockudo's legacy *flat* shape (all fields top-level).
+//! [`AppConfig`]: one app. It serializes in Sockudo's legacy *flat* shape (all fields top-level) and
+//! deserializes from the flat shape, Sockudo 5's nested `policy` shape or a mix (see
+//! [`app_record`](super::app_record)).
 //!
 //! App records often come from databases or hand-edited JSON, so the deserializer is lenient in the
 //! same ways Sockudo's is: numbers may be strings (`"max_connections": "100"`), booleans may be strings
 //! (`"enabled": "true"`), ids/keys/secrets may be numbers, `null` means unset. Unknown fields are still
-//! errors. Sockudo's canonical nested `policy` shape is not accepted (yet).
+//! errors.
 
 use std::fmt;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
+use super::app_record::AppRecord;
 use super::values::{parse_bool, parse_list};
 
 /// One application (tenant): credentials, switches and per-app limits.
 /// `None` limits fall back to the server-wide defaults in [`Config`](super::Config) or mean unlimited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(try_from = "AppRecord")]
 pub struct AppConfig {
     /// Pusher `app_id` (used in REST paths).
-    #[serde(deserialize_with = "text")]
     pub id: String,
     /// Public key clients connect with (`/app/{key}`).
-    #[serde(deserialize_with = "text")]
     pub key: String,
     /// HMAC secret for auth signatures and REST requests.
-    #[serde(deserialize_with = "text")]
     pub secret: String,
     /// A disabled app refuses connections and API calls.
-    #[serde(deserialize_with = "flag")]
     pub enabled: bool,
     /// Concurrent connections; `None` or 0 = unlimited.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_connections: Option<u64>,
     /// Allow `client-*` events on private and presence channels.
-    #[serde(deserialize_with = "flag")]
     pub enable_client_messages: bool,
     /// Require `pusher:signin` within `user_authentication_timeout`.
-    #[serde(deserialize_with = "opt_flag")]
     pub enable_user_authentication: Option<bool>,
     /// Send watchlist online/offline events.
-    #[serde(deserialize_with = "opt_flag")]
     pub enable_watchlist_events: Option<bool>,
     /// Send `pusher_internal:subscription_count` events.
-    #[serde(deserialize_with = "opt_flag")]
     pub enable_subscription_count: Option<bool>,
     /// REST publishes per second.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_backend_events_per_second: Option<u64>,
     /// Client events per second per connection.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_client_events_per_second: Option<u64>,
     /// REST reads per second.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_read_requests_per_second: Option<u64>,
     /// Members in one presence channel.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_presence_members_per_channel: Option<u64>,
     /// KiB of one presence member's `user_info`.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_presence_member_size_in_kb: Option<u64>,
     /// Characters in a channel name.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_channel_name_length: Option<u64>,
     /// Channels one published event may name.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_event_channels_at_once: Option<u64>,
     /// Characters in an event name.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_event_name_length: Option<u64>,
     /// KiB of event data.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_event_payload_in_kb: Option<u64>,
     /// Events in one batch publish.
-    #[serde(deserialize_with = "opt_uint")]
     pub max_event_batch_size: Option<u64>,
     /// Origin patterns allowed to connect (`*`, exact, one `*` wildcard); `None` = any.
     /// A comma separated string is accepted too.
-    #[serde(deserialize_with = "opt_list")]
     pub allowed_origins: Option<Vec<String>>,
     /// Webhook definitions, kept raw; the webhook module parses them.
     pub webhooks: Option<Vec<serde_json::Value>>,
@@ -132,17 +115,17 @@ impl AppConfig {
 }
 
 /// A scalar written as a string or a number (ids are often numeric).
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+pub(super) fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     d.deserialize_any(Lenient(Want::Text))?
         .into_text()
         .ok_or_else(|| de::Error::custom("expected a string"))
 }
 
-fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+pub(super) fn flag<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
     opt_flag(d)?.ok_or_else(|| de::Error::custom("expected a boolean, found null"))
 }
 
-fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+pub(super) fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     match d.deserialize_any(Lenient(Want::Bool))? {
         Scalar::Null => Ok(None),
         Scalar::Bool(b) => Ok(Some(b)),
@@ -155,7 +138,7 @@ fn opt_flag<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
     }
 }
 
-fn opt_uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+pub(super) fn opt_uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     match d.deserialize_any(Lenient(Want::Uint))? {
         Scalar::Null => Ok(None),
         Scalar::Uint(n) => Ok(Some(n)),
@@ -171,7 +154,7 @@ fn opt_uint<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     }
 }
 
-fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
+pub(super) fn opt_list<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     match d.deserialize_any(Lenient(Want::List))? {
         Scalar::Null => Ok(None),
         Scalar::Text(s) => Ok(Some(parse_list(&s))),

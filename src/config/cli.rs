@@ -18,6 +18,8 @@ Options:
   -p, --port <PORT>     Listen port (default 6001); env PORT
       --shards <N>      Shards / threads, 0 = one per CPU (default 0); env SHARDS
       --debug           Verbose logging; env DEBUG
+      --check-config    Load and validate the configuration, print the keys honoured and
+                        ignored, exit (status 2 on a configuration error)
   -h, --help            Print this help
   -V, --version         Print the version
 
@@ -37,6 +39,8 @@ pub struct CliArgs {
     pub shards: Option<usize>,
     /// `--debug` (a bare switch).
     pub debug: bool,
+    /// `--check-config` (a bare switch).
+    pub check_config: bool,
 }
 
 impl CliArgs {
@@ -74,6 +78,8 @@ impl CliArgs {
                 "--shards" => out.shards = Some(parse_uint(&value()?).map_err(bad)?),
                 "--debug" if inline.is_none() => out.debug = true,
                 "--debug" => return Err(bad("takes no value".into())),
+                "--check-config" if inline.is_none() => out.check_config = true,
+                "--check-config" => return Err(bad("takes no value".into())),
                 _ if flag.starts_with('-') => {
                     return Err(ConfigError::Cli(format!(
                         "unknown flag \"{flag}\" (see --help)"
@@ -127,6 +133,7 @@ mod tests {
             "--shards",
             "3",
             "--debug",
+            "--check-config",
         ])
         .expect("parses");
         assert_eq!(
@@ -137,6 +144,7 @@ mod tests {
                 port: Some(7000),
                 shards: Some(3),
                 debug: true,
+                check_config: true,
             }
         );
         let short = parse(&["sockudo", "-c", "b.json", "-p", "7001"]).expect("parses");

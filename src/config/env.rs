@@ -1,10 +1,13 @@
-//! Environment variables: the last layer, overriding file and CLI. Names are Sockudo's.
+//! Environment variables: the last layer, overriding file and CLI. Names are Sockudo's, and the key
+//! catalogue records which setting each one sets: variables of honoured settings are applied here (a
+//! unit test checks every one the catalogue lists), variables of ignored Sockudo features are reported.
 //!
 //! An empty (or all-whitespace) variable counts as unset. A bad value is an error naming the variable.
 
 use std::str::FromStr;
 
 use super::app::AppConfig;
+use super::catalogue::catalogue;
 use super::error::ConfigError;
 use super::model::{Config, LogFormat};
 use super::values::{parse_bool, parse_list, parse_port, parse_uint};
@@ -73,6 +76,7 @@ impl<'a> Env<'a> {
         self.string("HOST", &mut c.host);
         self.port("PORT", &mut c.port)?;
         self.uint("SHARDS", &mut c.shards)?;
+        self.flag("DEBUG_MODE", &mut c.debug)?;
         self.flag("DEBUG", &mut c.debug)?;
         self.uint("ACTIVITY_TIMEOUT", &mut c.activity_timeout)?;
         self.uint("PONG_TIMEOUT", &mut c.pong_timeout)?;
@@ -102,6 +106,12 @@ impl<'a> Env<'a> {
         self.flag("LOG_COLORS_ENABLED", &mut c.logging.colors_enabled)?;
         self.flag("LOG_INCLUDE_TARGET", &mut c.logging.include_target)?;
 
+        self.parsed("METRICS_DRIVER", |v| {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "prometheus" => Ok(()),
+                _ => Err(format!("\"{v}\": only \"prometheus\" is supported")),
+            }
+        })?;
         self.flag("METRICS_ENABLED", &mut c.metrics.enabled)?;
         self.string("METRICS_HOST", &mut c.metrics.host);
         self.port("METRICS_PORT", &mut c.metrics.port)?;
@@ -121,6 +131,22 @@ impl<'a> Env<'a> {
             c.adapter.nats.servers = parse_list(&servers);
         }
         self.string("NATS_PREFIX", &mut c.adapter.nats.prefix);
+        self.uint(
+            "NATS_CONNECTION_TIMEOUT_MS",
+            &mut c.adapter.nats.connection_timeout_ms,
+        )?;
+        self.flag("NATS_NO_ECHO", &mut c.adapter.nats.no_echo)?;
+        for (name, slot) in [
+            ("NATS_NODES_NUMBER", &mut c.adapter.nats.nodes_number),
+            (
+                "NATS_REQUEST_TIMEOUT_MS",
+                &mut c.adapter.nats.request_timeout_ms,
+            ),
+        ] {
+            if let Some(v) = self.parsed(name, parse_uint::<u64>)? {
+                *slot = Some(v);
+            }
+        }
         for (name, slot) in [
             ("NATS_USERNAME", &mut c.adapter.nats.username),
             ("NATS_PASSWORD", &mut c.adapter.nats.password),
@@ -154,6 +180,18 @@ impl<'a> Env<'a> {
         )?;
         self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
         Ok(())
+    }
+
+    /// Sockudo's variables for features this server does not have (per the catalogue) that are set.
+    pub fn ignored_sockudo_vars(&self) -> Vec<String> {
+        catalogue()
+            .keys()
+            .iter()
+            .filter(|key| !key.status.is_applied())
+            .flat_map(|key| key.env.iter())
+            .filter(|var| self.var(var).is_some())
+            .cloned()
+            .collect()
     }
 
     /// The app described by `SOCKUDO_DEFAULT_APP_*`, if `_ID`, `_KEY` and `_SECRET` are all set.

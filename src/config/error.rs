@@ -56,6 +56,14 @@ pub enum ConfigError {
         /// The file.
         path: PathBuf,
     },
+    /// The file uses `${VAR}` for a variable that is not set and gives no default.
+    #[error("{}: ${{{var}}} is used but the variable is not set (write ${{{var}:-value}} for a default)", path.display())]
+    UnsetVariable {
+        /// The file.
+        path: PathBuf,
+        /// The variable's name.
+        var: String,
+    },
     /// The file is not valid JSON / TOML.
     #[error("{}: syntax error: {message}", path.display())]
     Syntax {
@@ -65,12 +73,14 @@ pub enum ConfigError {
         message: String,
     },
     /// The file has a key this server does not know (typo, or a key from another server).
-    #[error("{}: unknown key \"{key}\"", path.display())]
+    #[error("{}: unknown key \"{key}\"{}", path.display(), did_you_mean(suggestion))]
     UnknownKey {
         /// The file.
         path: PathBuf,
         /// Full dotted path of the key, e.g. `app_manager.array.apps[0].max_conection`.
         key: String,
+        /// The closest known key (by edit distance over the key catalogue).
+        suggestion: Option<String>,
     },
     /// A key in the file has a value of the wrong type or shape.
     #[error("{}: \"{key}\": {message}", path.display())]
@@ -108,4 +118,11 @@ impl ConfigError {
             message: message.into(),
         }
     }
+}
+
+fn did_you_mean(suggestion: &Option<String>) -> String {
+    suggestion
+        .as_ref()
+        .map(|s| format!(" (did you mean \"{s}\"?)"))
+        .unwrap_or_default()
 }

@@ -7,8 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-use super::compat::strip_unsupported;
+use super::catalogue::{catalogue, Suggestion};
+use super::compat::sockudo_spellings;
 use super::error::ConfigError;
+use super::key_check::{screen, KeyReport};
 use super::model::Config;
 
 /// Files tried, in order, when none is named (relative to the current directory).
@@ -77,9 +79,9 @@ fn read_error(path: &Path, e: io::Error) -> ConfigError {
     }
 }
 
-/// Parses `text` (format from `path`'s extension) over the defaults. Returns the config and one note
-/// per known-but-unsupported key that was ignored.
-pub fn parse(path: &Path, text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+/// Parses `text` (format from `path`'s extension) over the defaults. Returns the config and which keys
+/// were applied and which ignored (see [`screen`]).
+pub fn parse(path: &Path, text: &str) -> Result<(Config, KeyReport), ConfigError> {
     let syntax = |message: String| ConfigError::Syntax {
         path: path.to_path_buf(),
         message,
@@ -95,9 +97,10 @@ pub fn parse(path: &Path, text: &str) -> Result<(Config, Vec<String>), ConfigErr
             message: "expected a table/object of settings".into(),
         });
     }
-    let notes = strip_unsupported(&mut tree, path)?;
+    let report = screen(&mut tree, path)?;
+    sockudo_spellings(&mut tree, path)?;
     let config = serde_path_to_error::deserialize(tree).map_err(|e| typed_error(path, e))?;
-    Ok((config, notes))
+    Ok((config, report))
 }
 
 /// Turns serde's error into [`ConfigError::UnknownKey`] or [`ConfigError::BadValue`] with the full key path.
@@ -116,9 +119,20 @@ fn typed_error(path: &Path, err: serde_path_to_error::Error<serde_json::Error>) 
         } else {
             format!("{at}.{field}")
         };
+        // The key check normally catches these first; this is the model and catalogue disagreeing.
+        let suggestion = match catalogue().closest(&catalogue_form(&key)) {
+            Some(Suggestion::Sibling(leaf)) => Some(match key.rsplit_once('.') {
+                Some((parent, _)) => format!("{parent}.{leaf}"),
+                None => leaf,
+            }),
+            Some(Suggestion::Path(p)) => Some(p),
+            None => None,
+        }
+        .filter(|s| *s != key);
         return ConfigError::UnknownKey {
             path: path.to_path_buf(),
             key,
+            suggestion,
         };
     }
     ConfigError::BadValue {
@@ -130,6 +144,27 @@ fn typed_error(path: &Path, err: serde_path_to_error::Error<serde_json::Error>) 
         },
         message,
     }
+}
+
+/// `apps[3].x` -> `apps[].x`: a file path in the catalogue's notation.
+fn catalogue_form(key: &str) -> String {
+    let mut out = String::with_capacity(key.len());
+    let mut in_index = false;
+    for c in key.chars() {
+        match c {
+            '[' => {
+                in_index = true;
+                out.push('[');
+            }
+            ']' => {
+                in_index = false;
+                out.push(']');
+            }
+            _ if in_index => {}
+            _ => out.push(c),
+        }
+    }
+    out
 }
 
 /// serde's wording is "unknown field `name`, expected one of ...".
@@ -152,7 +187,7 @@ fn one_line(message: &str) -> String {
 mod tests {
     use super::*;
 
-    fn json(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
+    fn json(text: &str) -> Result<(Config, KeyReport), ConfigError> {
         parse(Path::new("config/config.json"), text)
     }
 
@@ -189,10 +224,11 @@ mod tests {
         ];
         for (text, key) in cases {
             let err = json(text).unwrap_err();
-            assert_eq!(
-                err.to_string(),
-                format!("config/config.json: unknown key \"{key}\""),
-                "{text}"
+            assert!(
+                err.to_string().starts_with(&format!(
+                    "config/config.json: unknown key \"{key}\" (did you mean"
+                )),
+                "{text}: {err}"
             );
         }
     }

@@ -5,20 +5,28 @@
 //! itself (the caller passes a lookup function) and never exits (`--help`/`--version` come back as
 //! [`ConfigError::Help`]/[`ConfigError::Version`]).
 //!
-//! Layout: [`model`] (types and defaults, which are also the file schema), [`app`] (one app record),
-//! `file` (locating and strictly parsing JSON/TOML), `compat` (Sockudo keys accepted but not implemented
-//! yet), `cli`, `env`, `validate`.
+//! Layout: [`model`] (types and defaults, which are also the file schema), [`app`] (one app record,
+//! flat or with Sockudo's nested `policy`), [`catalogue`] (every Sockudo key and whether it is honoured,
+//! read from `sockudo_keys.tsv`), `key_check` (a file's keys against the catalogue), `file` (locating and
+//! strictly parsing JSON/TOML), `substitute` (`${VAR}` in the file), `compat` (Sockudo spellings), `cli`,
+//! `env`, `validate`.
 
 pub mod app;
+mod app_record;
+pub mod catalogue;
 mod cli;
 mod compat;
 mod env;
 mod error;
 mod file;
+mod key_check;
 pub mod model;
+mod substitute;
 mod validate;
 mod values;
 
+#[cfg(test)]
+mod catalogue_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,9 +36,9 @@ use std::path::{Path, PathBuf};
 
 pub use app::AppConfig;
 pub use cli::HELP;
-pub use compat::NOT_YET_SUPPORTED;
 pub use error::ConfigError;
 pub use file::{FileFormat, DEFAULT_PATHS};
+pub use key_check::KeyReport;
 pub use model::{
     AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
     HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
@@ -44,9 +52,13 @@ pub struct Loaded {
     pub config: Config,
     /// Which file was read, if any.
     pub source: ConfigSource,
-    /// Messages for the startup log, in order (ignored unsupported keys, default/development app).
-    /// Those starting with `WARNING:` should be logged at warn level.
+    /// Messages for the startup log, in order (the one warning listing ignored Sockudo settings,
+    /// default/development app). Those starting with `WARNING:` should be logged at warn level.
     pub notes: Vec<String>,
+    /// Which file keys were applied and which Sockudo keys / variables were ignored.
+    pub keys: KeyReport,
+    /// `--check-config`: validate and report, do not start.
+    pub check_only: bool,
 }
 
 /// Where the file layer came from.
@@ -96,15 +108,26 @@ pub fn load_with(
         .or(cli.config.clone())
         .map(PathBuf::from);
 
-    let (mut config, source, mut notes) = match file::read(explicit.as_deref(), read_file)? {
+    let (mut config, source, mut keys) = match file::read(explicit.as_deref(), read_file)? {
         Some((path, text)) => {
-            let (config, notes) = file::parse(&path, &text)?;
-            (config, ConfigSource::File(path), notes)
+            let text = substitute::expand(&text, &path, &|name| env.var(name))?;
+            let (config, keys) = file::parse(&path, &text)?;
+            (config, ConfigSource::File(path), keys)
         }
-        None => (Config::default(), ConfigSource::NoFile, Vec::new()),
+        None => (
+            Config::default(),
+            ConfigSource::NoFile,
+            KeyReport::default(),
+        ),
     };
     cli.apply(&mut config);
     env.apply(&mut config)?;
+    keys.ignored_env = env.ignored_sockudo_vars();
+    let mut notes: Vec<String> = keys.warning().into_iter().collect();
+    if config.app_manager.driver == "array" {
+        // Sockudo's shipped files name the inline app list's driver after its key.
+        config.app_manager.driver = "memory".into();
+    }
 
     let apps = &mut config.app_manager.array.apps;
     if let Some(app) = env.default_app()? {
@@ -138,5 +161,7 @@ pub fn load_with(
         config,
         source,
         notes,
+        keys,
+        check_only: cli.check_config,
     })
 }

@@ -280,6 +280,21 @@ impl Default for AdapterConfig {
     }
 }
 
+impl AdapterConfig {
+    /// How long a cluster-wide read waits: the driver's own timeout when its section sets one (Sockudo's
+    /// `adapter.redis.requests_timeout`, `adapter.cluster.request_timeout_ms`, `adapter.nats.request_timeout_ms`),
+    /// else `adapter.requests_timeout`.
+    pub fn effective_requests_timeout_ms(&self) -> u64 {
+        let own = match self.driver.as_str() {
+            "redis" => self.redis.requests_timeout,
+            "redis-cluster" | "redis_cluster" | "cluster" => self.cluster.request_timeout_ms,
+            "nats" => self.nats.request_timeout_ms,
+            _ => None,
+        };
+        own.unwrap_or(self.requests_timeout)
+    }
+}
+
 /// `adapter.redis`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

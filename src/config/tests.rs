@@ -213,35 +213,38 @@ fn unknown_key_in_an_app_names_file_and_path() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "config/config.json: unknown key \"app_manager.array.apps[0].max_conection\""
+        "config/config.json: unknown key \"app_manager.array.apps[0].max_conection\" \
+         (did you mean \"app_manager.array.apps[0].max_connections\"?)"
     );
     let toml = "[app_manager]\ndriver = \"memory\"\nspeed = 3\n";
     let err = World::default()
         .file("config/config.toml", toml)
         .load(&[])
         .unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "config/config.toml: unknown key \"app_manager.speed\""
+    assert!(
+        err.to_string()
+            .starts_with("config/config.toml: unknown key \"app_manager.speed\" (did you mean"),
+        "{err}"
     );
 }
 
 #[test]
-fn sockudo_sections_are_ignored_with_notes() {
+fn sockudo_sections_are_ignored_with_one_warning() {
     let text = r#"{"port": 6002, "cache": {"driver": "memory"}, "ssl": {"enabled": false},
                   "app_manager": {"driver": "memory", "cache": {"enabled": false, "ttl": 300},
                                   "array": {"apps": [{"id": "a", "key": "k", "secret": "s"}]}}}"#;
     let loaded = World::default()
         .file("config/config.json", text)
+        .env("SSL_ENABLED", "false")
         .load(&[])
         .expect("loads");
     assert_eq!(loaded.config.port, 6002);
     assert_eq!(
         loaded.notes,
         vec![
-            "config/config.json: section \"cache\" is not supported yet and was ignored",
-            "config/config.json: section \"ssl\" is not supported yet and was ignored",
-            "config/config.json: key \"app_manager.cache\" is not supported yet and was ignored",
+            "WARNING: 5 Sockudo setting(s) of features this server does not have were ignored \
+             (see config/README.md): keys app_manager.cache.{enabled,ttl}, cache.driver, ssl.enabled; \
+             environment SSL_ENABLED"
         ]
     );
 }
@@ -367,33 +370,47 @@ fn a_sockudo_shaped_file_carries_over() {
         c.app_manager.array.apps[0].max_client_events_per_second,
         Some(1000)
     );
-    let ignored: Vec<&str> = loaded
-        .notes
-        .iter()
-        .filter_map(|n| n.split('"').nth(1))
-        .collect();
+    let mut ignored = loaded.keys.ignored.clone();
+    ignored.sort();
     assert_eq!(
         ignored,
         vec![
+            "app_manager.cache.enabled",
+            "app_manager.cache.ttl",
+            "cache.driver",
+            "cleanup.async_enabled",
+            "cors.origin",
+            "database.redis.port",
+            "database_pooling.enabled",
+            "http_api.accept_traffic.memory_threshold",
+            "instance.process_id",
             "mode",
             "path_prefix",
-            "cache",
-            "cleanup",
-            "cors",
-            "database",
-            "database_pooling",
-            "instance",
-            "queue",
-            "rate_limiter",
-            "ssl",
-            "unix_socket",
-            "adapter.redis",
-            "adapter.nats",
-            "adapter.cluster_health",
-            "app_manager.cache",
-            "http_api.accept_traffic",
+            "queue.driver",
+            "rate_limiter.enabled",
+            "ssl.enabled",
+            "unix_socket.enabled",
         ]
     );
+    let warnings: Vec<&String> = loaded
+        .notes
+        .iter()
+        .filter(|n| n.starts_with("WARNING: 15 Sockudo"))
+        .collect();
+    assert_eq!(
+        warnings.len(),
+        1,
+        "one warning lists them all: {:?}",
+        loaded.notes
+    );
+    assert!(loaded
+        .keys
+        .honoured
+        .contains(&"app_manager.array.apps[0].max_connections".to_string()));
+    assert!(loaded
+        .keys
+        .honoured
+        .contains(&"metrics.prometheus.prefix".to_string()));
 }
 
 #[test]
@@ -406,4 +423,24 @@ fn sockudo_metrics_prefix_spelling_works_in_toml() {
         .expect("loads");
     assert_eq!(loaded.config.metrics.prometheus_prefix, "ws_");
     assert_eq!(loaded.config.metrics.port, 9700);
+}
+
+#[test]
+fn variables_in_the_file_are_expanded_from_the_environment() {
+    let text = r#"{"port": ${SOCKUDO_PORT:-7005}, "metrics": {"host": "${METRICS_BIND}"}}"#;
+    let world = World::default().file("config/config.json", text);
+    let err = world.load(&[]).unwrap_err();
+    assert!(matches!(err, ConfigError::UnsetVariable { .. }), "{err}");
+    let world = world.env("METRICS_BIND", "127.0.0.2");
+    let config = world.load(&[]).expect("loads").config;
+    assert_eq!(
+        (config.port, config.metrics.host.as_str()),
+        (7005, "127.0.0.2")
+    );
+    let config = world
+        .env("SOCKUDO_PORT", "7006")
+        .load(&[])
+        .expect("loads")
+        .config;
+    assert_eq!(config.port, 7006);
 }

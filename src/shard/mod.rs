@@ -970,7 +970,7 @@ pub async fn run(
             cluster::Link::new(
                 c.node_id,
                 id,
-                Duration::from_millis(config.adapter.requests_timeout),
+                Duration::from_millis(config.adapter.effective_requests_timeout_ms()),
             )
         }),
         config,
