@@ -318,6 +318,63 @@ fn a_killed_node_has_its_members_removed(driver: Driver) {
     assert_eq!(v, json!({"users":[{"id":"watcher"}]}));
 }
 
+fn watchlists_follow_users_on_every_node(driver: Driver) {
+    let broker = Broker::start(driver);
+    let app = json!({"enable_watchlist_events": true});
+    let (a, b) = (
+        node_with(&broker, 2, app.clone()),
+        node_with(&broker, 2, app),
+    );
+    wait_linked(&a, &b);
+    wait_linked(&b, &a);
+    let events_of = |msg: &Value| -> Value {
+        assert_eq!(msg["event"], "pusher_internal:watchlist_events", "{msg}");
+        serde_json::from_str::<Value>(msg["data"].as_str().unwrap()).unwrap()["events"].clone()
+    };
+    let mut carol = b.client();
+    assert_eq!(
+        carol.signin(r#"{"id":"carol"}"#)["event"],
+        "pusher:signin_success"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let mut alice = a.client();
+    assert_eq!(
+        alice.signin(r#"{"id":"alice","watchlist":["bob","carol"]}"#)["event"],
+        "pusher:signin_success"
+    );
+    assert_eq!(
+        events_of(&alice.next_event()),
+        json!([{"name":"online","user_ids":["carol"]}])
+    );
+    // Bob signs in on both nodes: one online event; offline only after his last socket anywhere.
+    let (mut bob_a, mut bob_b) = (a.client(), b.client());
+    bob_b.signin(r#"{"id":"bob"}"#);
+    assert_eq!(
+        events_of(&alice.next_event()),
+        json!([{"name":"online","user_ids":["bob"]}])
+    );
+    bob_a.signin(r#"{"id":"bob"}"#);
+    assert!(
+        alice.is_silent_for(Duration::from_millis(400)),
+        "second socket: no event"
+    );
+    drop(bob_b);
+    assert!(
+        alice.is_silent_for(Duration::from_millis(400)),
+        "still online on a"
+    );
+    drop(bob_a);
+    assert_eq!(
+        events_of(&alice.next_event()),
+        json!([{"name":"offline","user_ids":["bob"]}])
+    );
+    drop(carol);
+    assert_eq!(
+        events_of(&alice.next_event()),
+        json!([{"name":"offline","user_ids":["carol"]}])
+    );
+}
+
 fn a_restarted_bus_heals(driver: Driver) {
     let mut broker = Broker::start(driver);
     let (a, b) = (node(&broker, 2), node(&broker, 2));
@@ -371,6 +428,7 @@ on_every_driver!(
     rest_reads_and_terminations_cover_every_node,
     presence_is_one_member_list_with_ordered_changes,
     a_killed_node_has_its_members_removed,
+    watchlists_follow_users_on_every_node,
 );
 
 mod a_restarted_bus_heals {

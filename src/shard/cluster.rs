@@ -177,6 +177,36 @@ impl Shard {
         });
     }
 
+    /// Tells the other nodes that this node gained its first or lost its last socket signed in as `user`.
+    pub fn announce_online(&self, app: u32, user: &str, online: bool) {
+        if self.cluster.is_none()
+            || !self
+                .apps
+                .by_index(app)
+                .is_some_and(|a| a.limits.enable_watchlist_events)
+        {
+            return;
+        }
+        if let Some(app_id) = self.app_id(app) {
+            self.cluster_broadcast(&ClusterMsg::Online {
+                app_id,
+                user: user.into(),
+                online,
+            });
+        }
+    }
+
+    /// Another node's online announcement, on the user's owner shard.
+    pub fn apply_remote_online(&self, app: u32, user: &str, node: u64, online: bool) {
+        let watchers = self.watch.borrow_mut().set_remote(app, user, node, online);
+        self.tell_watchers(
+            app,
+            user,
+            if online { "online" } else { "offline" },
+            &watchers,
+        );
+    }
+
     /// Tells the other nodes this node's subscriptions of `channel` (owner shard, coalesced).
     pub fn announce_count(&self, app: u32, channel: &str, count: i64) {
         if self.cluster.is_none() {
@@ -257,6 +287,10 @@ impl Shard {
                     self.apply_presence_transition(app, &channel, change);
                 }
                 self.subscription_counts.borrow_mut().drop_node(node);
+                let offline = self.watch.borrow_mut().drop_node(node);
+                for (app, user, watchers) in offline {
+                    self.tell_watchers(app, &user, "offline", &watchers);
+                }
                 let vacated = self
                     .webhook_state
                     .borrow_mut()
@@ -272,6 +306,9 @@ impl Shard {
                 }
                 for (app, channel) in self.webhook_state.borrow().occupied_channels() {
                     self.announce_occupancy(app, &channel, true);
+                }
+                for (app, user) in self.watch.borrow().local_online() {
+                    self.announce_online(app, &user, true);
                 }
             }
             ClusterIn::Message { origin, body } => match ClusterMsg::decode(&body) {
@@ -378,9 +415,21 @@ impl Shard {
                     );
                 }
             }
-            ClusterMsg::ToUser { app_id, user, text } => {
+            ClusterMsg::Online {
+                app_id,
+                user,
+                online,
+            } => {
                 if let Some(app) = app_of(&app_id) {
-                    self.send_to_user_on_this_node(app, &user, &text);
+                    self.send_to(
+                        self.user_owner(app, &user),
+                        ShardMsg::RemoteOnline {
+                            app,
+                            user: user.into(),
+                            node: origin,
+                            online,
+                        },
+                    );
                 }
             }
             ClusterMsg::TerminateUser { app_id, user } => {

@@ -79,6 +79,17 @@ pub enum ShardMsg {
         /// Its subscriptions.
         count: i64,
     },
+    /// Another node's first / last socket signed in as `user` (owned here), for watchlists.
+    RemoteOnline {
+        /// App position.
+        app: u32,
+        /// The user.
+        user: Box<str>,
+        /// The node.
+        node: u64,
+        /// Online there now.
+        online: bool,
+    },
     /// Another node's answer to a cluster query of this shard.
     ClusterAnswer {
         /// The request number.

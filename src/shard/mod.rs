@@ -464,20 +464,16 @@ impl Shard {
     fn apply_user_online(&self, app: u32, user: &str, watchlist: &[Box<str>]) {
         let transition = self.watch.borrow_mut().socket_online(app, user, watchlist);
         if let Some(t) = transition {
-            let data = watchlist::events_json("online", &[user]);
-            for watcher in &t.watchers {
-                self.send_to_user_everywhere(app, watcher, &data);
-            }
+            self.announce_online(app, user, true);
+            self.tell_watchers(app, user, "online", &t.watchers);
         }
     }
 
     fn apply_user_offline(&self, app: u32, user: &str) {
         let transition = self.watch.borrow_mut().socket_offline(app, user);
         let Some(t) = transition else { return };
-        let data = watchlist::events_json("offline", &[user]);
-        for watcher in &t.watchers {
-            self.send_to_user_everywhere(app, watcher, &data);
-        }
+        self.announce_online(app, user, false);
+        self.tell_watchers(app, user, "offline", &t.watchers);
         for watched in &t.unwatch {
             self.send_to(
                 self.user_owner(app, watched),
@@ -490,26 +486,16 @@ impl Shard {
         }
     }
 
-    /// Sends `pusher_internal:watchlist_events` with `data` to every socket signed in as `user`, on every shard.
-    fn send_to_user_everywhere(&self, app: u32, user: &str, data: &str) {
-        let text = messages::internal_event("pusher_internal:watchlist_events", None, data);
-        if let Some(app_id) = self.apps.by_index(app).map(|a| a.id.clone()) {
-            self.cluster_broadcast(&sockudo_io_shard::cluster::wire::ClusterMsg::ToUser {
-                app_id,
-                user: user.into(),
-                text: text.clone(),
-            });
+    /// Sends `pusher_internal:watchlist_events` (`user` went `online` / `offline`) to every socket of this node
+    /// signed in as one of `watchers`. Each node tells its own watchers.
+    pub fn tell_watchers(&self, app: u32, user: &str, change: &str, watchers: &[Box<str>]) {
+        if watchers.is_empty() {
+            return;
         }
-        self.send_to_local_user(app, user, &text);
-        for peer in self.peers.others() {
-            self.peers.post(
-                peer,
-                ShardMsg::ToUser {
-                    app,
-                    user: user.into(),
-                    text: text.as_str().into(),
-                },
-            );
+        let data = watchlist::events_json(change, &[user]);
+        let text = messages::internal_event("pusher_internal:watchlist_events", None, &data);
+        for watcher in watchers {
+            self.send_to_user_on_this_node(app, watcher, &text);
         }
     }
 
@@ -791,6 +777,12 @@ impl Shard {
                 present,
             } => self.apply_remote_presence(app, &channel, node, members, present),
             ShardMsg::ClusterAnswer { request, answer } => self.take_answer(request, answer),
+            ShardMsg::RemoteOnline {
+                app,
+                user,
+                node,
+                online,
+            } => self.apply_remote_online(app, &user, node, online),
             ShardMsg::RemoteCount {
                 app,
                 channel,

@@ -3,6 +3,10 @@
 //! The owner of user `U` counts `U`'s signed-in sockets on every shard and knows who watches `U`. When the count
 //! goes 0 → 1 or 1 → 0 it tells each watcher (`online` / `offline`); a watcher that signs in learns which of its
 //! watched users are already online.
+//!
+//! In a cluster each node announces its own first / last socket of a user, and the owner also keeps the other
+//! nodes where the user is online: a user is online while it is online on any node, and each node tells its
+//! own watchers when that changes.
 
 use crate::protocol::messages::push_json_string;
 use std::collections::{HashMap, HashSet};
@@ -11,6 +15,8 @@ use std::collections::{HashMap, HashSet};
 #[derive(Debug, Default)]
 pub struct WatchRegistry {
     online: HashMap<(u32, Box<str>), u32>,
+    /// Other nodes where the user is online.
+    remote: HashMap<(u32, Box<str>), Vec<u64>>,
     /// Watchlist each online user signed in with, to unregister it when the user goes offline.
     watchlists: HashMap<(u32, Box<str>), Vec<Box<str>>>,
     watchers: HashMap<(u32, Box<str>), HashSet<Box<str>>>,
@@ -19,7 +25,7 @@ pub struct WatchRegistry {
 /// What changed when a user's socket count moved.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Transition {
-    /// Watchers to tell.
+    /// Watchers to tell (empty when the user is still online on another node).
     pub watchers: Vec<Box<str>>,
     /// For an offline transition, the watchlist to unregister.
     pub unwatch: Vec<Box<str>>,
@@ -40,8 +46,13 @@ impl WatchRegistry {
             return None;
         }
         self.watchlists.insert(key.clone(), watchlist.to_vec());
+        let came_online = !self.remote.contains_key(&key);
         Some(Transition {
-            watchers: self.watchers_of(&key),
+            watchers: if came_online {
+                self.watchers_of(&key)
+            } else {
+                Vec::new()
+            },
             unwatch: Vec::new(),
         })
     }
@@ -56,10 +67,63 @@ impl WatchRegistry {
         }
         self.online.remove(&key);
         let unwatch = self.watchlists.remove(&key).unwrap_or_default();
+        let went_offline = !self.remote.contains_key(&key);
         Some(Transition {
-            watchers: self.watchers_of(&key),
+            watchers: if went_offline {
+                self.watchers_of(&key)
+            } else {
+                Vec::new()
+            },
             unwatch,
         })
+    }
+
+    /// Node `node` announced that `user` is (or no longer is) online there. Returns the watchers to tell when
+    /// that changes whether the user is online anywhere.
+    pub fn set_remote(&mut self, app: u32, user: &str, node: u64, online: bool) -> Vec<Box<str>> {
+        let key = (app, Box::<str>::from(user));
+        let was = self.is_online(&key);
+        let nodes = self.remote.entry(key.clone()).or_default();
+        if online {
+            if !nodes.contains(&node) {
+                nodes.push(node);
+            }
+        } else {
+            nodes.retain(|&n| n != node);
+            if nodes.is_empty() {
+                self.remote.remove(&key);
+            }
+        }
+        if was == self.is_online(&key) {
+            Vec::new()
+        } else {
+            self.watchers_of(&key)
+        }
+    }
+
+    /// Node `node` is gone: the users only it had online go offline. Returns them with the watchers to tell.
+    pub fn drop_node(&mut self, node: u64) -> Vec<(u32, Box<str>, Vec<Box<str>>)> {
+        let keys: Vec<(u32, Box<str>)> = self
+            .remote
+            .iter()
+            .filter(|(_, nodes)| nodes.contains(&node))
+            .map(|(k, _)| k.clone())
+            .collect();
+        keys.into_iter()
+            .filter_map(|(app, user)| {
+                let watchers = self.set_remote(app, &user, node, false);
+                (!self.is_online(&(app, user.clone()))).then_some((app, user, watchers))
+            })
+            .collect()
+    }
+
+    /// Users with a signed-in socket on this node (a state sync).
+    pub fn local_online(&self) -> Vec<(u32, Box<str>)> {
+        self.online.keys().cloned().collect()
+    }
+
+    fn is_online(&self, key: &(u32, Box<str>)) -> bool {
+        self.online.contains_key(key) || self.remote.contains_key(key)
     }
 
     /// `watcher` watches `watched`; answers whether `watched` is online now.
@@ -69,7 +133,7 @@ impl WatchRegistry {
             .entry(key.clone())
             .or_default()
             .insert(watcher.into());
-        self.online.contains_key(&key)
+        self.is_online(&key)
     }
 
     /// `watcher` stops watching `watched`.
@@ -124,6 +188,27 @@ mod tests {
         r.unwatch(0, "bob", "alice");
         r.unwatch(0, "bob", "carol");
         assert!(r.watchers.is_empty());
+    }
+
+    #[test]
+    fn a_user_online_on_another_node_is_online_until_that_node_says_otherwise_or_dies() {
+        let mut r = WatchRegistry::default();
+        r.watch(0, "bob", "alice");
+        assert_eq!(
+            r.set_remote(0, "bob", 9, true),
+            vec![Box::<str>::from("alice")]
+        );
+        let local = r.socket_online(0, "bob", &[]).unwrap();
+        assert!(local.watchers.is_empty(), "already online through node 9");
+        let local = r.socket_offline(0, "bob").unwrap();
+        assert!(local.watchers.is_empty(), "still online on node 9");
+        assert_eq!(r.local_online(), vec![]);
+        let gone = r.drop_node(9);
+        assert_eq!(
+            gone,
+            vec![(0, "bob".into(), vec![Box::<str>::from("alice")])]
+        );
+        assert!(!r.watch(0, "bob", "carol"));
     }
 
     #[test]

@@ -124,14 +124,14 @@ pub enum ClusterMsg {
         /// The channel event as subscribers received it.
         text: String,
     },
-    /// A server message for every socket signed in as `user`.
-    ToUser {
+    /// The sending node gained its first (`online`) or lost its last socket signed in as `user`.
+    Online {
         /// The app id.
         app_id: String,
         /// The user id.
         user: String,
-        /// A complete server message (JSON text).
-        text: String,
+        /// Online on the sending node now.
+        online: bool,
     },
     /// Close every socket signed in as `user` (`terminate_connections`).
     TerminateUser {
@@ -186,7 +186,7 @@ mod kind {
     pub const BYE: u8 = 5;
     pub const HEARTBEAT: u8 = 6;
     pub const CACHE_STORE: u8 = 7;
-    pub const TO_USER: u8 = 8;
+    pub const ONLINE: u8 = 8;
     pub const TERMINATE_USER: u8 = 9;
     pub const QUERY: u8 = 10;
     pub const ANSWER: u8 = 11;
@@ -256,11 +256,15 @@ impl ClusterMsg {
                 w.str(channel);
                 w.long_str(text);
             }
-            ClusterMsg::ToUser { app_id, user, text } => {
-                w.u8(kind::TO_USER);
+            ClusterMsg::Online {
+                app_id,
+                user,
+                online,
+            } => {
+                w.u8(kind::ONLINE);
                 w.str(app_id);
                 w.str(user);
-                w.long_str(text);
+                w.u8(u8::from(*online));
             }
             ClusterMsg::TerminateUser { app_id, user } => {
                 w.u8(kind::TERMINATE_USER);
@@ -341,9 +345,7 @@ impl ClusterMsg {
                     .map(|(c, f)| c.len() + f.len() + 6)
                     .sum::<usize>()
             }
-            ClusterMsg::CacheStore { text, .. } | ClusterMsg::ToUser { text, .. } => {
-                64 + text.len()
-            }
+            ClusterMsg::CacheStore { text, .. } => 64 + text.len(),
             _ => 128,
         }
     }
@@ -406,10 +408,10 @@ impl ClusterMsg {
                 channel: r.str()?,
                 text: r.long_str()?,
             },
-            kind::TO_USER => ClusterMsg::ToUser {
+            kind::ONLINE => ClusterMsg::Online {
                 app_id: r.str()?,
                 user: r.str()?,
-                text: r.long_str()?,
+                online: r.u8()? != 0,
             },
             kind::TERMINATE_USER => ClusterMsg::TerminateUser {
                 app_id: r.str()?,
@@ -644,10 +646,10 @@ mod tests {
                 channel: "cache-c".into(),
                 text: "{\"event\":\"e\"}".into(),
             },
-            ClusterMsg::ToUser {
+            ClusterMsg::Online {
                 app_id: "a".into(),
                 user: "u".into(),
-                text: "{}".into(),
+                online: true,
             },
             ClusterMsg::TerminateUser {
                 app_id: "a".into(),
