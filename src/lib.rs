@@ -5,6 +5,7 @@
 //! the sockets and per-core state; [`rest`] answers the HTTP API; [`server`] starts and stops the shards.
 
 pub mod app;
+pub mod check_config;
 pub mod config;
 pub mod conn;
 pub mod http;

@@ -24,6 +24,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if loaded.check_only {
+        return check_config(&loaded);
+    }
     logging::init(&loaded.config);
     match loaded.source.path() {
         Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
@@ -43,6 +46,12 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--check-config`: the configuration is valid (errors exit with status 2 before this); print it, secrets masked.
+fn check_config(loaded: &config::Loaded) -> ExitCode {
+    print_stdout(&sockudo::check_config::report(loaded));
+    ExitCode::SUCCESS
 }
 
 fn print_stdout(text: &str) {

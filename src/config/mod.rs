@@ -47,6 +47,8 @@ pub struct Loaded {
     /// Messages for the startup log, in order (ignored unsupported keys, default/development app).
     /// Those starting with `WARNING:` should be logged at warn level.
     pub notes: Vec<String>,
+    /// `--check-config` was given: print the configuration and exit instead of serving.
+    pub check_only: bool,
 }
 
 /// Where the file layer came from.
@@ -138,5 +140,6 @@ pub fn load_with(
         config,
         source,
         notes,
+        check_only: cli.check_config,
     })
 }
