@@ -15,4 +15,5 @@ pub mod protocol;
 pub mod rest;
 pub mod server;
 pub mod shard;
+pub mod systemd;
 pub mod ws;

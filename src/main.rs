@@ -1,11 +1,13 @@
 //! The `sockudo` binary: load configuration, start the shards, stop cleanly on SIGTERM/SIGINT.
 
 use anyhow::Context;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sockudo::config::{self, ConfigError};
-use sockudo::{logging, server::Server};
+use sockudo::{logging, server::Server, systemd};
 use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,7 +40,7 @@ fn main() -> ExitCode {
             None => tracing::info!("{note}"),
         }
     }
-    match run(loaded.config) {
+    match run(loaded.config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -59,16 +61,108 @@ fn print_stdout(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
-fn run(config: config::Config) -> anyhow::Result<()> {
+/// Serves until SIGTERM/SIGINT: the first one drains (`/up` 503, then 4200 after `shutdown_grace_period`), a second
+/// one closes at once. SIGHUP reloads what can change at run time. systemd hears READY=1 once every shard
+/// listens, STATUS= with the connection count, watchdog pings while every shard responds, and STOPPING=1.
+fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     // Register before starting shards so that a signal during start-up is not lost.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
     let addr = format!("{}:{}", config.host, config.port);
-    let server = Server::start(config)?;
+    let server = Server::start(config.clone())?;
+    let mut current = config;
     tracing::info!(%addr, shards = server.nr_shards, "sockudo ready");
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping");
+
+    let notifier = systemd::Notifier::from_env().map(Arc::new);
+    let supervisor = match &notifier {
+        Some(notifier) => {
+            let watchdog = systemd::watchdog_interval(
+                std::env::var("WATCHDOG_USEC").ok().as_deref(),
+                std::env::var("WATCHDOG_PID").ok().as_deref(),
+                std::process::id(),
+            );
+            notifier.notify("READY=1");
+            if let Some(every) = watchdog {
+                tracing::info!(
+                    every_ms = every.as_millis() as u64,
+                    "systemd watchdog enabled"
+                );
+            }
+            Some(
+                systemd::Supervisor::start(
+                    notifier.clone(),
+                    watchdog,
+                    server.liveness.clone(),
+                    server.metrics.clone(),
+                )
+                .context("cannot start the systemd notify thread")?,
+            )
+        }
+        None => None,
+    };
+
+    let (signal_tx, signal_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal_tx.send(signal).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let mut draining = false;
+    while !(draining && server.shards_stopped()) {
+        match signal_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(SIGHUP) => reload(&mut current, args),
+            Ok(signal) if !draining => {
+                tracing::info!(
+                    signal,
+                    grace_secs = current.shutdown_grace_period,
+                    "draining; a second signal closes connections at once"
+                );
+                draining = true;
+                if let Some(notifier) = &notifier {
+                    notifier.notify("STOPPING=1");
+                }
+                if let Some(supervisor) = &supervisor {
+                    supervisor.set_draining();
+                }
+                server.drain();
+            }
+            Ok(signal) => {
+                tracing::info!(signal, "closing connections now");
+                server.close_now();
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the signal thread stopped")
+            }
+        }
     }
-    server.stop();
+    server.wait();
+    if let Some(supervisor) = supervisor {
+        supervisor.stop();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the configuration again from the same file, flags and environment. A configuration that does
+/// not load is refused with its reason and the running one kept.
+fn reload(current: &mut config::Config, args: &[String]) {
+    let loaded = match config::load(args, &|name| std::env::var(name).ok()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    if let Err(e) = logging::reload_level(&loaded.config) {
+        tracing::warn!("reload: {e}");
+    }
+    *current = loaded.config;
+    tracing::info!("configuration reloaded");
 }

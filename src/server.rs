@@ -1,9 +1,10 @@
-//! Process lifecycle: start one pinned shard per CPU, wait for all to serve, stop them on SIGTERM/SIGINT.
+//! Process lifecycle: start one pinned shard per CPU, wait for all to serve, drain and stop them on request.
 
 use crate::app::AppSeed;
 use crate::config::Config;
 use crate::metrics::{exporter, MetricsRegistry};
-use crate::shard::{self, ShardSeed};
+use crate::shard::liveness::Liveness;
+use crate::shard::{self, ShardControl, ShardSeed};
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
@@ -31,11 +32,13 @@ const MAX_PENDING_WEBHOOKS: usize = 10_000;
 pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
     io_shard: IoShard,
-    stoppers: Vec<tokio::sync::oneshot::Sender<()>>,
+    controls: Vec<tokio::sync::mpsc::UnboundedSender<ShardControl>>,
     /// Number of worker shards.
     pub nr_shards: usize,
     /// Every shard's counters.
     pub metrics: Arc<MetricsRegistry>,
+    /// Every shard's heartbeat (systemd watchdog).
+    pub liveness: Arc<Liveness>,
 }
 
 /// Online CPUs, in order.
@@ -96,7 +99,9 @@ impl Server {
         })
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());
+        let liveness = Arc::new(Liveness::new(nr_shards));
         let seed = ShardSeed {
+            liveness: liveness.clone(),
             io: Some(io),
             apps: AppSeed::new(&config),
             config: Arc::new(config.clone()),
@@ -106,7 +111,7 @@ impl Server {
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);
-        let mut stoppers = Vec::with_capacity(nr_shards);
+        let mut controls = Vec::with_capacity(nr_shards);
         let placements: Vec<Placement> = if pin {
             cpus.iter()
                 .take(nr_shards)
@@ -124,8 +129,8 @@ impl Server {
                 ))
                 .spin_before_park(Duration::from_micros(config.runtime.spin_before_park_us))
                 .ring_depth(config.runtime.ring_depth);
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-            stoppers.push(stop_tx);
+            let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+            controls.push(control_tx);
             let seed = seed.clone();
             let ready = ready_tx.clone();
             let (built_tx, built_rx) = mpsc::channel::<()>();
@@ -135,7 +140,7 @@ impl Server {
                     let made = builder.make();
                     let _ = built_tx.send(());
                     match made {
-                        Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
+                        Ok(executor) => executor.run(shard::run(id, seed, ready, control_rx)),
                         Err(e) => {
                             let _ = ready.send((
                                 id,
@@ -171,17 +176,46 @@ impl Server {
         Ok(Server {
             threads,
             io_shard,
-            stoppers,
+            controls,
             nr_shards,
             metrics,
+            liveness,
         })
     }
 
-    /// Asks every shard to close its connections (4200) and stop, then waits for their threads.
-    pub fn stop(self) {
-        for stop in self.stoppers {
-            let _ = stop.send(());
+    fn tell_every_shard(&self, what: impl Fn() -> ShardControl) {
+        for control in &self.controls {
+            // A shard that already stopped has nothing left to do.
+            let _ = control.send(what());
         }
+    }
+
+    /// Starts draining: `/up` and new WebSocket upgrades answer 503 at once; each shard closes its connections
+    /// with 4200 once `shutdown_grace_period` passed (sooner when they all left) and stops.
+    pub fn drain(&self) {
+        self.tell_every_shard(|| ShardControl::Drain);
+    }
+
+    /// Ends the drain period now: connections are closed with 4200 at once.
+    pub fn close_now(&self) {
+        self.tell_every_shard(|| ShardControl::CloseNow);
+    }
+
+    /// True once every shard stopped.
+    pub fn shards_stopped(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Closes every connection (4200) at once and stops.
+    pub fn stop(self) {
+        self.drain();
+        self.close_now();
+        self.wait();
+    }
+
+    /// Waits for the shards to stop (after [`Server::drain`]), then gives the I/O shard a bounded time to deliver
+    /// the webhooks still pending.
+    pub fn wait(self) {
         for thread in self.threads {
             if thread.join().is_err() {
                 tracing::error!("a shard thread panicked during shutdown");

@@ -38,6 +38,17 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                             .http_call(Route::Other, 400, took, header_len, sent);
                         return;
                     }
+                    if shard.is_shutting_down() {
+                        // Draining: refuse before the upgrade, so the client (or its load balancer) goes elsewhere.
+                        let started = Instant::now();
+                        let resp = Response::text(503, "DRAINING").with_header("Retry-After", "1");
+                        let sent = write_response(&mut stream, &shard, &resp, false).await;
+                        let (took, sent) = (started.elapsed(), sent.unwrap_or(0));
+                        shard
+                            .metrics
+                            .http_call(Route::Other, 503, took, header_len, sent);
+                        return;
+                    }
                     let leftover = buf.split_off(header_len);
                     crate::conn::websocket::upgrade(shard, stream, req, leftover).await;
                     return;
