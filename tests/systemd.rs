@@ -166,3 +166,25 @@ fn watchdog_pings_stop_when_a_shard_is_wedged() {
         "pings must stop while a shard is wedged: {after:?}"
     );
 }
+
+#[test]
+fn shipped_units_use_notify_watchdog_hardening_and_limits() {
+    for unit in ["systemd/sockudo.service", "systemd/sockudo@.service"] {
+        let text =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(unit))
+                .expect("unit file");
+        let lines: Vec<&str> = text.lines().map(str::trim).collect();
+        for directive in [
+            "Type=notify",
+            "NotifyAccess=main",
+            "WatchdogSec=30",
+            "ExecReload=/bin/kill -HUP $MAINPID",
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "LimitNOFILE=1048576",
+            "LimitMEMLOCK=infinity",
+        ] {
+            assert!(lines.contains(&directive), "{unit} lacks {directive}");
+        }
+    }
+}
