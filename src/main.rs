@@ -69,7 +69,7 @@ fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
     let addr = format!("{}:{}", config.host, config.port);
-    let server = Server::start(config.clone())?;
+    let mut server = Server::start(config.clone())?;
     let mut current = config;
     tracing::info!(%addr, shards = server.nr_shards, "sockudo ready");
 
@@ -116,7 +116,7 @@ fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     let mut draining = false;
     while !(draining && server.shards_stopped()) {
         match signal_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(SIGHUP) => reload(&mut current, args),
+            Ok(SIGHUP) => reload(&mut server, &mut current, args),
             Ok(signal) if !draining => {
                 tracing::info!(
                     signal,
@@ -150,9 +150,10 @@ fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGHUP: reads the configuration again from the same file, flags and environment. A configuration that does
-/// not load is refused with its reason and the running one kept.
-fn reload(current: &mut config::Config, args: &[String]) {
+/// SIGHUP: reads the configuration again from the same file, flags and environment and applies what can change
+/// while connections stay open: the apps of the memory driver and the log level. A configuration that does not
+/// load is refused with its reason and the running one kept.
+fn reload(server: &mut Server, current: &mut config::Config, args: &[String]) {
     let loaded = match config::load(args, &|name| std::env::var(name).ok()) {
         Ok(loaded) => loaded,
         Err(e) => {
@@ -160,9 +161,25 @@ fn reload(current: &mut config::Config, args: &[String]) {
             return;
         }
     };
-    if let Err(e) = logging::reload_level(&loaded.config) {
+    let next = loaded.config;
+    if let Err(e) = logging::reload_level(&next) {
         tracing::warn!("reload: {e}");
     }
-    *current = loaded.config;
-    tracing::info!("configuration reloaded");
+    if next.app_manager.driver == "memory" {
+        for note in server.reload_apps(&next) {
+            tracing::warn!("reload: {note}");
+        }
+    }
+    let mut restart_only = next.clone();
+    restart_only.app_manager.array = current.app_manager.array.clone();
+    restart_only.debug = current.debug;
+    if restart_only != *current {
+        tracing::warn!(
+            "reload: settings other than the apps and the log level take effect after a restart"
+        );
+    }
+    // Keep what the process runs with for everything but the reloaded parts.
+    current.app_manager.array = next.app_manager.array;
+    current.debug = next.debug;
+    tracing::info!(apps = ?server.app_ids(), "configuration reloaded");
 }

@@ -39,6 +39,8 @@ pub struct Server {
     pub metrics: Arc<MetricsRegistry>,
     /// Every shard's heartbeat (systemd watchdog).
     pub liveness: Arc<Liveness>,
+    /// The apps every shard runs with now (replaced by [`Server::reload_apps`]).
+    apps: AppSeed,
 }
 
 /// Online CPUs, in order.
@@ -100,10 +102,11 @@ impl Server {
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());
         let liveness = Arc::new(Liveness::new(nr_shards));
+        let apps = AppSeed::new(&config);
         let seed = ShardSeed {
             liveness: liveness.clone(),
             io: Some(io),
-            apps: AppSeed::new(&config),
+            apps: apps.clone(),
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
             nr_shards,
@@ -180,7 +183,22 @@ impl Server {
             nr_shards,
             metrics,
             liveness,
+            apps,
         })
+    }
+
+    /// Replaces the apps of every shard with those of `config` (memory driver; SIGHUP). Open connections stay.
+    /// Returns notes for the log (what only a restart changes).
+    pub fn reload_apps(&mut self, config: &Config) -> Vec<String> {
+        let (next, notes) = self.apps.reloaded(config);
+        self.tell_every_shard(|| ShardControl::ReplaceApps(next.clone()));
+        self.apps = next;
+        notes
+    }
+
+    /// Ids of the apps the shards serve now.
+    pub fn app_ids(&self) -> Vec<String> {
+        self.apps.app_ids().into_iter().map(String::from).collect()
     }
 
     fn tell_every_shard(&self, what: impl Fn() -> ShardControl) {

@@ -104,7 +104,6 @@ fn check_handshake(
     let app = shard
         .apps
         .by_key(app_key)
-        .cloned()
         .ok_or(Refusal(codes::APP_NOT_FOUND, "Application does not exist"))?;
     if !app.enabled {
         return Err(Refusal(codes::APP_DISABLED, "Application is disabled"));

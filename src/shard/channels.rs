@@ -34,6 +34,13 @@ impl ChannelIndex {
         }
     }
 
+    /// Makes room for apps added by a reload (app indexes only grow).
+    pub fn ensure_apps(&mut self, nr_apps: usize) {
+        while self.apps.len() < nr_apps {
+            self.apps.push(HashMap::new());
+        }
+    }
+
     /// The entry of `channel`, if anyone anywhere subscribes to it.
     pub fn get(&self, app: u32, channel: &str) -> Option<&ChannelEntry> {
         self.apps.get(app as usize)?.get(channel)

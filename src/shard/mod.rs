@@ -122,6 +122,8 @@ pub enum ShardControl {
     Drain,
     /// End the drain period now (a second SIGTERM/SIGINT).
     CloseNow,
+    /// Replace this shard's apps (SIGHUP with the memory driver); connections stay open.
+    ReplaceApps(crate::app::AppSeed),
 }
 
 /// The receiving end of a shard's control channel.
@@ -747,7 +749,7 @@ impl Shard {
 
     /// The app with REST id `id`.
     pub fn app_by_id(&self, id: &str) -> Option<Rc<App>> {
-        self.apps.by_id(id).cloned()
+        self.apps.by_id(id)
     }
 }
 
@@ -847,6 +849,11 @@ async fn obey(shard: Rc<Shard>, mut control: ControlReceiver) {
             Some(ShardControl::Drain) => {
                 shard.shutting_down.set(true);
                 shard.phase_changed.notify_one();
+            }
+            Some(ShardControl::ReplaceApps(seed)) => {
+                shard.apps.replace(&seed);
+                shard.channels.borrow_mut().ensure_apps(seed.slots());
+                tracing::debug!(shard = shard.id, apps = seed.slots(), "apps replaced");
             }
             Some(ShardControl::CloseNow) | None => {
                 shard.shutting_down.set(true);
