@@ -16,4 +16,5 @@ pub mod rest;
 pub mod server;
 pub mod shard;
 pub mod systemd;
+pub mod unix_socket;
 pub mod ws;

@@ -68,7 +68,11 @@ fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     // Register before starting shards so that a signal during start-up is not lost.
     let mut signals =
         Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
-    let addr = format!("{}:{}", config.host, config.port);
+    let addr = if config.unix_socket.enabled {
+        format!("unix:{}", config.unix_socket.path)
+    } else {
+        format!("{}:{}", config.host, config.port)
+    };
     let mut server = Server::start(config.clone())?;
     let mut current = config;
     tracing::info!(%addr, shards = server.nr_shards, "sockudo ready");

@@ -5,6 +5,7 @@ use crate::config::Config;
 use crate::metrics::{exporter, MetricsRegistry};
 use crate::shard::liveness::Liveness;
 use crate::shard::{self, ShardControl, ShardSeed};
+use crate::unix_socket::UnixAcceptor;
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
@@ -41,6 +42,8 @@ pub struct Server {
     pub liveness: Arc<Liveness>,
     /// The apps every shard runs with now (replaced by [`Server::reload_apps`]).
     apps: AppSeed,
+    /// The Unix socket listener, when `unix_socket.enabled`.
+    unix: Option<UnixAcceptor>,
 }
 
 /// Online CPUs, in order.
@@ -80,6 +83,12 @@ impl Server {
         // Bind before any shard starts, so a taken metrics port fails start-up with nothing to undo.
         let metrics_listener = if config.metrics.enabled {
             Some(exporter::bind(&config.metrics.host, config.metrics.port)?)
+        } else {
+            None
+        };
+        // Like the metrics port: a socket path in use fails start-up before any shard runs.
+        let mut unix = if config.unix_socket.enabled {
+            Some(UnixAcceptor::bind(&config.unix_socket)?)
         } else {
             None
         };
@@ -176,6 +185,10 @@ impl Server {
         if let Some(listener) = metrics_listener {
             exporter::spawn(listener, metrics.clone())?;
         }
+        if let Some(unix) = &mut unix {
+            unix.start(controls.clone())?;
+            tracing::info!(path = %unix.path().display(), "serving on the unix socket");
+        }
         Ok(Server {
             threads,
             io_shard,
@@ -184,6 +197,7 @@ impl Server {
             metrics,
             liveness,
             apps,
+            unix,
         })
     }
 
@@ -234,6 +248,9 @@ impl Server {
     /// Waits for the shards to stop (after [`Server::drain`]), then gives the I/O shard a bounded time to deliver
     /// the webhooks still pending.
     pub fn wait(self) {
+        if let Some(unix) = self.unix {
+            unix.stop();
+        }
         for thread in self.threads {
             if thread.join().is_err() {
                 tracing::error!("a shard thread panicked during shutdown");

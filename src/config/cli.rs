@@ -40,6 +40,8 @@ Environment variables (config key in brackets; see config/README.md):
   WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]
   SOCKUDO_IO_MEMORY_KB [runtime.io_memory_kb]  SOCKUDO_PREEMPT_TIMER_MS [runtime.preempt_timer_ms]
   SOCKUDO_SPIN_BEFORE_PARK_US [runtime.spin_before_park_us]  SOCKUDO_RING_DEPTH [runtime.ring_depth]
+  UNIX_SOCKET_ENABLED [unix_socket.enabled]  UNIX_SOCKET_PATH [unix_socket.path]
+  UNIX_SOCKET_PERMISSION_MODE [unix_socket.permission_mode]
   SOCKUDO_DEFAULT_APP_{ID,KEY,SECRET,ENABLED,ENABLE_CLIENT_MESSAGES,MAX_CONNECTIONS,...}
                         one app for the memory driver (ID, KEY and SECRET together)
   NOTIFY_SOCKET, WATCHDOG_USEC  set by systemd (Type=notify, WatchdogSec=)

@@ -42,7 +42,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "rate_limiter",
     "ssl",
     "tag_filtering",
-    "unix_socket",
     "versioned_messages",
     // keys inside sections we do support
     "adapter.redis",

@@ -386,7 +386,6 @@ fn a_sockudo_shaped_file_carries_over() {
             "queue",
             "rate_limiter",
             "ssl",
-            "unix_socket",
             "adapter.redis",
             "adapter.nats",
             "adapter.cluster_health",
@@ -406,4 +405,27 @@ fn sockudo_metrics_prefix_spelling_works_in_toml() {
         .expect("loads");
     assert_eq!(loaded.config.metrics.prometheus_prefix, "ws_");
     assert_eq!(loaded.config.metrics.port, 9700);
+}
+
+#[test]
+fn unix_socket_from_file_and_environment_with_a_checked_mode() {
+    let text =
+        r#"{"unix_socket": {"enabled": true, "path": "/run/s/a.sock", "permission_mode": "600"}}"#;
+    let loaded = World::default()
+        .file("config/config.json", text)
+        .env("UNIX_SOCKET_PATH", "/run/s/b.sock")
+        .load(&[])
+        .expect("loads");
+    let u = &loaded.config.unix_socket;
+    assert!(u.enabled);
+    assert_eq!(u.path, "/run/s/b.sock", "environment wins over the file");
+    assert_eq!(u.mode(), Ok(0o600));
+    let err = World::default()
+        .env("UNIX_SOCKET_ENABLED", "true")
+        .env("UNIX_SOCKET_PERMISSION_MODE", "999")
+        .load(&[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unix_socket.permission_mode"), "{err}");
+    assert!(err.contains("\"999\" is not an octal file mode"), "{err}");
 }

@@ -124,6 +124,8 @@ pub enum ShardControl {
     CloseNow,
     /// Replace this shard's apps (SIGHUP with the memory driver); connections stay open.
     ReplaceApps(crate::app::AppSeed),
+    /// Serve a connection accepted on the Unix socket listener.
+    ServeUnix(std::os::fd::OwnedFd),
 }
 
 /// The receiving end of a shard's control channel.
@@ -760,15 +762,21 @@ impl Shard {
 /// "bit `s` of an interest mask" name the same peer on every shard.
 pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: ControlReceiver) {
     let config = Rc::new((*seed.config).clone());
-    let addr = format!("{}:{}", config.host, config.port);
-    let listener = match listen(&addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send((
-                thread,
-                Err(format!("shard {thread}: cannot listen on {addr}: {e}")),
-            ));
-            return;
+    // With the Unix socket listener on, connections come from its acceptor (ShardControl::ServeUnix) and, as in
+    // Sockudo, the TCP port is not opened.
+    let (addr, listener) = if config.unix_socket.enabled {
+        (format!("unix:{}", config.unix_socket.path), None)
+    } else {
+        let addr = format!("{}:{}", config.host, config.port);
+        match listen(&addr) {
+            Ok(l) => (addr, Some(l)),
+            Err(e) => {
+                let _ = ready.send((
+                    thread,
+                    Err(format!("shard {thread}: cannot listen on {addr}: {e}")),
+                ));
+                return;
+            }
         }
     };
     let (id, senders, receivers) = if seed.nr_shards > 1 {
@@ -836,7 +844,12 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
     test_hooks::wedge_if_asked(id);
 
     // The listener stays open while draining, so health checks see 503 and a load balancer moves traffic away.
-    let accept_loop = accept_connections(shard.clone(), listener);
+    let accept_loop = async {
+        match listener {
+            Some(listener) => accept_connections(shard.clone(), listener).await,
+            None => futures_lite::future::pending().await,
+        }
+    };
     futures_lite::future::or(accept_loop, drain_period(&shard)).await;
     close_all(&shard).await;
     shard.liveness.finished(shard.id);
@@ -854,6 +867,13 @@ async fn obey(shard: Rc<Shard>, mut control: ControlReceiver) {
                 shard.apps.replace(&seed);
                 shard.channels.borrow_mut().ensure_apps(seed.slots());
                 tracing::debug!(shard = shard.id, apps = seed.slots(), "apps replaced");
+            }
+            Some(ShardControl::ServeUnix(fd)) => {
+                use std::os::fd::IntoRawFd;
+                // SAFETY: an accepted AF_UNIX stream socket whose ownership moves into the stream.
+                let stream =
+                    unsafe { crate::conn::stream::Stream::unix_from_raw_fd(fd.into_raw_fd()) };
+                glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
             }
             Some(ShardControl::CloseNow) | None => {
                 shard.shutting_down.set(true);
@@ -925,6 +945,7 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let stream = crate::conn::stream::Stream::Tcp(stream);
                 glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
             }
             Err(e) => {
