@@ -42,6 +42,7 @@ Environment variables (config key in brackets; see config/README.md):
   SOCKUDO_SPIN_BEFORE_PARK_US [runtime.spin_before_park_us]  SOCKUDO_RING_DEPTH [runtime.ring_depth]
   UNIX_SOCKET_ENABLED [unix_socket.enabled]  UNIX_SOCKET_PATH [unix_socket.path]
   UNIX_SOCKET_PERMISSION_MODE [unix_socket.permission_mode]
+  SSL_ENABLED [ssl.enabled]  TLS is not implemented yet: true stops the start
   SOCKUDO_DEFAULT_APP_{ID,KEY,SECRET,ENABLED,ENABLE_CLIENT_MESSAGES,MAX_CONNECTIONS,...}
                         one app for the memory driver (ID, KEY and SECRET together)
   NOTIFY_SOCKET, WATCHDOG_USEC  set by systemd (Type=notify, WatchdogSec=)

@@ -9,6 +9,10 @@ use serde_json::{Map, Value};
 
 use super::error::ConfigError;
 
+/// Why `ssl.enabled = true` / `SSL_ENABLED=true` stops the start.
+pub const TLS_NOT_SUPPORTED: &str =
+    "TLS is not implemented yet; terminate TLS in a reverse proxy (e.g. nginx over the unix socket, docs/operations.md)";
+
 /// Dotted paths of known-but-unsupported keys, top-level sections first.
 pub const NOT_YET_SUPPORTED: &[&str] = &[
     // top-level scalars
@@ -77,6 +81,16 @@ pub fn strip_unsupported(
     root: &mut Value,
     file: &std::path::Path,
 ) -> Result<Vec<String>, ConfigError> {
+    if let Some(enabled) = object_at(root, "ssl").and_then(|ssl| ssl.get("enabled")) {
+        if enabled.as_bool() == Some(true) || enabled.as_str() == Some("true") {
+            // Ignoring it would serve plain text where the operator asked for TLS.
+            return Err(ConfigError::BadValue {
+                path: file.to_path_buf(),
+                key: "ssl.enabled".into(),
+                message: TLS_NOT_SUPPORTED.into(),
+            });
+        }
+    }
     let mut notes = Vec::new();
     for path in NOT_YET_SUPPORTED {
         let (parent, leaf) = match path.rsplit_once('.') {

@@ -127,6 +127,12 @@ impl<'a> Env<'a> {
         )?;
         self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
 
+        if self.parsed("SSL_ENABLED", parse_bool)? == Some(true) {
+            return Err(ConfigError::env(
+                "SSL_ENABLED",
+                super::compat::TLS_NOT_SUPPORTED,
+            ));
+        }
         self.flag("UNIX_SOCKET_ENABLED", &mut c.unix_socket.enabled)?;
         self.string("UNIX_SOCKET_PATH", &mut c.unix_socket.path);
         self.string(

@@ -429,3 +429,32 @@ fn unix_socket_from_file_and_environment_with_a_checked_mode() {
     assert!(err.contains("unix_socket.permission_mode"), "{err}");
     assert!(err.contains("\"999\" is not an octal file mode"), "{err}");
 }
+
+#[test]
+fn tls_asked_for_stops_the_start_instead_of_serving_plain_text() {
+    let err = World::default()
+        .file(
+            "config/config.json",
+            r#"{"ssl": {"enabled": true, "cert_path": "/c.pem"}}"#,
+        )
+        .load(&[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ssl.enabled"), "{err}");
+    assert!(err.contains("TLS is not implemented yet"), "{err}");
+    let err = World::default()
+        .env("SSL_ENABLED", "true")
+        .load(&[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("SSL_ENABLED: TLS is not implemented yet"),
+        "{err}"
+    );
+    // Disabled TLS in a Sockudo file is still just ignored with a note.
+    World::default()
+        .env("SSL_ENABLED", "false")
+        .file("config/config.json", r#"{"ssl": {"enabled": false}}"#)
+        .load(&[])
+        .expect("loads");
+}
