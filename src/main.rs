@@ -120,7 +120,15 @@ fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     let mut draining = false;
     while !(draining && server.shards_stopped()) {
         match signal_rx.recv_timeout(Duration::from_millis(50)) {
-            Ok(SIGHUP) => reload(&mut server, &mut current, args),
+            Ok(SIGHUP) => {
+                if let Some(notifier) = &notifier {
+                    notifier.notify(&systemd::reloading_message());
+                }
+                reload(&mut server, &mut current, args);
+                if let Some(notifier) = &notifier {
+                    notifier.notify("READY=1");
+                }
+            }
             Ok(signal) if !draining => {
                 tracing::info!(
                     signal,

@@ -101,6 +101,21 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, my_pid: u32) -> 
     Some(Duration::from_micros(usec / 2))
 }
 
+/// `RELOADING=1` with the `CLOCK_MONOTONIC` time systemd asks for (`Type=notify-reload`); `READY=1` follows once
+/// the reload is done, whether it was applied or refused.
+pub fn reloading_message() -> String {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe {
+        libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now);
+    }
+    let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1_000;
+    format!("RELOADING=1\nMONOTONIC_USEC={usec}")
+}
+
 /// The `STATUS=` text for the current state.
 pub fn status_line(draining: bool, connections: u64) -> String {
     let state = if draining { "draining" } else { "serving" };

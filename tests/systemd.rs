@@ -118,6 +118,17 @@ fn ready_status_watchdog_and_stopping_on_a_path_socket() {
     );
 
     unsafe {
+        libc::kill(server.pid() as i32, libc::SIGHUP);
+    }
+    let reload = systemd.wait_for(Duration::from_secs(5), |m| m == "READY=1");
+    assert!(
+        reload
+            .iter()
+            .any(|m| m.starts_with("RELOADING=1\nMONOTONIC_USEC=")),
+        "RELOADING=1 before READY=1: {reload:?}"
+    );
+
+    unsafe {
         libc::kill(server.pid() as i32, libc::SIGTERM);
     }
     systemd.wait_for(Duration::from_secs(5), |m| m == "STOPPING=1");
