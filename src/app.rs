@@ -248,12 +248,9 @@ impl AppSeed {
     }
 
     /// The seed for a reloaded `config`: apps matched by id keep their index and shared counters, new apps are
-    /// appended, removed ones keep their slot, unfindable. Webhook definitions are delivered by the I/O shard,
-    /// which is configured once at start: an app keeps the webhooks it started with and a new app gets none
-    /// until a restart; each such difference is returned as a note for the log.
-    pub fn reloaded(&self, config: &Config) -> (AppSeed, Vec<String>) {
+    /// appended, removed ones keep their slot, unfindable.
+    pub fn reloaded(&self, config: &Config) -> AppSeed {
         let mut next = AppSeed::new(config);
-        let mut notes = Vec::new();
         let mut apps: Vec<SeedEntry> = self
             .apps
             .iter()
@@ -263,36 +260,21 @@ impl AppSeed {
             })
             .collect();
         for entry in std::mem::take(&mut next.apps) {
-            let mut cfg = entry.config;
-            match apps.iter_mut().find(|old| old.config.id == cfg.id) {
+            match apps.iter_mut().find(|old| old.config.id == entry.config.id) {
                 Some(slot) => {
-                    if cfg.webhooks != slot.config.webhooks {
-                        notes.push(format!(
-                            "app \"{}\": webhook changes take effect after a restart",
-                            cfg.id
-                        ));
-                        cfg.webhooks = slot.config.webhooks.clone();
-                    }
-                    slot.config = cfg;
+                    slot.config = entry.config;
                     slot.removed = false;
                 }
-                None => {
-                    if cfg.webhooks.take().is_some() {
-                        notes.push(format!(
-                            "app \"{}\" is new: its webhooks take effect after a restart",
-                            cfg.id
-                        ));
-                    }
-                    apps.push(SeedEntry {
-                        config: cfg,
-                        counters: SharedCounters::default(),
-                        removed: false,
-                    });
-                }
+                None => apps.push(entry),
             }
         }
         next.apps = apps;
-        (next, notes)
+        next
+    }
+
+    /// Every app slot's credentials and webhooks, by index, for the I/O shard.
+    pub fn webhooks(&self) -> Vec<AppWebhooks> {
+        self.apps.iter().map(|e| app_webhooks(&e.config)).collect()
     }
 
     /// Ids of the apps that can be found.
@@ -466,8 +448,7 @@ mod tests {
         let two = registry.by_id("2").expect("app 2");
         assert!(two.try_acquire_connection());
 
-        let (next, notes) = seed.reloaded(&config_with(&[("2", "k2b", "s2b"), ("3", "k3", "s3")]));
-        assert!(notes.is_empty(), "{notes:?}");
+        let next = seed.reloaded(&config_with(&[("2", "k2b", "s2b"), ("3", "k3", "s3")]));
         registry.replace(&next);
         assert!(registry.by_id("1").is_none(), "removed app cannot be found");
         assert!(registry.by_key("k1").is_none());
@@ -481,33 +462,42 @@ mod tests {
         assert_eq!(next.app_ids(), vec!["2", "3"]);
 
         // Bringing app 1 back finds its old slot.
-        let (again, _) = next.reloaded(&config_with(&[("1", "k1", "s1")]));
+        let again = next.reloaded(&config_with(&[("1", "k1", "s1")]));
         registry.replace(&again);
         assert_eq!(registry.by_id("1").expect("back").index, 0);
         assert!(registry.by_id("3").is_none());
     }
 
     #[test]
-    fn reload_keeps_the_webhooks_the_io_shard_was_started_with() {
+    fn reloaded_webhooks_follow_the_new_configuration_by_index() {
+        let hook = |url: &str| {
+            Some(vec![
+                serde_json::json!({"url": url, "event_types": ["channel_occupied"]}),
+            ])
+        };
         let mut first = config_with(&[("1", "k1", "s1")]);
-        first.app_manager.array.apps[0].webhooks = Some(vec![
-            serde_json::json!({"url": "http://127.0.0.1:1/a", "event_types": ["channel_occupied"]}),
-        ]);
+        first.app_manager.array.apps[0].webhooks = hook("http://127.0.0.1:1/a");
         let seed = AppSeed::new(&first);
-        let mut second = config_with(&[("1", "k1", "s1"), ("2", "k2", "s2")]);
-        second.app_manager.array.apps[1].webhooks = Some(vec![
-            serde_json::json!({"url": "http://127.0.0.1:1/b", "event_types": ["channel_occupied"]}),
-        ]);
-        let (next, notes) = seed.reloaded(&second);
-        assert_eq!(notes.len(), 2, "{notes:?}");
+        let mut second = config_with(&[("2", "k2", "s2"), ("1", "k1", "s1b")]);
+        second.app_manager.array.apps[0].webhooks = hook("http://127.0.0.1:1/b");
+        let next = seed.reloaded(&second);
         let registry = next.registry();
-        assert!(registry
+        assert!(!registry
             .by_id("1")
             .unwrap()
             .wants_webhook(EventKind::ChannelOccupied));
-        assert!(!registry
+        assert!(registry
             .by_id("2")
             .unwrap()
             .wants_webhook(EventKind::ChannelOccupied));
+        let webhooks = next.webhooks();
+        assert_eq!(webhooks.len(), 2);
+        assert_eq!(
+            (webhooks[0].app_id.as_str(), webhooks[0].secret.as_str()),
+            ("1", "s1b")
+        );
+        assert!(webhooks[0].webhooks.is_empty());
+        assert_eq!(webhooks[1].app_id, "2");
+        assert_eq!(webhooks[1].webhooks.len(), 1);
     }
 }

@@ -9,7 +9,7 @@ use crate::unix_socket::UnixAcceptor;
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
-use sockudo_io_shard::{IoShard, IoShardConfig};
+use sockudo_io_shard::{IoRequest, IoSender, IoShard, IoShardConfig};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +44,8 @@ pub struct Server {
     apps: AppSeed,
     /// The Unix socket listener, when `unix_socket.enabled`.
     unix: Option<UnixAcceptor>,
+    /// The way to the I/O shard, for reloads.
+    io: IoSender,
 }
 
 /// Online CPUs, in order.
@@ -114,7 +116,7 @@ impl Server {
         let apps = AppSeed::new(&config);
         let seed = ShardSeed {
             liveness: liveness.clone(),
-            io: Some(io),
+            io: Some(io.clone()),
             apps: apps.clone(),
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
@@ -198,16 +200,24 @@ impl Server {
             liveness,
             apps,
             unix,
+            io,
         })
     }
 
-    /// Replaces the apps of every shard with those of `config` (memory driver; SIGHUP). Open connections stay.
-    /// Returns notes for the log (what only a restart changes).
+    /// Replaces the apps of every shard and the credentials and webhooks the I/O shard signs and delivers with,
+    /// from `config` (memory driver; SIGHUP). Open connections stay. Returns problems for the log.
     pub fn reload_apps(&mut self, config: &Config) -> Vec<String> {
-        let (next, notes) = self.apps.reloaded(config);
+        let next = self.apps.reloaded(config);
+        let mut problems = Vec::new();
+        if !self.io.send(IoRequest::ReplaceApps(next.webhooks())) {
+            problems.push(
+                "the I/O shard's queue is full: webhooks keep their previous definitions until the next reload"
+                    .to_string(),
+            );
+        }
         self.tell_every_shard(|| ShardControl::ReplaceApps(next.clone()));
         self.apps = next;
-        notes
+        problems
     }
 
     /// Ids of the apps the shards serve now.

@@ -32,6 +32,9 @@ use waiting::Waiting;
 pub enum IoRequest {
     /// Deliver a webhook event to the app's matching webhooks.
     Webhook(WebhookEvent),
+    /// Replace every app's credentials and webhooks (a configuration reload), at the indexes
+    /// [`WebhookEvent::app`] uses. Deliveries already started keep what they were signed with.
+    ReplaceApps(Vec<AppWebhooks>),
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.

@@ -37,19 +37,21 @@ impl Router {
         batching: Option<Duration>,
         shared: Arc<Shared>,
     ) -> Router {
-        let apps = apps
-            .into_iter()
-            .map(|hooks| App {
-                id: hooks.app_id.as_str().into(),
-                hooks,
-            })
-            .collect();
         Router {
-            apps,
+            apps: Self::apps(apps),
             batcher: Batcher::new(batching),
             tasks: JoinSet::new(),
             shared,
         }
+    }
+
+    fn apps(apps: Vec<AppWebhooks>) -> Vec<App> {
+        apps.into_iter()
+            .map(|hooks| App {
+                id: hooks.app_id.as_str().into(),
+                hooks,
+            })
+            .collect()
     }
 
     /// Runs until `shutdown` gives the deadline (or its sender is dropped: deadline now), then flushes.
@@ -110,6 +112,7 @@ impl Router {
     fn handle(&mut self, request: IoRequest, now: Instant) {
         match request {
             IoRequest::Webhook(event) => self.route(&event, now),
+            IoRequest::ReplaceApps(apps) => self.apps = Self::apps(apps),
         }
     }
 
