@@ -1,11 +1,16 @@
 //! Applications: the memory app manager.
 //!
-//! Every shard holds its own copy of the registry (built once at start-up from the configuration), so lookups on
-//! the per-message path touch only shard-local memory. The one cross-shard value is the per-app connection count,
-//! an atomic touched on connect and disconnect only, never per message.
+//! Every shard holds its own copy of the registry (built at start-up from the configuration, replaced whole on
+//! reload), so lookups on the per-message path touch only shard-local memory. The one cross-shard value is the
+//! per-app connection count, an atomic touched on connect and disconnect only, never per message.
+//!
+//! An app keeps its index for the life of the process: a reload matches apps by id, so an app that stays keeps
+//! its index and counters (and its open connections, which hold the old `Rc<App>` until they close), a new app is
+//! appended, and a removed app keeps its slot but can no longer be found by id or key.
 
 use crate::config::{AppConfig, Config};
 use sockudo_webhooks::{AppWebhooks, EventKind, KindSet};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -169,9 +174,14 @@ impl RateWindow {
     }
 }
 
-/// The apps of one shard, found by id or by key.
+/// The apps of one shard, found by id or by key; replaced whole by [`AppRegistry::replace`] on reload.
 #[derive(Debug)]
 pub struct AppRegistry {
+    set: RefCell<AppSet>,
+}
+
+#[derive(Debug, Default)]
+struct AppSet {
     apps: Vec<Rc<App>>,
     by_id: HashMap<String, usize>,
     by_key: HashMap<String, usize>,
@@ -185,10 +195,19 @@ struct SharedCounters {
     read_requests: Arc<RateWindow>,
 }
 
+/// One app slot of an [`AppSeed`].
+#[derive(Debug, Clone)]
+struct SeedEntry {
+    config: AppConfig,
+    counters: SharedCounters,
+    /// Gone from the configuration since start-up: the slot stays (indexes never move) but cannot be found.
+    removed: bool,
+}
+
 /// What every shard needs to build its own registry: the configuration and the shared connection counters.
 #[derive(Debug, Clone)]
 pub struct AppSeed {
-    apps: Vec<(AppConfig, SharedCounters)>,
+    apps: Vec<SeedEntry>,
     defaults: AppLimits,
 }
 
@@ -219,19 +238,74 @@ impl AppSeed {
             .array
             .apps
             .iter()
-            .map(|a| (a.clone(), SharedCounters::default()))
+            .map(|a| SeedEntry {
+                config: a.clone(),
+                counters: SharedCounters::default(),
+                removed: false,
+            })
             .collect();
         AppSeed { apps, defaults }
     }
 
+    /// The seed for a reloaded `config`: apps matched by id keep their index and shared counters, new apps are
+    /// appended, removed ones keep their slot, unfindable.
+    pub fn reloaded(&self, config: &Config) -> AppSeed {
+        let mut next = AppSeed::new(config);
+        let mut apps: Vec<SeedEntry> = self
+            .apps
+            .iter()
+            .map(|old| SeedEntry {
+                removed: true,
+                ..old.clone()
+            })
+            .collect();
+        for entry in std::mem::take(&mut next.apps) {
+            match apps.iter_mut().find(|old| old.config.id == entry.config.id) {
+                Some(slot) => {
+                    slot.config = entry.config;
+                    slot.removed = false;
+                }
+                None => apps.push(entry),
+            }
+        }
+        next.apps = apps;
+        next
+    }
+
+    /// Every app slot's credentials and webhooks, by index, for the I/O shard.
+    pub fn webhooks(&self) -> Vec<AppWebhooks> {
+        self.apps.iter().map(|e| app_webhooks(&e.config)).collect()
+    }
+
+    /// Ids of the apps that can be found.
+    pub fn app_ids(&self) -> Vec<&str> {
+        self.apps
+            .iter()
+            .filter(|e| !e.removed)
+            .map(|e| e.config.id.as_str())
+            .collect()
+    }
+
+    /// Number of app slots (found or removed); app indexes are below it.
+    pub fn slots(&self) -> usize {
+        self.apps.len()
+    }
+
     /// Builds a shard-local registry.
     pub fn registry(&self) -> AppRegistry {
-        let mut registry = AppRegistry {
+        AppRegistry {
+            set: RefCell::new(self.app_set()),
+        }
+    }
+
+    fn app_set(&self) -> AppSet {
+        let mut registry = AppSet {
             apps: Vec::with_capacity(self.apps.len()),
             by_id: HashMap::new(),
             by_key: HashMap::new(),
         };
-        for (index, (cfg, counter)) in self.apps.iter().enumerate() {
+        for (index, entry) in self.apps.iter().enumerate() {
+            let (cfg, counter) = (&entry.config, &entry.counters);
             let limits = effective_limits(cfg, &self.defaults);
             let app = App {
                 index: index as u32,
@@ -246,8 +320,10 @@ impl AppSeed {
                 config: cfg.clone(),
                 webhooks: app_webhooks(cfg).wanted(),
             };
-            registry.by_id.insert(app.id.clone(), index);
-            registry.by_key.insert(app.key.clone(), index);
+            if !entry.removed {
+                registry.by_id.insert(app.id.clone(), index);
+                registry.by_key.insert(app.key.clone(), index);
+            }
             registry.apps.push(Rc::new(app));
         }
         registry
@@ -301,28 +377,36 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
 
 impl AppRegistry {
     /// The app with REST id `id`.
-    pub fn by_id(&self, id: &str) -> Option<&Rc<App>> {
-        self.by_id.get(id).map(|&i| &self.apps[i])
+    pub fn by_id(&self, id: &str) -> Option<Rc<App>> {
+        let set = self.set.borrow();
+        set.by_id.get(id).map(|&i| set.apps[i].clone())
     }
 
     /// The app with public key `key`.
-    pub fn by_key(&self, key: &str) -> Option<&Rc<App>> {
-        self.by_key.get(key).map(|&i| &self.apps[i])
+    pub fn by_key(&self, key: &str) -> Option<Rc<App>> {
+        let set = self.set.borrow();
+        set.by_key.get(key).map(|&i| set.apps[i].clone())
     }
 
-    /// The app at registry position `index` (the same on every shard).
-    pub fn by_index(&self, index: u32) -> Option<&Rc<App>> {
-        self.apps.get(index as usize)
+    /// The app at registry position `index` (the same on every shard), removed or not.
+    pub fn by_index(&self, index: u32) -> Option<Rc<App>> {
+        self.set.borrow().apps.get(index as usize).cloned()
     }
 
-    /// Number of apps.
+    /// Number of app slots; every app index is below it.
     pub fn len(&self) -> usize {
-        self.apps.len()
+        self.set.borrow().apps.len()
     }
 
     /// True when no app is configured.
     pub fn is_empty(&self) -> bool {
-        self.apps.is_empty()
+        self.set.borrow().apps.is_empty()
+    }
+
+    /// Replaces this shard's apps with those of `seed` (a reload). Connections keep the `Rc<App>` they started
+    /// with; new lookups see the new settings.
+    pub fn replace(&self, seed: &AppSeed) {
+        *self.set.borrow_mut() = seed.app_set();
     }
 }
 
@@ -340,5 +424,80 @@ mod tests {
         assert!(!w.try_take(101, 6, 10));
         assert!(w.try_take(101, 5, 10));
         assert!(w.try_take(102, 1000, 0), "0 means unlimited");
+    }
+
+    fn config_with(apps: &[(&str, &str, &str)]) -> Config {
+        let mut config = Config::default();
+        config.app_manager.array.apps = apps
+            .iter()
+            .map(|(id, key, secret)| AppConfig {
+                id: (*id).into(),
+                key: (*key).into(),
+                secret: (*secret).into(),
+                enabled: true,
+                ..AppConfig::default()
+            })
+            .collect();
+        config
+    }
+
+    #[test]
+    fn reload_keeps_indexes_and_counters_appends_new_apps_and_hides_removed_ones() {
+        let seed = AppSeed::new(&config_with(&[("1", "k1", "s1"), ("2", "k2", "s2")]));
+        let registry = seed.registry();
+        let two = registry.by_id("2").expect("app 2");
+        assert!(two.try_acquire_connection());
+
+        let next = seed.reloaded(&config_with(&[("2", "k2b", "s2b"), ("3", "k3", "s3")]));
+        registry.replace(&next);
+        assert!(registry.by_id("1").is_none(), "removed app cannot be found");
+        assert!(registry.by_key("k1").is_none());
+        assert_eq!(registry.by_index(0).expect("slot kept").id, "1");
+        let two_now = registry.by_key("k2b").expect("new key of app 2");
+        assert_eq!((two_now.index, two_now.secret.as_str()), (1, "s2b"));
+        assert!(registry.by_key("k2").is_none(), "old key gone");
+        assert_eq!(two_now.connection_count(), 1, "counters survive a reload");
+        assert_eq!(registry.by_id("3").expect("new app").index, 2);
+        assert_eq!(registry.len(), 3);
+        assert_eq!(next.app_ids(), vec!["2", "3"]);
+
+        // Bringing app 1 back finds its old slot.
+        let again = next.reloaded(&config_with(&[("1", "k1", "s1")]));
+        registry.replace(&again);
+        assert_eq!(registry.by_id("1").expect("back").index, 0);
+        assert!(registry.by_id("3").is_none());
+    }
+
+    #[test]
+    fn reloaded_webhooks_follow_the_new_configuration_by_index() {
+        let hook = |url: &str| {
+            Some(vec![
+                serde_json::json!({"url": url, "event_types": ["channel_occupied"]}),
+            ])
+        };
+        let mut first = config_with(&[("1", "k1", "s1")]);
+        first.app_manager.array.apps[0].webhooks = hook("http://127.0.0.1:1/a");
+        let seed = AppSeed::new(&first);
+        let mut second = config_with(&[("2", "k2", "s2"), ("1", "k1", "s1b")]);
+        second.app_manager.array.apps[0].webhooks = hook("http://127.0.0.1:1/b");
+        let next = seed.reloaded(&second);
+        let registry = next.registry();
+        assert!(!registry
+            .by_id("1")
+            .unwrap()
+            .wants_webhook(EventKind::ChannelOccupied));
+        assert!(registry
+            .by_id("2")
+            .unwrap()
+            .wants_webhook(EventKind::ChannelOccupied));
+        let webhooks = next.webhooks();
+        assert_eq!(webhooks.len(), 2);
+        assert_eq!(
+            (webhooks[0].app_id.as_str(), webhooks[0].secret.as_str()),
+            ("1", "s1b")
+        );
+        assert!(webhooks[0].webhooks.is_empty());
+        assert_eq!(webhooks[1].app_id, "2");
+        assert_eq!(webhooks[1].webhooks.len(), 1);
     }
 }

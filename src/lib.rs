@@ -6,6 +6,7 @@
 
 pub mod app;
 pub mod bus;
+pub mod check_config;
 pub mod config;
 pub mod conn;
 pub mod http;
@@ -15,4 +16,6 @@ pub mod protocol;
 pub mod rest;
 pub mod server;
 pub mod shard;
+pub mod systemd;
+pub mod unix_socket;
 pub mod ws;

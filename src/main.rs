@@ -1,11 +1,13 @@
 //! The `sockudo` binary: load configuration, start the shards, stop cleanly on SIGTERM/SIGINT.
 
 use anyhow::Context;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use sockudo::config::{self, ConfigError};
-use sockudo::{logging, server::Server};
+use sockudo::{logging, server::Server, systemd};
 use std::process::ExitCode;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -25,8 +27,7 @@ fn main() -> ExitCode {
         }
     };
     if loaded.check_only {
-        print_stdout(&check_report(&loaded));
-        return ExitCode::SUCCESS;
+        return check_config(&loaded);
     }
     logging::init(&loaded.config);
     match loaded.source.path() {
@@ -39,7 +40,7 @@ fn main() -> ExitCode {
             None => tracing::info!("{note}"),
         }
     }
-    match run(loaded.config) {
+    match run(loaded.config, &args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -49,29 +50,10 @@ fn main() -> ExitCode {
     }
 }
 
-/// What `--check-config` prints: the source, then every key honoured and every key ignored.
-fn check_report(loaded: &config::Loaded) -> String {
-    let mut out = format!("configuration OK: {}\n", loaded.source);
-    let list = |title: &str, items: &[String]| {
-        let mut text = format!("{title} ({}):\n", items.len());
-        for item in items {
-            text.push_str(&format!("  {item}\n"));
-        }
-        text
-    };
-    out.push_str(&list("honoured keys", &loaded.keys.honoured));
-    out.push_str(&list(
-        "ignored keys (Sockudo features this server does not have)",
-        &loaded.keys.ignored,
-    ));
-    out.push_str(&list(
-        "ignored environment variables",
-        &loaded.keys.ignored_env,
-    ));
-    for note in &loaded.notes {
-        out.push_str(&format!("note: {note}\n"));
-    }
-    out
+/// `--check-config`: the configuration is valid (errors exit with status 2 before this); print it, secrets masked.
+fn check_config(loaded: &config::Loaded) -> ExitCode {
+    print_stdout(&sockudo::check_config::report(loaded));
+    ExitCode::SUCCESS
 }
 
 fn print_stdout(text: &str) {
@@ -79,16 +61,137 @@ fn print_stdout(text: &str) {
     let _ = writeln!(std::io::stdout(), "{text}");
 }
 
-fn run(config: config::Config) -> anyhow::Result<()> {
+/// Serves until SIGTERM/SIGINT: the first one drains (`/up` 503, then 4200 after `shutdown_grace_period`), a second
+/// one closes at once. SIGHUP reloads what can change at run time. systemd hears READY=1 once every shard
+/// listens, STATUS= with the connection count, watchdog pings while every shard responds, and STOPPING=1.
+fn run(config: config::Config, args: &[String]) -> anyhow::Result<()> {
     // Register before starting shards so that a signal during start-up is not lost.
-    let mut signals = Signals::new([SIGTERM, SIGINT]).context("cannot install signal handlers")?;
-    let addr = format!("{}:{}", config.host, config.port);
-    let server = Server::start(config)?;
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT, SIGHUP]).context("cannot install signal handlers")?;
+    let addr = if config.unix_socket.enabled {
+        format!("unix:{}", config.unix_socket.path)
+    } else {
+        format!("{}:{}", config.host, config.port)
+    };
+    let mut server = Server::start(config.clone())?;
+    let mut current = config;
     tracing::info!(%addr, shards = server.nr_shards, "sockudo ready");
-    if let Some(signal) = signals.forever().next() {
-        tracing::info!(signal, "stopping");
+
+    let notifier = systemd::Notifier::from_env().map(Arc::new);
+    let supervisor = match &notifier {
+        Some(notifier) => {
+            let watchdog = systemd::watchdog_interval(
+                std::env::var("WATCHDOG_USEC").ok().as_deref(),
+                std::env::var("WATCHDOG_PID").ok().as_deref(),
+                std::process::id(),
+            );
+            notifier.notify("READY=1");
+            if let Some(every) = watchdog {
+                tracing::info!(
+                    every_ms = every.as_millis() as u64,
+                    "systemd watchdog enabled"
+                );
+            }
+            Some(
+                systemd::Supervisor::start(
+                    notifier.clone(),
+                    watchdog,
+                    server.liveness.clone(),
+                    server.metrics.clone(),
+                )
+                .context("cannot start the systemd notify thread")?,
+            )
+        }
+        None => None,
+    };
+
+    let (signal_tx, signal_rx) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if signal_tx.send(signal).is_err() {
+                    return;
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let mut draining = false;
+    while !(draining && server.shards_stopped()) {
+        match signal_rx.recv_timeout(Duration::from_millis(50)) {
+            Ok(SIGHUP) => {
+                if let Some(notifier) = &notifier {
+                    notifier.notify(&systemd::reloading_message());
+                }
+                reload(&mut server, &mut current, args);
+                if let Some(notifier) = &notifier {
+                    notifier.notify("READY=1");
+                }
+            }
+            Ok(signal) if !draining => {
+                tracing::info!(
+                    signal,
+                    grace_secs = current.shutdown_grace_period,
+                    "draining; a second signal closes connections at once"
+                );
+                draining = true;
+                if let Some(notifier) = &notifier {
+                    notifier.notify("STOPPING=1");
+                }
+                if let Some(supervisor) = &supervisor {
+                    supervisor.set_draining();
+                }
+                server.drain();
+            }
+            Ok(signal) => {
+                tracing::info!(signal, "closing connections now");
+                server.close_now();
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                anyhow::bail!("the signal thread stopped")
+            }
+        }
     }
-    server.stop();
+    server.wait();
+    if let Some(supervisor) = supervisor {
+        supervisor.stop();
+    }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// SIGHUP: reads the configuration again from the same file, flags and environment and applies what can change
+/// while connections stay open: the apps of the memory driver and the log level. A configuration that does not
+/// load is refused with its reason and the running one kept.
+fn reload(server: &mut Server, current: &mut config::Config, args: &[String]) {
+    let loaded = match config::load(args, &|name| std::env::var(name).ok()) {
+        Ok(loaded) => loaded,
+        Err(e) => {
+            tracing::error!("reload refused, keeping the running configuration: {e}");
+            return;
+        }
+    };
+    let next = loaded.config;
+    if let Err(e) = logging::reload_level(&next) {
+        tracing::warn!("reload: {e}");
+    }
+    if next.app_manager.driver == "memory" {
+        for note in server.reload_apps(&next) {
+            tracing::warn!("reload: {note}");
+        }
+    }
+    let mut restart_only = next.clone();
+    restart_only.app_manager.array = current.app_manager.array.clone();
+    restart_only.debug = current.debug;
+    if restart_only != *current {
+        tracing::warn!(
+            "reload: settings other than the apps and the log level take effect after a restart"
+        );
+    }
+    // Keep what the process runs with for everything but the reloaded parts.
+    current.app_manager.array = next.app_manager.array;
+    current.debug = next.debug;
+    tracing::info!(apps = ?server.app_ids(), "configuration reloaded");
 }

@@ -1,15 +1,17 @@
-//! Process lifecycle: start one pinned shard per CPU, wait for all to serve, stop them on SIGTERM/SIGINT.
+//! Process lifecycle: start one pinned shard per CPU, wait for all to serve, drain and stop them on request.
 
 use crate::app::AppSeed;
 use crate::config::Config;
 use crate::metrics::{exporter, MetricsRegistry};
+use crate::shard::liveness::Liveness;
 use crate::shard::ClusterSeed;
-use crate::shard::{self, ShardSeed};
+use crate::shard::{self, ShardControl, ShardSeed};
+use sockudo_io_shard::cluster::{ClusterConfig, ClusterSetup};
+use crate::unix_socket::UnixAcceptor;
 use anyhow::{anyhow, Context};
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorBuilder, Placement};
-use sockudo_io_shard::cluster::{ClusterConfig, ClusterSetup};
-use sockudo_io_shard::{IoShard, IoShardConfig};
+use sockudo_io_shard::{IoRequest, IoSender, IoShard, IoShardConfig};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,11 +38,19 @@ const MAX_PENDING_WEBHOOKS: usize = 10_000;
 pub struct Server {
     threads: Vec<std::thread::JoinHandle<()>>,
     io_shard: IoShard,
-    stoppers: Vec<tokio::sync::oneshot::Sender<()>>,
+    controls: Vec<tokio::sync::mpsc::UnboundedSender<ShardControl>>,
     /// Number of worker shards.
     pub nr_shards: usize,
     /// Every shard's counters.
     pub metrics: Arc<MetricsRegistry>,
+    /// Every shard's heartbeat (systemd watchdog).
+    pub liveness: Arc<Liveness>,
+    /// The apps every shard runs with now (replaced by [`Server::reload_apps`]).
+    apps: AppSeed,
+    /// The Unix socket listener, when `unix_socket.enabled`.
+    unix: Option<UnixAcceptor>,
+    /// The way to the I/O shard, for reloads.
+    io: IoSender,
 }
 
 /// Online CPUs, in order.
@@ -113,6 +123,12 @@ impl Server {
                 )
             }
         };
+        // Like the metrics port: a socket path in use fails start-up before any shard runs.
+        let mut unix = if config.unix_socket.enabled {
+            Some(UnixAcceptor::bind(&config.unix_socket)?)
+        } else {
+            None
+        };
         let (io_shard, io) = sockudo_io_shard::start(IoShardConfig {
             apps: config
                 .app_manager
@@ -132,9 +148,12 @@ impl Server {
         })
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());
+        let liveness = Arc::new(Liveness::new(nr_shards));
+        let apps = AppSeed::new(&config);
         let seed = ShardSeed {
-            io: Some(io),
-            apps: AppSeed::new(&config),
+            liveness: liveness.clone(),
+            io: Some(io.clone()),
+            apps: apps.clone(),
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
             nr_shards,
@@ -143,7 +162,7 @@ impl Server {
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);
-        let mut stoppers = Vec::with_capacity(nr_shards);
+        let mut controls = Vec::with_capacity(nr_shards);
         let placements: Vec<Placement> = if pin {
             cpus.iter()
                 .take(nr_shards)
@@ -161,8 +180,8 @@ impl Server {
                 ))
                 .spin_before_park(Duration::from_micros(config.runtime.spin_before_park_us))
                 .ring_depth(config.runtime.ring_depth);
-            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
-            stoppers.push(stop_tx);
+            let (control_tx, control_rx) = tokio::sync::mpsc::unbounded_channel();
+            controls.push(control_tx);
             let seed = seed.clone();
             let ready = ready_tx.clone();
             let (built_tx, built_rx) = mpsc::channel::<()>();
@@ -172,7 +191,7 @@ impl Server {
                     let made = builder.make();
                     let _ = built_tx.send(());
                     match made {
-                        Ok(executor) => executor.run(shard::run(id, seed, ready, stop_rx)),
+                        Ok(executor) => executor.run(shard::run(id, seed, ready, control_rx)),
                         Err(e) => {
                             let _ = ready.send((
                                 id,
@@ -205,19 +224,79 @@ impl Server {
         if let Some(listener) = metrics_listener {
             exporter::spawn(listener, metrics.clone())?;
         }
+        if let Some(unix) = &mut unix {
+            unix.start(controls.clone())?;
+            tracing::info!(path = %unix.path().display(), "serving on the unix socket");
+        }
         Ok(Server {
             threads,
             io_shard,
-            stoppers,
+            controls,
             nr_shards,
             metrics,
+            liveness,
+            apps,
+            unix,
+            io,
         })
     }
 
-    /// Asks every shard to close its connections (4200) and stop, then waits for their threads.
+    /// Replaces the apps of every shard and the credentials and webhooks the I/O shard signs and delivers with,
+    /// from `config` (memory driver; SIGHUP). Open connections stay. Returns problems for the log.
+    pub fn reload_apps(&mut self, config: &Config) -> Vec<String> {
+        let next = self.apps.reloaded(config);
+        let mut problems = Vec::new();
+        if !self.io.send(IoRequest::ReplaceApps(next.webhooks())) {
+            problems.push(
+                "the I/O shard's queue is full: webhooks keep their previous definitions until the next reload"
+                    .to_string(),
+            );
+        }
+        self.tell_every_shard(|| ShardControl::ReplaceApps(next.clone()));
+        self.apps = next;
+        problems
+    }
+
+    /// Ids of the apps the shards serve now.
+    pub fn app_ids(&self) -> Vec<String> {
+        self.apps.app_ids().into_iter().map(String::from).collect()
+    }
+
+    fn tell_every_shard(&self, what: impl Fn() -> ShardControl) {
+        for control in &self.controls {
+            // A shard that already stopped has nothing left to do.
+            let _ = control.send(what());
+        }
+    }
+
+    /// Starts draining: `/up` and new WebSocket upgrades answer 503 at once; each shard closes its connections
+    /// with 4200 once `shutdown_grace_period` passed (sooner when they all left) and stops.
+    pub fn drain(&self) {
+        self.tell_every_shard(|| ShardControl::Drain);
+    }
+
+    /// Ends the drain period now: connections are closed with 4200 at once.
+    pub fn close_now(&self) {
+        self.tell_every_shard(|| ShardControl::CloseNow);
+    }
+
+    /// True once every shard stopped.
+    pub fn shards_stopped(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+
+    /// Closes every connection (4200) at once and stops.
     pub fn stop(self) {
-        for stop in self.stoppers {
-            let _ = stop.send(());
+        self.drain();
+        self.close_now();
+        self.wait();
+    }
+
+    /// Waits for the shards to stop (after [`Server::drain`]), then gives the I/O shard a bounded time to deliver
+    /// the webhooks still pending.
+    pub fn wait(self) {
+        if let Some(unix) = self.unix {
+            unix.stop();
         }
         for thread in self.threads {
             if thread.join().is_err() {

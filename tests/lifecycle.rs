@@ -46,7 +46,10 @@ fn slow_consumer_is_closed_4100_and_memory_stays_bounded() {
 
 #[test]
 fn sigterm_closes_clients_4200_and_exits_zero() {
-    let mut server = Server::start();
+    let mut server = Server::start_with(ServerOptions {
+        env: vec![("SHUTDOWN_GRACE_PERIOD".into(), "1".into())],
+        ..Default::default()
+    });
     let mut clients: Vec<Client> = (0..6).map(|_| server.client()).collect();
     for c in clients.iter_mut() {
         c.subscribe("c");

@@ -11,19 +11,51 @@ sockudo: Pusher-compatible (protocol v7) WebSocket server
 
 Usage: sockudo [OPTIONS]
 
-Options:
+Options (each also settable by the environment variable named after it):
   -c, --config <PATH>   Config file (.toml or .json); env CONFIG_FILE.
                         Default: config/config.toml, then config/config.json, if present
       --host <ADDR>     Listen address (default 0.0.0.0); env HOST
   -p, --port <PORT>     Listen port (default 6001); env PORT
       --shards <N>      Shards / threads, 0 = one per CPU (default 0); env SHARDS
       --debug           Verbose logging; env DEBUG
-      --check-config    Load and validate the configuration, print the keys honoured and
-                        ignored, exit (status 2 on a configuration error)
+      --check-config    Validate the configuration, print it (secrets masked) with the keys
+                        honoured and ignored, and exit; exit status 2 when it is invalid
   -h, --help            Print this help
   -V, --version         Print the version
 
+Environment variables (config key in brackets; see config/README.md):
+  HOST [host]  PORT [port]  SHARDS [shards]  DEBUG / DEBUG_MODE [debug]
+  ACTIVITY_TIMEOUT [activity_timeout]  PONG_TIMEOUT [pong_timeout]
+  USER_AUTHENTICATION_TIMEOUT [user_authentication_timeout]
+  SHUTDOWN_GRACE_PERIOD [shutdown_grace_period]  WEBSOCKET_MAX_PAYLOAD_KB [websocket_max_payload_kb]
+  WEBSOCKET_MAX_MESSAGES [websocket.max_messages]  WEBSOCKET_MAX_BYTES [websocket.max_bytes]
+  WEBSOCKET_DISCONNECT_ON_BUFFER_FULL [websocket.disconnect_on_buffer_full]
+  HTTP_API_REQUEST_LIMIT_IN_MB [http_api.request_limit_in_mb]
+  LOG_OUTPUT_FORMAT [logging.output_format]  LOG_COLORS_ENABLED [logging.colors_enabled]
+  LOG_INCLUDE_TARGET [logging.include_target]  RUST_LOG (log filter, e.g. info,sockudo=debug)
+  METRICS_ENABLED [metrics.enabled]  METRICS_HOST [metrics.host]  METRICS_PORT [metrics.port]
+  METRICS_PROMETHEUS_PREFIX [metrics.prometheus_prefix]  METRICS_DRIVER (prometheus only)
+  ADAPTER_DRIVER [adapter.driver: local, redis, redis-cluster, nats]  APP_MANAGER_DRIVER [app_manager.driver]
+  ADAPTER_REQUESTS_TIMEOUT [adapter.requests_timeout]  REDIS_URL [adapter.redis.url]
+  REDIS_PREFIX [adapter.redis.prefix]  REDIS_CLUSTER_NODES [adapter.cluster.nodes]
+  NATS_SERVERS [adapter.nats.servers]  NATS_PREFIX [adapter.nats.prefix]
+  NATS_USERNAME, NATS_PASSWORD, NATS_TOKEN [adapter.nats.*]  NATS_CONNECTION_TIMEOUT_MS
+  NATS_REQUEST_TIMEOUT_MS  NATS_NO_ECHO  NATS_NODES_NUMBER [adapter.nats.*]
+  CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS, CLUSTER_HEALTH_NODE_TIMEOUT_MS [adapter.cluster_health.*]
+  WEBHOOK_BATCHING_ENABLED [webhooks.batching.enabled]
+  WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]
+  SOCKUDO_IO_MEMORY_KB [runtime.io_memory_kb]  SOCKUDO_PREEMPT_TIMER_MS [runtime.preempt_timer_ms]
+  SOCKUDO_SPIN_BEFORE_PARK_US [runtime.spin_before_park_us]  SOCKUDO_RING_DEPTH [runtime.ring_depth]
+  UNIX_SOCKET_ENABLED [unix_socket.enabled]  UNIX_SOCKET_PATH [unix_socket.path]
+  UNIX_SOCKET_PERMISSION_MODE [unix_socket.permission_mode]
+  SSL_ENABLED [ssl.enabled]  TLS is not implemented yet: true stops the start
+  SOCKUDO_DEFAULT_APP_{ID,KEY,SECRET,ENABLED,ENABLE_CLIENT_MESSAGES,MAX_CONNECTIONS,...}
+                        one app for the memory driver (ID, KEY and SECRET together)
+  NOTIFY_SOCKET, WATCHDOG_USEC  set by systemd (Type=notify, WatchdogSec=)
+
 Precedence: defaults < config file < command line < environment variables.
+Signals: SIGTERM/SIGINT drain then stop (a second one stops at once); SIGHUP reloads
+apps and the log level from the same sources.
 ";
 
 /// What the command line asks for.
@@ -39,7 +71,7 @@ pub struct CliArgs {
     pub shards: Option<usize>,
     /// `--debug` (a bare switch).
     pub debug: bool,
-    /// `--check-config` (a bare switch).
+    /// `--check-config`: validate, print the effective configuration and exit.
     pub check_config: bool,
 }
 
@@ -173,6 +205,32 @@ mod tests {
     }
 
     #[test]
+    fn check_config_is_a_switch() {
+        assert!(parse(&["--check-config"]).expect("parses").check_config);
+        assert!(!parse(&[]).expect("parses").check_config);
+    }
+
+    #[test]
+    fn help_names_every_environment_variable_the_loader_reads() {
+        let env_source = include_str!("env.rs");
+        let start = env_source.find("pub fn apply").expect("Env::apply");
+        let end = env_source
+            .find("pub fn default_app")
+            .expect("Env::default_app");
+        for line in env_source[start..end].lines() {
+            for quoted in line.split('"').skip(1).step_by(2) {
+                let is_var = quoted.len() > 2
+                    && quoted
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
+                if is_var {
+                    assert!(HELP.contains(quoted), "--help does not mention {quoted}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn mistakes_name_the_flag() {
         let msg = |args: &[&str]| parse(args).unwrap_err().to_string();
         assert_eq!(
@@ -189,6 +247,7 @@ mod tests {
             "--shards: \"-1\" is not a valid non-negative integer"
         );
         assert_eq!(msg(&["--debug=yes"]), "--debug: takes no value");
+        assert_eq!(msg(&["--check-config=1"]), "--check-config: takes no value");
         assert_eq!(
             msg(&["--port", "1", "extra"]),
             "unexpected argument \"extra\" (see --help)"

@@ -179,6 +179,19 @@ impl<'a> Env<'a> {
             &mut c.runtime.spin_before_park_us,
         )?;
         self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
+
+        if self.parsed("SSL_ENABLED", parse_bool)? == Some(true) {
+            return Err(ConfigError::env(
+                "SSL_ENABLED",
+                super::compat::TLS_NOT_SUPPORTED,
+            ));
+        }
+        self.flag("UNIX_SOCKET_ENABLED", &mut c.unix_socket.enabled)?;
+        self.string("UNIX_SOCKET_PATH", &mut c.unix_socket.path);
+        self.string(
+            "UNIX_SOCKET_PERMISSION_MODE",
+            &mut c.unix_socket.permission_mode,
+        );
         Ok(())
     }
 

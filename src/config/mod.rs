@@ -42,7 +42,7 @@ pub use key_check::KeyReport;
 pub use model::{
     AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
     HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
-    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
+    UnixSocketConfig, WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
 };
 
 /// The result of [`load`].

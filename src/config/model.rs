@@ -52,6 +52,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// glommio executor tuning.
     pub runtime: RuntimeConfig,
+    /// Serve on a Unix domain socket instead of the TCP port (Sockudo's `unix_socket`).
+    pub unix_socket: UnixSocketConfig,
 }
 
 impl Default for Config {
@@ -77,6 +79,7 @@ impl Default for Config {
             app_manager: AppManagerConfig::default(),
             webhooks: WebhooksConfig::default(),
             runtime: RuntimeConfig::default(),
+            unix_socket: UnixSocketConfig::default(),
         }
     }
 }
@@ -502,6 +505,45 @@ impl Default for RuntimeConfig {
             preempt_timer_ms: 5,
             spin_before_park_us: 0,
             ring_depth: 4096,
+        }
+    }
+}
+
+/// A Unix domain socket listener for a reverse proxy on the same host. As in Sockudo, when enabled it replaces the
+/// TCP listener (WebSocket and REST are served on the socket; the metrics port stays TCP).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UnixSocketConfig {
+    /// Env `UNIX_SOCKET_ENABLED`.
+    pub enabled: bool,
+    /// Socket file; a stale one (nobody listening) is replaced at start, the file is removed at stop.
+    /// Env `UNIX_SOCKET_PATH`.
+    pub path: String,
+    /// Octal file mode of the socket, e.g. `"660"` (owner and group may connect). Env `UNIX_SOCKET_PERMISSION_MODE`.
+    pub permission_mode: String,
+}
+
+impl Default for UnixSocketConfig {
+    fn default() -> Self {
+        UnixSocketConfig {
+            enabled: false,
+            path: "/var/run/sockudo/sockudo.sock".into(),
+            permission_mode: "660".into(),
+        }
+    }
+}
+
+impl UnixSocketConfig {
+    /// `permission_mode` as a mode number, or why it is not one (octal digits, at most `777`).
+    pub fn mode(&self) -> Result<u32, String> {
+        let text = self.permission_mode.trim();
+        let digits = text.strip_prefix("0o").unwrap_or(text);
+        match u32::from_str_radix(digits, 8) {
+            Ok(mode) if !digits.is_empty() && mode <= 0o777 => Ok(mode),
+            _ => Err(format!(
+                "\"{}\" is not an octal file mode such as \"660\"",
+                self.permission_mode
+            )),
         }
     }
 }

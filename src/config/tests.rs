@@ -389,13 +389,12 @@ fn a_sockudo_shaped_file_carries_over() {
             "queue.driver",
             "rate_limiter.enabled",
             "ssl.enabled",
-            "unix_socket.enabled",
         ]
     );
     let warnings: Vec<&String> = loaded
         .notes
         .iter()
-        .filter(|n| n.starts_with("WARNING: 15 Sockudo"))
+        .filter(|n| n.starts_with("WARNING: 14 Sockudo"))
         .collect();
     assert_eq!(
         warnings.len(),
@@ -443,4 +442,56 @@ fn variables_in_the_file_are_expanded_from_the_environment() {
         .expect("loads")
         .config;
     assert_eq!(config.port, 7006);
+}
+
+#[test]
+fn unix_socket_from_file_and_environment_with_a_checked_mode() {
+    let text =
+        r#"{"unix_socket": {"enabled": true, "path": "/run/s/a.sock", "permission_mode": "600"}}"#;
+    let loaded = World::default()
+        .file("config/config.json", text)
+        .env("UNIX_SOCKET_PATH", "/run/s/b.sock")
+        .load(&[])
+        .expect("loads");
+    let u = &loaded.config.unix_socket;
+    assert!(u.enabled);
+    assert_eq!(u.path, "/run/s/b.sock", "environment wins over the file");
+    assert_eq!(u.mode(), Ok(0o600));
+    let err = World::default()
+        .env("UNIX_SOCKET_ENABLED", "true")
+        .env("UNIX_SOCKET_PERMISSION_MODE", "999")
+        .load(&[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unix_socket.permission_mode"), "{err}");
+    assert!(err.contains("\"999\" is not an octal file mode"), "{err}");
+}
+
+#[test]
+fn tls_asked_for_stops_the_start_instead_of_serving_plain_text() {
+    let err = World::default()
+        .file(
+            "config/config.json",
+            r#"{"ssl": {"enabled": true, "cert_path": "/c.pem"}}"#,
+        )
+        .load(&[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ssl.enabled"), "{err}");
+    assert!(err.contains("TLS is not implemented yet"), "{err}");
+    let err = World::default()
+        .env("SSL_ENABLED", "true")
+        .load(&[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("SSL_ENABLED: TLS is not implemented yet"),
+        "{err}"
+    );
+    // Disabled TLS in a Sockudo file is still just ignored with a note.
+    World::default()
+        .env("SSL_ENABLED", "false")
+        .file("config/config.json", r#"{"ssl": {"enabled": false}}"#)
+        .load(&[])
+        .expect("loads");
 }

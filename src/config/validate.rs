@@ -21,6 +21,12 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             "must be at most 1024 (0 = one per CPU)",
         ));
     }
+    if c.unix_socket.enabled {
+        non_empty("unix_socket.path", &c.unix_socket.path)?;
+        c.unix_socket
+            .mode()
+            .map_err(|m| ConfigError::invalid("unix_socket.permission_mode", m))?;
+    }
     at_least_one("activity_timeout", c.activity_timeout)?;
     at_least_one("pong_timeout", c.pong_timeout)?;
     at_least_one("user_authentication_timeout", c.user_authentication_timeout)?;

@@ -3,20 +3,20 @@
 //! `GET /app/{key}` with upgrade headers becomes a WebSocket; everything else is answered by the REST router,
 //! with keep-alive and pipelining (requests are parsed out of one buffer in order).
 
+use crate::conn::stream::Stream;
 use crate::http::{self, Response};
 use crate::metrics::Route;
 use crate::rest;
 use crate::shard::Shard;
 use futures_lite::future::poll_fn;
 use futures_lite::{AsyncRead, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 use std::time::Instant;
 
 /// Serves one accepted TCP connection until it closes or becomes a WebSocket.
-pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
     let limits = http::Limits {
         max_header_bytes: shard.config.http_api.max_header_bytes,
         max_body_bytes: shard.config.http_api.request_limit_in_mb * 1024 * 1024,
@@ -36,6 +36,17 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                         shard
                             .metrics
                             .http_call(Route::Other, 400, took, header_len, sent);
+                        return;
+                    }
+                    if shard.is_shutting_down() {
+                        // Draining: refuse before the upgrade, so the client (or its load balancer) goes elsewhere.
+                        let started = Instant::now();
+                        let resp = Response::text(503, "DRAINING").with_header("Retry-After", "1");
+                        let sent = write_response(&mut stream, &shard, &resp, false).await;
+                        let (took, sent) = (started.elapsed(), sent.unwrap_or(0));
+                        shard
+                            .metrics
+                            .http_call(Route::Other, 503, took, header_len, sent);
                         return;
                     }
                     let leftover = buf.split_off(header_len);
@@ -87,7 +98,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
 /// the connection's task (it would also be copied into every spawned task).
 async fn read_into(
     shard: &Shard,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
 ) -> std::io::Result<usize> {
     poll_fn(|cx| {
@@ -104,7 +115,7 @@ async fn read_into(
 }
 
 async fn write_response(
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     shard: &Shard,
     resp: &Response,
     keep_alive: bool,

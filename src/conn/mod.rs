@@ -10,16 +10,17 @@ mod flush;
 pub mod http_conn;
 pub mod outbound;
 pub mod signin;
+pub mod stream;
 pub mod subscribe;
 pub mod websocket;
 
 use crate::app::App;
+use crate::conn::stream::Stream;
 use crate::metrics::ShardMetrics;
 use crate::ws;
 use bytes::Bytes;
 use futures_lite::future::poll_fn;
 use futures_lite::AsyncWrite;
-use glommio::net::TcpStream;
 use outbound::{Drain, Frame, Offer, OutQueue, QueueLimits};
 use std::cell::{Cell, RefCell};
 use std::os::unix::io::{AsRawFd, RawFd};
@@ -87,7 +88,7 @@ pub struct Connection {
     pub app: Rc<App>,
     /// This connection, for handing itself to the flusher.
     me: Weak<Connection>,
-    stream: RefCell<TcpStream>,
+    stream: RefCell<Stream>,
     fd: RawFd,
     out: RefCell<OutQueue>,
     writing: Cell<Writing>,
@@ -135,7 +136,7 @@ impl Connection {
         id: u64,
         socket_id: String,
         app: Rc<App>,
-        stream: TcpStream,
+        stream: Stream,
         now: u32,
         metrics: Arc<ShardMetrics>,
     ) -> Rc<Self> {

@@ -3,13 +3,13 @@
 
 use super::signin::{self, SigninData};
 use super::{client_event, subscribe, ConnState, Connection};
+use crate::conn::stream::Stream;
 use crate::http::Request;
 use crate::protocol::messages::{self, ClientMessage, SubscribeData, UnsubscribeData};
 use crate::protocol::{codes, origin, socket_id};
 use crate::shard::Shard;
 use crate::ws::{self, Message};
 use futures_lite::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
 use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
@@ -24,7 +24,7 @@ struct Refusal(u16, &'static str);
 
 /// Completes the HTTP upgrade of `/app/{key}` and hands the WebSocket to a task of its own, so that what the HTTP
 /// phase needed (its buffers, the request) is freed and an idle connection keeps only a small reader task.
-pub async fn upgrade(shard: Rc<Shard>, stream: TcpStream, req: Request, leftover: Vec<u8>) {
+pub async fn upgrade(shard: Rc<Shard>, stream: Stream, req: Request, leftover: Vec<u8>) {
     let Some(key) = req.websocket_key() else {
         return;
     };
@@ -104,7 +104,6 @@ fn check_handshake(
     let app = shard
         .apps
         .by_key(app_key)
-        .cloned()
         .ok_or(Refusal(codes::APP_NOT_FOUND, "Application does not exist"))?;
     if !app.enabled {
         return Err(Refusal(codes::APP_DISABLED, "Application is disabled"));
@@ -123,7 +122,7 @@ fn check_handshake(
 
 /// Sends the 101 response already in `out`, `pusher:error` and a close frame, then waits briefly for the client's
 /// close so that it reads our close code instead of a reset.
-async fn refuse(mut stream: TcpStream, mut out: Vec<u8>, code: u16, message: &str) {
+async fn refuse(mut stream: Stream, mut out: Vec<u8>, code: u16, message: &str) {
     out.extend_from_slice(&ws::encode_text(
         messages::error(Some(code), message, None).as_bytes(),
     ));

@@ -37,6 +37,13 @@ impl ChannelIndex {
         }
     }
 
+    /// Makes room for apps added by a reload (app indexes only grow).
+    pub fn ensure_apps(&mut self, nr_apps: usize) {
+        while self.apps.len() < nr_apps {
+            self.apps.push(HashMap::new());
+        }
+    }
+
     /// The entry of `channel`, if anyone anywhere subscribes to it.
     pub fn get(&self, app: u32, channel: &str) -> Option<&ChannelEntry> {
         self.apps.get(app as usize)?.get(channel)
@@ -100,6 +107,11 @@ impl ChannelIndex {
 
     /// Records whether shard `shard` has subscribers for `channel`.
     pub fn set_remote(&mut self, app: u32, channel: &str, shard: usize, interested: bool) {
+        if interested {
+            // An app added by a reload may be used on a peer before this shard applied the reload; app indexes
+            // are the process's own (never from the network), so growing to it is bounded.
+            self.ensure_apps(app as usize + 1);
+        }
         let Some(map) = self.apps.get_mut(app as usize) else {
             return;
         };
@@ -126,5 +138,21 @@ impl ChannelIndex {
             .flat_map(|m| m.iter())
             .filter(|(_, e)| !e.local.is_empty())
             .map(|(name, e)| (&**name, e.local.len()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interest_for_an_app_added_by_a_reload_elsewhere_is_kept() {
+        let mut index = ChannelIndex::new(1);
+        index.set_remote(2, "news", 1, true);
+        assert_eq!(index.get(2, "news").map(|e| e.remote), Some(0b10));
+        index.set_remote(2, "news", 1, false);
+        assert!(index.get(2, "news").is_none());
+        index.set_remote(7, "gone", 0, false);
+        assert!(index.get(7, "gone").is_none(), "withdrawing needs no room");
     }
 }

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod channels;
 pub mod cluster;
+pub mod liveness;
 pub mod mesh;
 pub mod presence;
 pub mod query;
@@ -71,6 +72,12 @@ pub struct Shard {
     started: Instant,
     clock: Cell<u32>,
     shutting_down: Cell<bool>,
+    /// Set by [`ShardControl::CloseNow`]: end the drain period at once.
+    close_now: Cell<bool>,
+    /// Wakes the drain sequence when a [`ShardControl`] changes the shard's phase.
+    phase_changed: tokio::sync::Notify,
+    /// Where the sweeper proves that this shard's executor still runs tasks (systemd watchdog).
+    pub liveness: std::sync::Arc<liveness::Liveness>,
     /// What to do with subscribers whose queue is full.
     pub slow_consumer: SlowConsumerPolicy,
     /// This shard's counters; written only here.
@@ -110,6 +117,8 @@ pub struct ShardSeed {
     pub io: Option<IoSender>,
     /// This node's cluster membership, when the adapter is not `local`.
     pub cluster: Option<std::sync::Arc<ClusterSeed>>,
+    /// Every shard's heartbeat slot.
+    pub liveness: std::sync::Arc<liveness::Liveness>,
 }
 
 /// What every shard needs to take part in the cluster.
@@ -137,6 +146,23 @@ async fn receive_from_cluster(
     }
 }
 
+/// What the process (main thread) asks of a running shard.
+#[derive(Debug)]
+pub enum ShardControl {
+    /// Start draining: `/up` and new WebSocket upgrades answer 503, existing connections keep being served until
+    /// `shutdown_grace_period` ends (or they all left), then they are closed with 4200 and the shard stops.
+    Drain,
+    /// End the drain period now (a second SIGTERM/SIGINT).
+    CloseNow,
+    /// Replace this shard's apps (SIGHUP with the memory driver); connections stay open.
+    ReplaceApps(crate::app::AppSeed),
+    /// Serve a connection accepted on the Unix socket listener.
+    ServeUnix(std::os::fd::OwnedFd),
+}
+
+/// The receiving end of a shard's control channel.
+pub type ControlReceiver = tokio::sync::mpsc::UnboundedReceiver<ShardControl>;
+
 /// How a shard thread reports that it is serving (or why it could not start).
 pub type ReadySender = std::sync::mpsc::Sender<(usize, Result<(), String>)>;
 
@@ -146,7 +172,7 @@ impl Shard {
         self.clock.get()
     }
 
-    /// True once shutdown began: no new connections, no keep-alive.
+    /// True once draining began: `/up` answers 503, no new WebSocket, no keep-alive.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.get()
     }
@@ -870,7 +896,7 @@ impl Shard {
 
     /// The app with REST id `id`.
     pub fn app_by_id(&self, id: &str) -> Option<Rc<App>> {
-        self.apps.by_id(id).cloned()
+        self.apps.by_id(id)
     }
 }
 
@@ -879,22 +905,23 @@ impl Shard {
 /// `thread` is the index of the thread that runs it (used for CPU placement and start-up errors). The shard's id
 /// is its position in the cross-shard mesh, which glommio orders by executor id, so that "send to shard `s`" and
 /// "bit `s` of an interest mask" name the same peer on every shard.
-pub async fn run(
-    thread: usize,
-    seed: ShardSeed,
-    ready: ReadySender,
-    shutdown: tokio::sync::oneshot::Receiver<()>,
-) {
+pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: ControlReceiver) {
     let config = Rc::new((*seed.config).clone());
-    let addr = format!("{}:{}", config.host, config.port);
-    let listener = match listen(&addr) {
-        Ok(l) => l,
-        Err(e) => {
-            let _ = ready.send((
-                thread,
-                Err(format!("shard {thread}: cannot listen on {addr}: {e}")),
-            ));
-            return;
+    // With the Unix socket listener on, connections come from its acceptor (ShardControl::ServeUnix) and, as in
+    // Sockudo, the TCP port is not opened.
+    let (addr, listener) = if config.unix_socket.enabled {
+        (format!("unix:{}", config.unix_socket.path), None)
+    } else {
+        let addr = format!("{}:{}", config.host, config.port);
+        match listen(&addr) {
+            Ok(l) => (addr, Some(l)),
+            Err(e) => {
+                let _ = ready.send((
+                    thread,
+                    Err(format!("shard {thread}: cannot listen on {addr}: {e}")),
+                ));
+                return;
+            }
         }
     };
     let (id, senders, receivers) = if seed.nr_shards > 1 {
@@ -946,6 +973,9 @@ pub async fn run(
         started: Instant::now(),
         clock: Cell::new(0),
         shutting_down: Cell::new(false),
+        close_now: Cell::new(false),
+        phase_changed: tokio::sync::Notify::new(),
+        liveness: seed.liveness.clone(),
         slow_consumer: SlowConsumerPolicy {
             limits: QueueLimits {
                 max_messages: config.websocket.max_messages,
@@ -979,12 +1009,70 @@ pub async fn run(
     tracing::info!(shard = id, %addr, "shard serving");
     let _ = ready.send((id, Ok(())));
 
-    let accept_loop = accept_connections(shard.clone(), listener);
-    let stop = async {
-        let _ = shutdown.await;
+    glommio::spawn_local(obey(shard.clone(), control)).detach();
+    #[cfg(debug_assertions)]
+    test_hooks::wedge_if_asked(id);
+
+    // The listener stays open while draining, so health checks see 503 and a load balancer moves traffic away.
+    let accept_loop = async {
+        match listener {
+            Some(listener) => accept_connections(shard.clone(), listener).await,
+            None => futures_lite::future::pending().await,
+        }
     };
-    futures_lite::future::or(accept_loop, stop).await;
-    drain(&shard).await;
+    futures_lite::future::or(accept_loop, drain_period(&shard)).await;
+    close_all(&shard).await;
+    shard.liveness.finished(shard.id);
+}
+
+/// Applies the process's [`ShardControl`]s. A closed channel (the process is going away) ends the drain at once.
+async fn obey(shard: Rc<Shard>, mut control: ControlReceiver) {
+    loop {
+        match control.recv().await {
+            Some(ShardControl::Drain) => {
+                shard.shutting_down.set(true);
+                shard.phase_changed.notify_one();
+            }
+            Some(ShardControl::ReplaceApps(seed)) => {
+                shard.apps.replace(&seed);
+                shard.channels.borrow_mut().ensure_apps(seed.slots());
+                tracing::debug!(shard = shard.id, apps = seed.slots(), "apps replaced");
+            }
+            Some(ShardControl::ServeUnix(fd)) => {
+                use std::os::fd::IntoRawFd;
+                // SAFETY: an accepted AF_UNIX stream socket whose ownership moves into the stream.
+                let stream =
+                    unsafe { crate::conn::stream::Stream::unix_from_raw_fd(fd.into_raw_fd()) };
+                glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
+            }
+            Some(ShardControl::CloseNow) | None => {
+                shard.shutting_down.set(true);
+                shard.close_now.set(true);
+                shard.phase_changed.notify_one();
+                return;
+            }
+        }
+    }
+}
+
+/// Resolves when the shard's connections should be closed: after draining for `shutdown_grace_period`, as soon
+/// as no WebSocket is left, or at once on [`ShardControl::CloseNow`].
+async fn drain_period(shard: &Rc<Shard>) {
+    while !shard.is_shutting_down() {
+        shard.phase_changed.notified().await;
+    }
+    let grace = Duration::from_secs(shard.config.shutdown_grace_period);
+    tracing::info!(
+        shard = shard.id,
+        connections = shard.conns.borrow().len(),
+        grace_secs = grace.as_secs(),
+        "draining: /up and new WebSocket connections answer 503"
+    );
+    let deadline = Instant::now() + grace;
+    while !shard.close_now.get() && !shard.conns.borrow().is_empty() && Instant::now() < deadline {
+        let tick = glommio::timer::sleep(Duration::from_millis(50));
+        futures_lite::future::or(tick, shard.phase_changed.notified()).await;
+    }
 }
 
 fn spawn_mesh_receivers(shard: &Rc<Shard>, mut receivers: Receivers<ShardMsg>) {
@@ -1027,6 +1115,7 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                let stream = crate::conn::stream::Stream::Tcp(stream);
                 glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
             }
             Err(e) => {
@@ -1038,11 +1127,18 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
     }
 }
 
-/// Shutdown: close every connection with 4200, give clients the grace period to go, then cut the rest.
-async fn drain(shard: &Rc<Shard>) {
+/// How long clients get to answer the 4200 close frame before their sockets are cut.
+const CLOSE_WAIT: Duration = Duration::from_secs(3);
+
+/// The end of the drain: close every connection with 4200, give clients [`CLOSE_WAIT`] to go, then cut the rest.
+async fn close_all(shard: &Rc<Shard>) {
     shard.shutting_down.set(true);
     let conns: Vec<Rc<Connection>> = shard.conns.borrow().values().cloned().collect();
-    tracing::info!(shard = shard.id, connections = conns.len(), "shutting down");
+    tracing::info!(
+        shard = shard.id,
+        connections = conns.len(),
+        "closing connections (4200)"
+    );
     for conn in &conns {
         conn.close(
             crate::protocol::codes::RECONNECT,
@@ -1050,7 +1146,7 @@ async fn drain(shard: &Rc<Shard>) {
             shard.now(),
         );
     }
-    let deadline = Instant::now() + Duration::from_secs(shard.config.shutdown_grace_period.max(1));
+    let deadline = Instant::now() + CLOSE_WAIT;
     while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
@@ -1094,7 +1190,41 @@ async fn send_delayed_webhooks(shard: Rc<Shard>) {
 
 impl Shard {
     pub(crate) fn tick(&self) {
-        self.clock.set(self.started.elapsed().as_secs() as u32);
+        let now = Instant::now();
+        self.clock
+            .set(now.saturating_duration_since(self.started).as_secs() as u32);
+        self.liveness.beat(self.id, now);
+    }
+}
+
+/// Debug builds only: ways for tests to put a shard in states production code must survive.
+#[cfg(debug_assertions)]
+mod test_hooks {
+    use std::time::Duration;
+
+    /// `SOCKUDO_TEST_WEDGE_SHARD=<shard>:<after_ms>` blocks that shard's thread for good after `after_ms`, as a
+    /// blocking call or a busy loop would, so the systemd watchdog test can see the pings stop.
+    pub fn wedge_if_asked(shard: usize) {
+        let Ok(spec) = std::env::var("SOCKUDO_TEST_WEDGE_SHARD") else {
+            return;
+        };
+        let Some((target, after)) = spec.split_once(':') else {
+            return;
+        };
+        let (Ok(target), Ok(after)) = (target.parse::<usize>(), after.parse::<u64>()) else {
+            return;
+        };
+        if target != shard {
+            return;
+        }
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(Duration::from_millis(after)).await;
+            tracing::warn!(shard, "test hook: wedging this shard");
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
+        })
+        .detach();
     }
 }
 

@@ -35,6 +35,9 @@ pub enum IoRequest {
     Webhook(WebhookEvent),
     /// Publish a message to other nodes of the cluster (dropped when the node runs alone).
     Cluster(cluster::ClusterOut),
+    /// Replace every app's credentials and webhooks (a configuration reload), at the indexes
+    /// [`WebhookEvent::app`] uses. Deliveries already started keep what they were signed with.
+    ReplaceApps(Vec<AppWebhooks>),
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.

@@ -39,20 +39,22 @@ impl Router {
         batching: Option<Duration>,
         shared: Arc<Shared>,
     ) -> Router {
-        let apps = apps
-            .into_iter()
-            .map(|hooks| App {
-                id: hooks.app_id.as_str().into(),
-                hooks,
-            })
-            .collect();
         Router {
-            apps,
+            apps: Self::apps(apps),
             batcher: Batcher::new(batching),
             tasks: JoinSet::new(),
             shared,
             cluster: None,
         }
+    }
+
+    fn apps(apps: Vec<AppWebhooks>) -> Vec<App> {
+        apps.into_iter()
+            .map(|hooks| App {
+                id: hooks.app_id.as_str().into(),
+                hooks,
+            })
+            .collect()
     }
 
     /// Runs until `shutdown` gives the deadline (or its sender is dropped: deadline now), then flushes.
@@ -118,6 +120,7 @@ impl Router {
                     let _ = cluster.send(out);
                 }
             }
+            IoRequest::ReplaceApps(apps) => self.apps = Self::apps(apps),
         }
     }
 

@@ -320,3 +320,44 @@ fn oldest_waiting_delivery_is_dropped_beyond_the_pending_cap() {
     assert_eq!(count(&stats.webhooks_pending), 1);
     shard.shutdown(Duration::from_millis(100));
 }
+
+#[test]
+fn replaced_apps_sign_with_the_new_secret_and_reach_the_new_webhooks() {
+    let old_receiver = Receiver::new(vec![200]);
+    let new_receiver = Receiver::new(vec![200]);
+    let hooks = app(json!([{"url": old_receiver.url, "event_types": ["channel_occupied"]}]));
+    let (shard, sender) = start(config(vec![hooks], None)).expect("start");
+    let mut replaced = app(json!([{"url": new_receiver.url, "event_types": ["channel_occupied"]}]));
+    replaced.secret = "a-new-secret".into();
+    let second = app(json!([{"url": new_receiver.url, "event_types": ["channel_vacated"]}]));
+    assert!(sender.send(IoRequest::ReplaceApps(vec![replaced, second])));
+    assert!(sender.send(occupied("c")));
+    assert!(sender.send(IoRequest::Webhook(WebhookEvent::new(
+        1,
+        EventKind::ChannelVacated,
+        "d"
+    ))));
+
+    let first = new_receiver.next(WAIT).expect("first request");
+    let second = new_receiver.next(WAIT).expect("second request");
+    let mut by_name: Vec<(String, Received)> = [first, second]
+        .into_iter()
+        .map(|r| (r.events()[0]["name"].as_str().unwrap_or("").to_string(), r))
+        .collect();
+    by_name.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(by_name[0].0, "channel_occupied");
+    assert_eq!(
+        by_name[1].0, "channel_vacated",
+        "the app added by the replacement"
+    );
+    let got = &by_name[0].1;
+    let mut mac = Hmac::<Sha256>::new_from_slice(b"a-new-secret").expect("key");
+    mac.update(&got.body);
+    let want = hex::encode(mac.finalize().into_bytes());
+    assert_eq!(got.header("x-pusher-signature"), Some(want.as_str()));
+    assert!(
+        old_receiver.next(Duration::from_millis(200)).is_none(),
+        "the replaced webhook gets nothing"
+    );
+    shard.shutdown(Duration::from_secs(1));
+}
