@@ -1,0 +1,22 @@
+//! Broker outages: each test stops and restarts its broker, so these live in a test binary of their own
+//! (cargo runs test binaries one after another, so no other bus test sees the outage).
+
+mod common;
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_restart_reconnects_resubscribes_and_flushes() {
+    common::broker_restart(common::Driver::Redis).await;
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn redis_cluster_restart_reconnects_resubscribes_and_flushes() {
+    common::broker_restart(common::Driver::RedisCluster).await;
+}
+
+#[cfg(feature = "nats")]
+#[tokio::test]
+async fn nats_restart_reconnects_resubscribes_and_flushes() {
+    common::broker_restart(common::Driver::Nats).await;
+}
