@@ -10,6 +10,12 @@
 //! `pub->sub` (one bus publishing, another subscribed, timed until the last message arrives). CPU is this
 //! process's user+system time (both buses) and the broker's, from /proc, per message.
 
+// Without a transport compiled in the bench only says so; its helpers are unused then.
+#![cfg_attr(
+    not(any(feature = "redis", feature = "nats")),
+    allow(dead_code, unused_mut)
+)]
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +26,8 @@ use tokio::sync::mpsc;
 const IN_FLIGHT: u64 = 4_000;
 
 fn env(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: source the scripts/services/ script first"))
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("{name} is not set: source the scripts/services/ script first"))
 }
 
 fn process_cpu() -> Duration {
@@ -39,8 +46,12 @@ fn broker_cpu(pid_files: &[String]) -> Duration {
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     let mut total = 0;
     for file in pid_files {
-        let Ok(pid) = std::fs::read_to_string(file) else { continue };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else { continue };
+        let Ok(pid) = std::fs::read_to_string(file) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
+            continue;
+        };
         // Fields after the command name (which may contain spaces): utime is the 12th, stime the 13th.
         let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
         let fields: Vec<&str> = after.split_whitespace().collect();
@@ -77,7 +88,10 @@ fn brokers() -> Vec<Broker> {
     }
     #[cfg(feature = "redis-cluster")]
     {
-        let nodes: Vec<String> = env("SOCKUDO_TEST_REDIS_CLUSTER_NODES").split(',').map(String::from).collect();
+        let nodes: Vec<String> = env("SOCKUDO_TEST_REDIS_CLUSTER_NODES")
+            .split(',')
+            .map(String::from)
+            .collect();
         let pid_files = nodes
             .iter()
             .filter_map(|n| n.rsplit(':').next())
@@ -153,7 +167,11 @@ impl Measured {
 
 async fn publish_only(broker: &Broker, count: u64, payload: &Bytes) -> Measured {
     let (tx, mut rx) = mpsc::channel(1024);
-    let bus = Bus::start((broker.config)(&format!("bench-{}", std::process::id())), tx).expect("bus");
+    let bus = Bus::start(
+        (broker.config)(&format!("bench-{}", std::process::id())),
+        tx,
+    )
+    .expect("bus");
     wait_up(&mut rx).await;
     let topics: Vec<String> = (0..64).map(|i| format!("ch.app.room-{i}")).collect();
     let (cpu0, broker0, start) = (process_cpu(), broker_cpu(&broker.pid_files), Instant::now());
@@ -203,7 +221,9 @@ async fn pub_sub(broker: &Broker, count: u64, payload: &Bytes) -> (Measured, u64
         let mut received = 0u64;
         while received < count {
             match tokio::time::timeout(Duration::from_secs(10), sub_rx.recv()).await {
-                Ok(Some(BusEvent::Message { payload: p, .. })) if p.len() == payload.len() => received += 1,
+                Ok(Some(BusEvent::Message { payload: p, .. })) if p.len() == payload.len() => {
+                    received += 1
+                }
                 Ok(Some(_)) => {}
                 _ => break,
             }
@@ -242,9 +262,15 @@ fn main() {
     println!("{count} messages of {} bytes over 64 topics", payload.len());
     runtime.block_on(async {
         for broker in &brokers {
-            publish_only(broker, count, &payload).await.print(broker.name, "publish", "");
+            publish_only(broker, count, &payload)
+                .await
+                .print(broker.name, "publish", "");
             let (measured, dropped) = pub_sub(broker, count, &payload).await;
-            measured.print(broker.name, "pub->sub", &format!("received {} dropped {dropped}", measured.count));
+            measured.print(
+                broker.name,
+                "pub->sub",
+                &format!("received {} dropped {dropped}", measured.count),
+            );
         }
     });
 }

@@ -86,7 +86,9 @@ mod tests {
     #[test]
     fn doubles_from_100ms_to_5s_and_resets() {
         let mut backoff = Backoff::default();
-        let delays: Vec<u64> = (0..9).map(|_| backoff.next_delay().as_millis() as u64).collect();
+        let delays: Vec<u64> = (0..9)
+            .map(|_| backoff.next_delay().as_millis() as u64)
+            .collect();
         assert_eq!(delays, [100, 200, 400, 800, 1600, 3200, 5000, 5000, 5000]);
         backoff.reset();
         assert_eq!(backoff.next_delay(), Duration::from_millis(100));

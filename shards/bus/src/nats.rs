@@ -22,7 +22,10 @@ use crate::{BusConfig, BusError, BusEvent};
 
 const PUBLISH_BATCH: usize = 1024;
 
-pub(crate) fn start(config: BusConfig, shared: Arc<Shared>) -> Result<Vec<JoinHandle<()>>, BusError> {
+pub(crate) fn start(
+    config: BusConfig,
+    shared: Arc<Shared>,
+) -> Result<Vec<JoinHandle<()>>, BusError> {
     let BusConfig::Nats {
         servers,
         prefix,
@@ -95,7 +98,11 @@ pub(crate) fn start(config: BusConfig, shared: Arc<Shared>) -> Result<Vec<JoinHa
         })
     };
     let events = tokio::spawn(event_loop(shared.clone(), events_rx));
-    let publisher = tokio::spawn(publish_loop(prefix.clone(), shared.clone(), client_rx.clone()));
+    let publisher = tokio::spawn(publish_loop(
+        prefix.clone(),
+        shared.clone(),
+        client_rx.clone(),
+    ));
     let subscriber = tokio::spawn(subscribe_loop(prefix, shared, client_rx));
     Ok(vec![connect, events, publisher, subscriber])
 }
@@ -140,7 +147,10 @@ async fn event_loop(shared: Arc<Shared>, mut events: mpsc::UnboundedReceiver<Eve
             }
             Event::SlowConsumer(sid) => {
                 if log.allow() {
-                    warn!(subscription = sid, "NATS dropped bus messages: the bus reads too slowly");
+                    warn!(
+                        subscription = sid,
+                        "NATS dropped bus messages: the bus reads too slowly"
+                    );
                 }
             }
             other => {
@@ -169,7 +179,10 @@ async fn publish_loop(
             }
             for message in batch {
                 // Waits only while the client's own queue is full (disconnected): the outbox bounds the rest.
-                match client.publish(subject(&prefix, &message.topic), message.payload).await {
+                match client
+                    .publish(subject(&prefix, &message.topic), message.payload)
+                    .await
+                {
                     Ok(()) => BusStats::add(&shared.stats.published, 1),
                     Err(e) => {
                         shared.count_outbound_drops(1);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+#[cfg(feature = "redis-cluster")]
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
@@ -35,6 +36,7 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 const STABLE_SESSION: Duration = Duration::from_secs(5);
 
 /// How to reach the broker; made once at start (URLs are checked there).
+#[allow(clippy::large_enum_variant)] // one per bus, never moved on a hot path
 enum Target {
     Single {
         publisher: Client,
@@ -63,7 +65,10 @@ pub(crate) fn start_single(
     let publisher = Client::open(url.as_str())
         .map_err(|e| BusError::Config(format!("invalid Redis URL: {e}")))?;
     let info = publisher.get_connection_info().clone();
-    let resp3 = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+    let resp3 = info
+        .redis_settings()
+        .clone()
+        .set_protocol(ProtocolVersion::RESP3);
     let subscriber = Client::open(info.set_redis_settings(resp3))
         .map_err(|e| BusError::Config(format!("invalid Redis URL: {e}")))?;
     let target = Target::Single {
@@ -84,7 +89,11 @@ pub(crate) fn start_cluster(
     }
     redis::cluster::ClusterClient::new(nodes.iter().map(String::as_str))
         .map_err(|e| BusError::Config(format!("invalid Redis Cluster node URL: {e}")))?;
-    Ok(vec![tokio::spawn(run(Target::Cluster { nodes }, prefix, shared))])
+    Ok(vec![tokio::spawn(run(
+        Target::Cluster { nodes },
+        prefix,
+        shared,
+    ))])
 }
 
 /// The session loop: connect, serve until lost, report, back off, again; until the bus closes.
@@ -218,7 +227,11 @@ impl Session {
         loop {
             for (subscribe, topics) in coalesce(shared.take_changes()) {
                 if let Err(e) = self.subscribe(&topics, subscribe).await {
-                    let verb = if subscribe { "subscribe" } else { "unsubscribe" };
+                    let verb = if subscribe {
+                        "subscribe"
+                    } else {
+                        "unsubscribe"
+                    };
                     return Some(format!("{verb} failed: {e}"));
                 }
             }
@@ -292,7 +305,10 @@ impl Session {
     }
 
     /// Publishes `batch` in order; on failure gives back what may not have been published.
-    async fn publish(&mut self, batch: Vec<Outgoing>) -> Result<usize, (Vec<Outgoing>, redis::RedisError)> {
+    async fn publish(
+        &mut self,
+        batch: Vec<Outgoing>,
+    ) -> Result<usize, (Vec<Outgoing>, redis::RedisError)> {
         let channels: Vec<String> = batch.iter().map(|m| self.channel(&m.topic)).collect();
         match self {
             Session::Single { publisher, .. } => {
@@ -351,7 +367,10 @@ fn pipeline(
     pipe
 }
 
-async fn send(connection: &mut impl ConnectionLike, pipe: &redis::Pipeline) -> redis::RedisResult<()> {
+async fn send(
+    connection: &mut impl ConnectionLike,
+    pipe: &redis::Pipeline,
+) -> redis::RedisResult<()> {
     pipe.query_async::<()>(connection).await
 }
 

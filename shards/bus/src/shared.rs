@@ -62,7 +62,9 @@ impl Shared {
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock cannot leave the queues half-updated in a way that matters more
         // than stopping the bus would, so a poisoned lock is used as is.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub fn publish(&self, topic: &str, payload: Bytes) {
@@ -86,7 +88,10 @@ impl Shared {
         if self.drop_log.allow() {
             warn!(
                 dropped,
-                total = self.stats.dropped_outbound.load(std::sync::atomic::Ordering::Relaxed),
+                total = self
+                    .stats
+                    .dropped_outbound
+                    .load(std::sync::atomic::Ordering::Relaxed),
                 "bus outbox full (broker down or too slow): oldest messages dropped"
             );
         }
@@ -116,7 +121,9 @@ impl Shared {
     pub fn subscribe(&self, topic: &str) {
         let mut state = self.state();
         if state.topics.insert(topic.to_string()) {
-            state.changes.push_back(SubChange::Subscribe(topic.to_string()));
+            state
+                .changes
+                .push_back(SubChange::Subscribe(topic.to_string()));
             drop(state);
             self.subs_changed.notify_one();
         }
@@ -125,7 +132,9 @@ impl Shared {
     pub fn unsubscribe(&self, topic: &str) {
         let mut state = self.state();
         if state.topics.remove(topic) {
-            state.changes.push_back(SubChange::Unsubscribe(topic.to_string()));
+            state
+                .changes
+                .push_back(SubChange::Unsubscribe(topic.to_string()));
             drop(state);
             self.subs_changed.notify_one();
         }
@@ -158,7 +167,10 @@ impl Shared {
                 BusStats::add(&self.stats.dropped_inbound, 1);
                 if self.drop_log.allow() {
                     warn!(
-                        total = self.stats.dropped_inbound.load(std::sync::atomic::Ordering::Relaxed),
+                        total = self
+                            .stats
+                            .dropped_inbound
+                            .load(std::sync::atomic::Ordering::Relaxed),
                         "bus events channel full or closed: inbound messages dropped"
                     );
                 }
@@ -230,8 +242,20 @@ mod tests {
         let (shared, mut rx) = shared(1);
         shared.deliver("t".into(), Bytes::from_static(b"1"));
         shared.deliver("t".into(), Bytes::from_static(b"2"));
-        assert_eq!(shared.stats.received.load(std::sync::atomic::Ordering::Relaxed), 1);
-        assert_eq!(shared.stats.dropped_inbound.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            shared
+                .stats
+                .received
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
+        assert_eq!(
+            shared
+                .stats
+                .dropped_inbound
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         match rx.try_recv() {
             Ok(BusEvent::Message { payload, .. }) => assert_eq!(&payload[..], b"1"),
             other => panic!("unexpected {other:?}"),
@@ -251,9 +275,27 @@ mod tests {
         for _ in 0..3 {
             shared.publish("t", Bytes::from_static(b"p"));
         }
-        assert_eq!(shared.stats.queued.load(std::sync::atomic::Ordering::Relaxed), 2);
-        assert_eq!(shared.stats.dropped_outbound.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            shared
+                .stats
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed),
+            2
+        );
+        assert_eq!(
+            shared
+                .stats
+                .dropped_outbound
+                .load(std::sync::atomic::Ordering::Relaxed),
+            1
+        );
         assert_eq!(shared.take_outgoing(10).len(), 2);
-        assert_eq!(shared.stats.queued.load(std::sync::atomic::Ordering::Relaxed), 0);
+        assert_eq!(
+            shared
+                .stats
+                .queued
+                .load(std::sync::atomic::Ordering::Relaxed),
+            0
+        );
     }
 }

@@ -7,7 +7,11 @@ use std::fmt::Write;
 
 /// Whether `byte` stands for itself in a token.
 fn is_plain(byte: u8) -> bool {
-    byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'=' | b'@' | b',' | b';' | b':' | b'#' | b'+')
+    byte.is_ascii_alphanumeric()
+        || matches!(
+            byte,
+            b'-' | b'_' | b'=' | b'@' | b',' | b';' | b':' | b'#' | b'+'
+        )
 }
 
 /// The subject token for `topic` (`%` alone for the empty topic, which has no other form).
@@ -40,7 +44,10 @@ pub(crate) fn check_prefix(prefix: &str) -> Result<(), String> {
         if token.is_empty() {
             return Err(format!("the NATS prefix {prefix:?} has an empty token"));
         }
-        if token.bytes().any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control()) {
+        if token
+            .bytes()
+            .any(|b| b == b'*' || b == b'>' || b.is_ascii_whitespace() || b.is_ascii_control())
+        {
             return Err(format!(
                 "the NATS prefix {prefix:?} contains a wildcard, whitespace or control character"
             ));
@@ -74,7 +81,8 @@ mod tests {
     #[test]
     fn distinct_topics_get_distinct_tokens() {
         let topics = ["a.b", "a%2Eb", "a_b", "", "%", "a b", "a+b"];
-        let tokens: std::collections::HashSet<String> = topics.iter().map(|t| escape_token(t)).collect();
+        let tokens: std::collections::HashSet<String> =
+            topics.iter().map(|t| escape_token(t)).collect();
         assert_eq!(tokens.len(), topics.len());
     }
 

@@ -63,6 +63,10 @@ async fn subscriptions_use_sharded_pub_sub() {
         sharded += shard_channels.len();
         classic += channels.len();
     }
-    assert_eq!((sharded, classic), (1, 0), "sharded vs classic subscriptions of {channel}");
+    assert_eq!(
+        (sharded, classic),
+        (1, 0),
+        "sharded vs classic subscriptions of {channel}"
+    );
     node.bus.shutdown().await;
 }

@@ -132,7 +132,12 @@ impl Node {
     }
 
     /// Takes events until `done` holds; panics after `timeout` naming `what`.
-    pub async fn pump_until(&mut self, what: &str, timeout: Duration, mut done: impl FnMut(&Node) -> bool) {
+    pub async fn pump_until(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        mut done: impl FnMut(&Node) -> bool,
+    ) {
         let deadline = Instant::now() + timeout;
         while !done(self) {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -186,7 +191,10 @@ impl Node {
             if self.probes.iter().any(|t| t == topic) {
                 return;
             }
-            assert!(Instant::now() < deadline, "subscription to {topic:?} never became active");
+            assert!(
+                Instant::now() < deadline,
+                "subscription to {topic:?} never became active"
+            );
         }
     }
 
@@ -227,7 +235,8 @@ pub async fn round_trip(driver: Driver) {
     node.subscribe_synced("state").await;
     let payload = Bytes::from_static(&[0, 159, 146, 150, 255, b'\n', 0]);
     node.bus.publish("state", payload.clone());
-    node.pump_until("the binary message", WAIT, |n| n.count_topic("state") == 1).await;
+    node.pump_until("the binary message", WAIT, |n| n.count_topic("state") == 1)
+        .await;
     assert_eq!(node.take_topic("state"), vec![payload]);
     let stats = node.bus.stats();
     assert!(stats.is_up());
@@ -250,8 +259,12 @@ pub async fn two_nodes(driver: Driver) {
     a.bus.publish("node.b", Bytes::from_static(b"a->b"));
     b.bus.publish("node.a", Bytes::from_static(b"b->a"));
     b.bus.publish("state", Bytes::from_static(b"b->all"));
-    a.pump_until("b's messages", WAIT, |n| n.messages.len() >= 2).await;
-    b.pump_until("a's message and its own state", WAIT, |n| n.messages.len() >= 2).await;
+    a.pump_until("b's messages", WAIT, |n| n.messages.len() >= 2)
+        .await;
+    b.pump_until("a's message and its own state", WAIT, |n| {
+        n.messages.len() >= 2
+    })
+    .await;
     assert_eq!(a.take_topic("node.a"), vec![Bytes::from_static(b"b->a")]);
     assert_eq!(a.take_topic("state"), vec![Bytes::from_static(b"b->all")]);
     assert_eq!(b.take_topic("node.b"), vec![Bytes::from_static(b"a->b")]);
@@ -277,11 +290,20 @@ pub async fn order_kept(driver: Driver) {
         sender.bus.publish("ch.app.orders", seq(i));
     }
     receiver
-        .pump_until("10,000 messages", Duration::from_secs(60), |n| n.messages.len() as u64 >= N)
+        .pump_until("10,000 messages", Duration::from_secs(60), |n| {
+            n.messages.len() as u64 >= N
+        })
         .await;
-    let got: Vec<u64> = receiver.take_topic("ch.app.orders").iter().map(seq_of).collect();
+    let got: Vec<u64> = receiver
+        .take_topic("ch.app.orders")
+        .iter()
+        .map(seq_of)
+        .collect();
     assert_eq!(got.len() as u64, N);
-    assert!(got.iter().copied().eq(0..N), "messages out of order or missing");
+    assert!(
+        got.iter().copied().eq(0..N),
+        "messages out of order or missing"
+    );
     assert_eq!(sender.bus.stats().published.load(Ordering::Relaxed), N);
     assert_eq!(sender.bus.stats().dropped(), 0);
     assert_eq!(receiver.bus.stats().dropped(), 0);
@@ -302,7 +324,8 @@ pub async fn unsubscribe_stops_delivery(driver: Driver) {
     a.subscribe_synced("kept").await;
     b.bus.publish("gone", Bytes::from_static(b"late"));
     b.bus.publish("kept", Bytes::from_static(b"marker"));
-    a.pump_until("the marker", WAIT, |n| n.count_topic("kept") == 1).await;
+    a.pump_until("the marker", WAIT, |n| n.count_topic("kept") == 1)
+        .await;
     a.pump_for(Duration::from_millis(300)).await;
     assert_eq!(a.count_topic("gone"), 0, "delivered after unsubscribe");
     a.bus.shutdown().await;
@@ -331,11 +354,19 @@ pub async fn special_topics(driver: Driver) {
     for topic in topics {
         b.bus.publish(topic, Bytes::from(topic.to_string()));
     }
-    b.bus.publish("a.b", Bytes::from_static(b"must not match a.* or a.>"));
-    a.pump_until("one message per topic", WAIT, |n| n.messages.len() >= topics.len()).await;
+    b.bus
+        .publish("a.b", Bytes::from_static(b"must not match a.* or a.>"));
+    a.pump_until("one message per topic", WAIT, |n| {
+        n.messages.len() >= topics.len()
+    })
+    .await;
     a.pump_for(Duration::from_millis(300)).await;
     for topic in topics {
-        assert_eq!(a.take_topic(topic), vec![Bytes::from(topic.to_string())], "topic {topic:?}");
+        assert_eq!(
+            a.take_topic(topic),
+            vec![Bytes::from(topic.to_string())],
+            "topic {topic:?}"
+        );
     }
     assert!(a.messages.is_empty(), "unexpected {:?}", a.messages);
     a.bus.shutdown().await;
@@ -374,8 +405,14 @@ pub async fn broker_restart(driver: Driver) {
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     driver.control("start");
-    a.pump_until("Up after the restart", Duration::from_secs(60), |n| n.ups > 1).await;
-    b.pump_until("Up after the restart", Duration::from_secs(60), |n| n.ups > 1).await;
+    a.pump_until("Up after the restart", Duration::from_secs(60), |n| {
+        n.ups > 1
+    })
+    .await;
+    b.pump_until("Up after the restart", Duration::from_secs(60), |n| {
+        n.ups > 1
+    })
+    .await;
     assert!(a.bus.stats().reconnects.load(Ordering::Relaxed) >= 1);
 
     // The outage messages come back to a (it resubscribed before flushing), in order.
@@ -391,7 +428,10 @@ pub async fn broker_restart(driver: Driver) {
     let deadline = Instant::now() + WAIT;
     let mut sent = 0;
     while a.count_topic("after") == 0 {
-        assert!(Instant::now() < deadline, "no message from b after the restart");
+        assert!(
+            Instant::now() < deadline,
+            "no message from b after the restart"
+        );
         b.bus.publish("after", seq(sent));
         sent += 1;
         a.pump_for(Duration::from_millis(200)).await;
