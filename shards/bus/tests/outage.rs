@@ -3,10 +3,12 @@
 
 mod common;
 
+// One test for both Redis outages: they share the broker, so they must not overlap.
 #[cfg(feature = "redis")]
 #[tokio::test]
-async fn redis_restart_reconnects_resubscribes_and_flushes() {
+async fn redis_restart_and_freeze() {
     common::broker_restart(common::Driver::Redis).await;
+    common::frozen_broker_is_detected(common::Driver::Redis).await;
 }
 
 #[cfg(feature = "redis-cluster")]

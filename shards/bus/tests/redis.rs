@@ -26,6 +26,11 @@ async fn unsubscribe_stops_delivery() {
 }
 
 #[tokio::test]
+async fn a_slow_consumer_costs_drops_not_the_connection() {
+    common::slow_consumer_drops_and_counts(Driver::Redis).await;
+}
+
+#[tokio::test]
 async fn topics_with_dots_wildcards_and_spaces() {
     common::special_topics(Driver::Redis).await;
 }

@@ -440,3 +440,76 @@ pub async fn broker_restart(driver: Driver) {
     a.bus.shutdown().await;
     b.bus.shutdown().await;
 }
+
+/// A consumer that does not read: inbound messages beyond the events channel are dropped and counted, the
+/// connection keeps being read, and delivery resumes once the consumer reads again.
+pub async fn slow_consumer_drops_and_counts(driver: Driver) {
+    const SENT: u64 = 2_000;
+    const CAPACITY: usize = 100;
+    let config = driver.config();
+    let mut slow = Node::start_with(config.clone(), OutboxLimits::default(), CAPACITY);
+    let sender = Node::start(config);
+    slow.wait_up().await;
+    slow.subscribe_synced("busy").await;
+    for i in 0..SENT {
+        sender.bus.publish("busy", seq(i));
+    }
+    // Without reading, every message is either queued for the consumer or counted as dropped.
+    let stats = slow.bus.stats();
+    let deadline = Instant::now() + WAIT;
+    while stats.received.load(Ordering::Relaxed) + stats.dropped_inbound.load(Ordering::Relaxed)
+        < SENT
+    {
+        assert!(
+            Instant::now() < deadline,
+            "messages neither delivered nor counted"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stats.dropped_inbound.load(Ordering::Relaxed) >= SENT - CAPACITY as u64);
+    assert!(
+        stats.is_up(),
+        "a full events channel must not cost the connection"
+    );
+    slow.pump_for(Duration::from_millis(200)).await;
+    let kept: Vec<u64> = slow.take_topic("busy").iter().map(seq_of).collect();
+    assert!(
+        kept.len() <= CAPACITY && kept.windows(2).all(|w| w[0] < w[1]),
+        "kept {kept:?}"
+    );
+    sender.bus.publish("busy", Bytes::from_static(b"after"));
+    slow.pump_until("a message after the drops", WAIT, |n| {
+        n.count_topic("busy") == 1
+    })
+    .await;
+    slow.bus.shutdown().await;
+    sender.bus.shutdown().await;
+}
+
+/// The broker freezes without closing connections (SIGSTOP): the liveness check notices, the bus reports
+/// Down, and once the broker answers again it reconnects and resubscribes.
+pub async fn frozen_broker_is_detected(driver: Driver) {
+    let config = driver.config();
+    let mut a = Node::start(config.clone());
+    a.wait_up().await;
+    a.subscribe_synced("frozen").await;
+    driver.control("pause");
+    let detected = std::panic::AssertUnwindSafe(a.pump_until(
+        "Down while frozen",
+        Duration::from_secs(40),
+        |n| n.downs > 0,
+    ));
+    let outcome = futures_util::FutureExt::catch_unwind(detected).await;
+    driver.control("resume");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    a.pump_until("Up after the thaw", Duration::from_secs(60), |n| n.ups > 1)
+        .await;
+    a.bus.publish("frozen", Bytes::from_static(b"thawed"));
+    a.pump_until("a message after the thaw", WAIT, |n| {
+        n.count_topic("frozen") == 1
+    })
+    .await;
+    a.bus.shutdown().await;
+}
