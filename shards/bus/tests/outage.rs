@@ -11,10 +11,12 @@ async fn redis_restart_and_freeze() {
     common::frozen_broker_is_detected(common::Driver::Redis).await;
 }
 
+// One test for both cluster outages: they share the broker, so they must not overlap.
 #[cfg(feature = "redis-cluster")]
 #[tokio::test]
-async fn redis_cluster_restart_reconnects_resubscribes_and_flushes() {
+async fn redis_cluster_restart_and_one_master_restart() {
     common::broker_restart(common::Driver::RedisCluster).await;
+    common::one_cluster_master_restarts().await;
 }
 
 #[cfg(feature = "nats")]

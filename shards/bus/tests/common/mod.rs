@@ -69,12 +69,12 @@ impl Driver {
         }
     }
 
-    /// Runs the broker's control script (`stop`, `start`, `restart`).
+    /// Runs the broker's control script (`stop`, `start`, `restart`, ...).
     pub fn control(self, action: &str) {
         let script = self.env("CTL");
         let output = Command::new("bash")
             .arg(&script)
-            .arg(action)
+            .args(action.split(' '))
             .output()
             .unwrap_or_else(|e| panic!("running {script} {action}: {e}"));
         assert!(
@@ -513,5 +513,45 @@ pub async fn frozen_broker_is_detected(driver: Driver) {
         n.count_topic("frozen") == 1
     })
     .await;
+    a.bus.shutdown().await;
+}
+
+/// One master of the Redis Cluster stops and comes back: the bus reports Down, then Up, and every topic,
+/// whichever master holds it, delivers again.
+pub async fn one_cluster_master_restarts() {
+    let driver = Driver::RedisCluster;
+    let topics: Vec<String> = (0..24).map(|i| format!("ch.app.room-{i}")).collect();
+    let mut a = Node::start(driver.config());
+    a.wait_up().await;
+    for topic in &topics {
+        a.subscribe_synced(topic).await;
+    }
+    driver.control("stop-node 2");
+    let down = std::panic::AssertUnwindSafe(
+        a.pump_until("Down", Duration::from_secs(40), |n| n.downs > 0),
+    );
+    let outcome = futures_util::FutureExt::catch_unwind(down).await;
+    driver.control("start-node 2");
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    a.pump_until(
+        "Up after the master came back",
+        Duration::from_secs(60),
+        |n| n.ups > 1,
+    )
+    .await;
+    a.messages.clear();
+    let deadline = Instant::now() + WAIT;
+    for topic in &topics {
+        while a.count_topic(topic) == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "{topic} does not deliver after the master came back"
+            );
+            a.bus.publish(topic, Bytes::from_static(b"again"));
+            a.pump_for(Duration::from_millis(100)).await;
+        }
+    }
     a.bus.shutdown().await;
 }
