@@ -24,7 +24,14 @@ fi
 
 # One feature set for the build and the tests, so cargo test reuses the binaries instead of building them again.
 # `lambda` adds AWS Lambda webhook delivery (tested against moto_server below).
-FEATURES="sockudo/lambda"
+FEATURES="sockudo/lambda,sockudo/redis,sockudo/redis-cluster,sockudo/nats"
+
+log "test services (Redis, Redis Cluster, NATS on loopback ports of their own; stopped on exit)"
+# Each exports SOCKUDO_TEST_*_URL / _NODES and a _CTL script the outage tests use to stop and restart it.
+for service in redis redis-cluster nats; do
+  # shellcheck source=/dev/null
+  source "scripts/services/$service.sh" || { echo "could not start the $service test service" >&2; exit 1; }
+done
 
 log "cargo build (server and bench binaries, features: $FEATURES)"
 cargo build --workspace --bins --features "$FEATURES"

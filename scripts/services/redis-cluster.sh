@@ -7,6 +7,8 @@
 #   scripts/services/redis-cluster.sh start|stop|restart
 #                                              controls the same three nodes on the same ports; a restart keeps
 #                                              nodes.conf, so the same cluster comes back.
+#   scripts/services/redis-cluster.sh stop-node I|start-node I
+#                                              stops / starts only master I (1-3): a partial outage.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 CLUSTER_SVC_DIR="$SOCKUDO_SERVICES_DIR/redis-cluster"
 CLUSTER_SVC_CTL="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/redis-cluster.sh"
@@ -76,6 +78,18 @@ else
       ;;
     stop) redis_cluster_stop ;;
     restart) redis_cluster_stop; redis_cluster_start ;;
-    *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+    stop-node | start-node)
+      node_port=$(cut -d' ' -f"${2:?node number 1-3}" <<<"$(cluster_ports)")
+      if [ "$1" = stop-node ]; then
+        svc_stop_pidfile "$CLUSTER_SVC_DIR/$node_port/redis.pid"
+      else
+        # Every node is started again with its nodes.conf; those already running are left alone.
+        redis-server --port "$node_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+          --cluster-enabled yes --cluster-config-file nodes.conf --dir "$CLUSTER_SVC_DIR/$node_port" \
+          --pidfile "$CLUSTER_SVC_DIR/$node_port/redis.pid" --logfile "$CLUSTER_SVC_DIR/$node_port/redis.log"
+        svc_wait 30 "cluster_state:ok on every node" cluster_ok
+      fi
+      ;;
+    *) echo "usage: $0 start|stop|restart|stop-node I|start-node I" >&2; exit 2 ;;
   esac
 fi

@@ -5,6 +5,9 @@
 #   scripts/services/redis.sh start|stop|restart
 #                                      controls the same instance on the same port (tests use `restart`, or
 #                                      `stop` and `start`, to simulate an outage).
+#   scripts/services/redis.sh pause|resume
+#                                      freezes / thaws the server (SIGSTOP / SIGCONT): connections stay open
+#                                      but nothing answers, like a wedged server or a half-open connection.
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 REDIS_SVC_DIR="$SOCKUDO_SERVICES_DIR/redis"
 REDIS_SVC_CTL="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/redis.sh"
@@ -41,6 +44,8 @@ else
     start) redis_start; redis_export; echo "export SOCKUDO_TEST_REDIS_URL=$SOCKUDO_TEST_REDIS_URL" ;;
     stop) redis_stop ;;
     restart) redis_stop; redis_start ;;
-    *) echo "usage: $0 start|stop|restart" >&2; exit 2 ;;
+    pause) kill -STOP "$(cat "$REDIS_SVC_DIR/redis.pid")" ;;
+    resume) kill -CONT "$(cat "$REDIS_SVC_DIR/redis.pid")" ;;
+    *) echo "usage: $0 start|stop|restart|pause|resume" >&2; exit 2 ;;
   esac
 fi

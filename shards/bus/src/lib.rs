@@ -15,6 +15,9 @@
 //! Topic mapping: Redis and Redis Cluster use the channel `<prefix>:<topic>`; NATS uses the subject
 //! `<prefix>.<token>` where the topic is escaped into a single token (see `subject.rs`).
 
+// The queueing, backoff and mapping code serves the transports; with some of them left out, parts are unused.
+#![cfg_attr(not(all(feature = "redis", feature = "nats")), allow(dead_code))]
+
 mod backoff;
 mod outbox;
 mod shared;
@@ -41,8 +44,8 @@ pub use stats::BusStats;
 
 use shared::Shared;
 
-/// Which broker to use and how to reach it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Which broker to use and how to reach it. `Debug` hides passwords and tokens.
+#[derive(Clone, PartialEq, Eq)]
 pub enum BusConfig {
     /// One Redis server (`redis://[:password@]host:port[/db]`).
     Redis { url: String, prefix: String },
@@ -57,6 +60,61 @@ pub enum BusConfig {
         token: Option<String>,
         connect_timeout: Duration,
     },
+}
+
+/// `redis://user:secret@host` -> `redis://user:***@host`.
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let user = rest[..at].split(':').next().unwrap_or("");
+            format!("{scheme}://{user}:***{}", &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
+impl std::fmt::Debug for BusConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hidden = |secret: &Option<String>| secret.as_ref().map(|_| "***");
+        match self {
+            BusConfig::Redis { url, prefix } => f
+                .debug_struct("Redis")
+                .field("url", &redact_url(url))
+                .field("prefix", prefix)
+                .finish(),
+            BusConfig::RedisCluster { nodes, prefix } => f
+                .debug_struct("RedisCluster")
+                .field(
+                    "nodes",
+                    &nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>(),
+                )
+                .field("prefix", prefix)
+                .finish(),
+            BusConfig::Nats {
+                servers,
+                prefix,
+                username,
+                password,
+                token,
+                connect_timeout,
+            } => f
+                .debug_struct("Nats")
+                .field(
+                    "servers",
+                    &servers.iter().map(|s| redact_url(s)).collect::<Vec<_>>(),
+                )
+                .field("prefix", prefix)
+                .field("username", username)
+                .field("password", &hidden(password))
+                .field("token", &hidden(token))
+                .field("connect_timeout", connect_timeout)
+                .finish(),
+        }
+    }
 }
 
 impl BusConfig {
@@ -210,6 +268,32 @@ mod tests {
         }
         .to_string();
         assert!(message.contains("`nats`"), "{message}");
+    }
+
+    #[test]
+    fn debug_hides_secrets() {
+        let redis = BusConfig::Redis {
+            url: "redis://user:hunter2@127.0.0.1:6379/0".into(),
+            prefix: "p".into(),
+        };
+        let nats = BusConfig::Nats {
+            servers: vec![
+                "nats://a:hunter2@127.0.0.1:4222".into(),
+                "nats://127.0.0.1:4223".into(),
+            ],
+            prefix: "p".into(),
+            username: Some("me".into()),
+            password: Some("hunter2".into()),
+            token: Some("hunter2".into()),
+            connect_timeout: Duration::from_secs(1),
+        };
+        for config in [redis, nats] {
+            let shown = format!("{config:?}");
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains("127.0.0.1"), "{shown}");
+        }
+        assert_eq!(redact_url("redis://:pw@h:1/2"), "redis://:***@h:1/2");
+        assert_eq!(redact_url("redis://h:1"), "redis://h:1");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub(crate) fn start(
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let mut options = ConnectOptions::new()
         .connection_timeout(connect_timeout)
+        // A silent connection (half-open TCP) is noticed after two unanswered pings.
+        .ping_interval(Duration::from_secs(10))
         .retry_on_initial_connect()
         .max_reconnects(None)
         .reconnect_delay_callback(Backoff::delay_for_attempt)

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+#[cfg(feature = "redis-cluster")]
 use futures_util::future::join_all;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, ProtocolVersion, PushInfo, PushKind, Value};
@@ -31,10 +32,13 @@ const PUBLISH_BATCH: usize = 1024;
 const SUBSCRIBE_BATCH: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often a session checks that its connections still answer.
+const HEARTBEAT: Duration = Duration::from_secs(10);
 /// A session that lived this long resets the backoff; one that fails sooner keeps doubling it.
 const STABLE_SESSION: Duration = Duration::from_secs(5);
 
 /// How to reach the broker; made once at start (URLs are checked there).
+#[allow(clippy::large_enum_variant)] // one per bus, never moved on a hot path
 enum Target {
     Single {
         publisher: Client,
@@ -222,6 +226,9 @@ impl Session {
         if let Err(e) = self.subscribe(&topics, true).await {
             return Some(format!("resubscribing {} topics failed: {e}", topics.len()));
         }
+        let mut heartbeat =
+            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             for (subscribe, topics) in coalesce(shared.take_changes()) {
                 if let Err(e) = self.subscribe(&topics, subscribe).await {
@@ -254,8 +261,39 @@ impl Session {
                 _ = shared.subs_changed.notified() => {}
                 _ = lost.notified() => return Some("connection closed".into()),
                 _ = shared.closed() => {}
+                _ = heartbeat.tick() => {
+                    if let Err(e) = self.ping().await {
+                        return Some(format!("liveness check failed: {e}"));
+                    }
+                }
             }
         }
+    }
+
+    /// PINGs both connections: a connection that went silent without being closed (half-open TCP, a
+    /// wedged proxy) fails within the response timeout instead of leaving the bus deaf.
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        let ping = redis::cmd("PING");
+        match self {
+            Session::Single {
+                publisher,
+                subscriber,
+                ..
+            } => {
+                ping.query_async::<Value>(publisher).await?;
+                ping.query_async::<Value>(subscriber).await?;
+            }
+            #[cfg(feature = "redis-cluster")]
+            Session::Cluster {
+                publisher,
+                subscriber,
+                ..
+            } => {
+                ping.query_async::<Value>(publisher).await?;
+                ping.query_async::<Value>(subscriber).await?;
+            }
+        }
+        Ok(())
     }
 
     fn channel(&self, topic: &str) -> String {
