@@ -103,10 +103,59 @@ async function waitForBinary() {
  * `{ webhooks: { batching: {...} } }`), `env` adds or overrides environment variables. Returns
  * { port, proc, stop(), logs() }. stop() sends SIGTERM and resolves to
  * { code, signal }.
+ *
+ * With SOCKUDO_TEST_CLUSTER=redis|redis-cluster|nats the "server" is two sockudo processes sharing the port
+ * (SO_REUSEPORT) and joined through that bus (addresses from the SOCKUDO_TEST_* variables the service scripts
+ * export): every connection, WebSocket or REST, lands on either node, so the whole suite runs against a
+ * cluster. stop() stops both and reports the first non-zero exit.
  */
-async function startServer({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {} } = {}) {
-  await waitForBinary();
+async function startServer(opts = {}) {
+  const driver = process.env.SOCKUDO_TEST_CLUSTER;
+  if (!driver) return startNode(opts);
   const port = await freePort();
+  const prefix = `js${process.pid}-${port}:`;
+  const clusterEnv = {
+    ADAPTER_DRIVER: driver,
+    REDIS_PREFIX: prefix,
+    NATS_PREFIX: prefix,
+    CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS: '500',
+    RUST_LOG: 'warn,sockudo=info,sockudo_io_shard::cluster=info',
+  };
+  const need = (name) => {
+    const v = process.env[name];
+    if (!v) throw new Error(`SOCKUDO_TEST_CLUSTER=${driver} needs ${name} (scripts/services/*.sh export it)`);
+    return v;
+  };
+  if (driver === 'redis') clusterEnv.REDIS_URL = need('SOCKUDO_TEST_REDIS_URL');
+  else if (driver === 'redis-cluster') clusterEnv.REDIS_CLUSTER_NODES = need('SOCKUDO_TEST_REDIS_CLUSTER_NODES');
+  else if (driver === 'nats') clusterEnv.NATS_SERVERS = need('SOCKUDO_TEST_NATS_URL');
+  else throw new Error(`unknown SOCKUDO_TEST_CLUSTER driver ${driver}`);
+  // The Redis Cluster prefix has no variable: give it through the config file.
+  const config = { ...(opts.config || {}) };
+  config.adapter = { ...(config.adapter || {}), cluster: { prefix } };
+  const env = { ...clusterEnv, ...(opts.env || {}) };
+  const a = await startNode({ ...opts, config, env, port });
+  const b = await startNode({ ...opts, config, env, port });
+  // Linked when each has heard the other.
+  const deadline = Date.now() + 15000;
+  const linked = (n) => n.logs().includes('cluster node joined') && n.logs().includes('sockudo ready');
+  while (!(linked(a) && linked(b))) {
+    if (Date.now() > deadline) {
+      await Promise.all([a.stop(), b.stop()]);
+      throw new Error(`cluster nodes never joined:\n${a.logs()}\n${b.logs()}`);
+    }
+    await sleep(50);
+  }
+  const stop = async () => {
+    const [ra, rb] = await Promise.all([a.stop(), b.stop()]);
+    return ra.code !== 0 || ra.signal ? ra : rb;
+  };
+  return { port, proc: a.proc, stop, logs: () => `${a.logs()}\n--- second node ---\n${b.logs()}` };
+}
+
+async function startNode({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {}, port } = {}) {
+  await waitForBinary();
+  port = port || (await freePort());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockudo-js-'));
   const configPath = path.join(dir, 'config.json');
   fs.writeFileSync(configPath, JSON.stringify({ ...config, app_manager: { array: { apps } } }, null, 2));
