@@ -14,4 +14,6 @@ pub mod protocol;
 pub mod rest;
 pub mod server;
 pub mod shard;
+pub mod tags;
+pub mod delta;
 pub mod ws;
