@@ -28,7 +28,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "cors",
     "database",
     "database_pooling",
-    "delta_compression",
     "echo_control",
     "ephemeral",
     "event_name_filtering",
@@ -41,7 +40,6 @@ pub const NOT_YET_SUPPORTED: &[&str] = &[
     "queue",
     "rate_limiter",
     "ssl",
-    "tag_filtering",
     "unix_socket",
     "versioned_messages",
     // keys inside sections we do support

@@ -126,6 +126,7 @@ impl<'a> Env<'a> {
             &mut c.runtime.spin_before_park_us,
         )?;
         self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
+        self.flag("TAG_FILTERING_ENABLED", &mut c.tag_filtering.enabled)?;
         Ok(())
     }
 

@@ -34,7 +34,7 @@ pub use file::{FileFormat, DEFAULT_PATHS};
 pub use model::{
     AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
     HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
-    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
+    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig, DeltaCompressionConfig, TagFilteringConfig,
 };
 
 /// The result of [`load`].

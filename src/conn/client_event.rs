@@ -89,9 +89,18 @@ pub fn relay(
     }
     let text = messages::channel_event(event, name, data_json, user_id.as_deref());
     let frame = ws::encode_text(text.as_bytes());
+    let item = crate::shard::fanout::Outgoing {
+        channel: name.into(),
+        frame,
+        event: Some(std::sync::Arc::new(crate::shard::fanout::EventDetails {
+            name: event.into(),
+            tags: None,
+            track: true,
+        })),
+    };
     shard.publish_now(
         conn.app.index,
-        vec![(name.to_string(), frame)],
+        vec![item],
         Some(&conn.socket_id),
         false,
     );

@@ -5,7 +5,9 @@ use crate::protocol::messages::{self, SubscribeData};
 use crate::protocol::{auth, channel, codes};
 use crate::shard::presence::JoinRefused;
 use crate::shard::query::{Answer, Query};
+use crate::delta::SubscriptionDelta;
 use crate::shard::{counts_subscriptions, Shard};
+use crate::tags::{FilterLimits, TagFilter};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sockudo_webhooks::{EventKind, WebhookEvent};
@@ -38,6 +40,21 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         );
         return;
     }
+    // A bad filter refuses the subscription with code 4000 and no channel (what sockudo-js expects).
+    let filter = match data.filter.as_ref().or(data.tags_filter.as_ref()) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(tree) => match TagFilter::parse(tree, &FilterLimits::default()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                conn.send_error(
+                    Some(codes::INVALID_FILTER),
+                    &format!("Invalid message format: Invalid tags filter: {e}"),
+                    None,
+                );
+                return;
+            }
+        },
+    };
     if conn.is_subscribed(name) {
         return;
     }
@@ -96,6 +113,12 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
         });
     }
+    shard.set_subscription_options(
+        conn,
+        name,
+        filter,
+        SubscriptionDelta::from_value(data.delta.as_ref()),
+    );
     shard.join(conn.app.index, name, conn).await;
     if counts_subscriptions(conn, name) {
         shard.count_subscription(conn.app.index, name, 1);
@@ -130,6 +153,7 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         }
         Err(refused) => {
             remove_subscription(conn, name);
+            shard.forget_subscription(conn.id, conn.app.index, name);
             shard.leave(conn.app.index, name, conn.id);
             let message = match refused {
                 JoinRefused::TooManyMembers { max } => {
@@ -197,6 +221,7 @@ fn remove_subscription(conn: &Connection, name: &str) -> Option<Subscription> {
 /// Leaves `name`; no reply (PROTOCOL.md 1.6).
 pub fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
     if let Some(sub) = remove_subscription(conn, name) {
+        shard.forget_subscription(conn.id, conn.app.index, name);
         shard.leave(conn.app.index, name, conn.id);
         if counts_subscriptions(conn, name) {
             shard.count_subscription(conn.app.index, name, -1);

@@ -43,6 +43,23 @@ impl Default for DeltaSettings {
     }
 }
 
+impl DeltaSettings {
+    /// From the validated `delta_compression` section.
+    pub fn from_config(c: &crate::config::DeltaCompressionConfig) -> Self {
+        DeltaSettings {
+            enabled: c.enabled,
+            algorithm: Algorithm::parse(&c.algorithm).unwrap_or(Algorithm::Fossil),
+            full_message_interval: c.full_message_interval,
+            min_message_size: c.min_message_size,
+            max_state_age_secs: c.max_state_age_secs,
+            max_channel_states_per_socket: c.max_channel_states_per_socket,
+            max_conflation_states_per_channel: c.max_conflation_states_per_channel,
+            conflation_key_path: c.conflation_key_path.clone().filter(|p| !p.is_empty()),
+            omit_delta_algorithm: c.omit_delta_algorithm,
+        }
+    }
+}
+
 /// One `channel_delta_compression` entry.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelRule {

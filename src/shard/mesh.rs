@@ -4,7 +4,6 @@
 //! task into glommio's bounded channel mesh. Posting never blocks the caller, and the order in which a shard
 //! announces interest changes is the order in which its peers apply them.
 
-use bytes::Bytes;
 use glommio::channels::channel_mesh::Senders;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -19,8 +18,8 @@ pub enum ShardMsg {
     Deliver {
         /// App position in the registry.
         app: u32,
-        /// `(channel, frame)` pairs; the frame bytes are shared by every shard.
-        items: Vec<(Box<str>, Bytes)>,
+        /// Channel frames (bytes shared by every shard) with their routing details (tags, delta tracking).
+        items: Vec<crate::shard::fanout::Outgoing>,
         /// Socket id excluded from delivery.
         except: Option<Box<str>>,
         /// Answered once the frames are queued for the local subscribers (publish ordering).

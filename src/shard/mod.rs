@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod channels;
+pub mod fanout;
 pub mod mesh;
 pub mod presence;
 pub mod query;
@@ -19,7 +20,6 @@ use crate::conn::outbound::QueueLimits;
 use crate::conn::{Connection, SlowConsumerPolicy};
 use crate::protocol::messages;
 use crate::ws;
-use bytes::Bytes;
 use channels::ChannelIndex;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
@@ -80,6 +80,10 @@ pub struct Shard {
     pub io: Option<IoSender>,
     /// Second (shard clock) of the last "I/O queue full" warning, to log it at most once a second.
     io_full_logged_at: Cell<Option<u32>>,
+    /// `delta_compression.*`, resolved.
+    pub delta_settings: crate::delta::DeltaSettings,
+    /// Tag filters and delta state of this shard's subscriptions.
+    pub fanout: RefCell<fanout::Fanout>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -136,6 +140,7 @@ impl Shard {
     pub fn unregister(&self, conn: &Rc<Connection>) {
         let channels = std::mem::take(&mut *conn.channels.borrow_mut());
         for sub in channels.iter() {
+            self.forget_subscription(conn.id, conn.app.index, &sub.name);
             self.leave(conn.app.index, &sub.name, conn.id);
             if counts_subscriptions(conn, &sub.name) {
                 self.count_subscription(conn.app.index, &sub.name, -1);
@@ -150,6 +155,7 @@ impl Shard {
                 self.user_offline(conn.app.index, &user);
             }
         }
+        self.forget_socket(conn.id);
         self.conns.borrow_mut().remove(&conn.id);
         conn.app.release_connection();
         self.metrics.connection_closed(conn.app.index);
@@ -541,7 +547,12 @@ impl Shard {
     /// message per interested peer shard. Resolves once every peer has queued the frames for its subscribers,
     /// so that events published one after another (each awaited) reach every client in that order, whichever
     /// shards handled the publishing requests.
-    pub async fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
+    pub async fn publish<T: Into<fanout::Outgoing>>(
+        &self,
+        app: u32,
+        items: Vec<T>,
+        except: Option<&str>,
+    ) {
         for ack in self.publish_now(app, items, except, true) {
             // A peer that stopped (shutdown) has no subscribers left to order against.
             let _ = ack.await;
@@ -550,30 +561,31 @@ impl Shard {
 
     /// The synchronous part of [`Shard::publish`]: local delivery and posting to peers, in call order. With
     /// `want_acks`, returns one receiver per peer that answers once it has queued the frames.
-    pub fn publish_now(
+    pub fn publish_now<T: Into<fanout::Outgoing>>(
         &self,
         app: u32,
-        items: Vec<(String, Bytes)>,
+        items: Vec<T>,
         except: Option<&str>,
         want_acks: bool,
     ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
-        let mut per_peer: Vec<Vec<(Box<str>, Bytes)>> =
+        let mut per_peer: Vec<Vec<fanout::Outgoing>> =
             (0..self.peers.nr_shards()).map(|_| Vec::new()).collect();
         {
             let index = self.channels.borrow();
-            for (channel, frame) in &items {
-                let Some(entry) = index.get(app, channel) else {
+            for item in items {
+                let item: fanout::Outgoing = item.into();
+                let Some(entry) = index.get(app, &item.channel) else {
                     continue;
                 };
                 if !entry.local.is_empty() {
-                    self.deliver_local(&entry.local, frame.clone(), except);
+                    self.deliver_local(app, &entry.local, &item, except);
                 }
                 let mut remote = entry.remote;
                 while remote != 0 {
                     let peer = remote.trailing_zeros() as usize;
                     remote &= remote - 1;
                     if let Some(list) = per_peer.get_mut(peer) {
-                        list.push((channel.as_str().into(), frame.clone()));
+                        list.push(item.clone());
                     }
                 }
             }
@@ -603,17 +615,6 @@ impl Shard {
         acks
     }
 
-    fn deliver_local(&self, subscribers: &[Rc<Connection>], frame: Bytes, except: Option<&str>) {
-        let frame = Rc::new(frame);
-        let now = self.now();
-        for conn in subscribers {
-            if except.is_some_and(|s| *conn.socket_id == *s) {
-                continue;
-            }
-            conn.send_event(&frame, &self.slow_consumer, now);
-        }
-    }
-
     /// Applies a message from another shard.
     pub fn handle_mesh(&self, msg: ShardMsg) {
         match msg {
@@ -624,10 +625,10 @@ impl Shard {
                 ack,
             } => {
                 let index = self.channels.borrow();
-                for (channel, frame) in items {
-                    if let Some(entry) = index.get(app, &channel) {
+                for item in items {
+                    if let Some(entry) = index.get(app, &item.channel) {
                         if !entry.local.is_empty() {
-                            self.deliver_local(&entry.local, frame, except.as_deref());
+                            self.deliver_local(app, &entry.local, &item, except.as_deref());
                         }
                     }
                 }
@@ -798,6 +799,8 @@ pub async fn run(
         webhook_scheduled: tokio::sync::Notify::new(),
         io: seed.io.clone(),
         io_full_logged_at: Cell::new(None),
+        delta_settings: crate::delta::DeltaSettings::from_config(&config.delta_compression),
+        fanout: RefCell::new(Default::default()),
         config,
     });
     if let Some(receivers) = receivers {
