@@ -7,6 +7,7 @@
 pub mod app;
 pub mod config;
 pub mod conn;
+pub mod delta;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -15,5 +16,4 @@ pub mod rest;
 pub mod server;
 pub mod shard;
 pub mod tags;
-pub mod delta;
 pub mod ws;

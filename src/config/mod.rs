@@ -32,9 +32,9 @@ pub use compat::NOT_YET_SUPPORTED;
 pub use error::ConfigError;
 pub use file::{FileFormat, DEFAULT_PATHS};
 pub use model::{
-    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
-    HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
-    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig, DeltaCompressionConfig, TagFilteringConfig,
+    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, DeltaCompressionConfig,
+    EventLimits, HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig,
+    RuntimeConfig, TagFilteringConfig, WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
 };
 
 /// The result of [`load`].

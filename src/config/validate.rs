@@ -166,8 +166,9 @@ fn apps(c: &Config) -> Result<(), ConfigError> {
             })?;
         }
         if let Some(rules) = &app.channel_delta_compression {
-            crate::delta::ChannelRules::parse(rules)
-                .map_err(|e| ConfigError::invalid(at("channel_delta_compression"), e.to_string()))?;
+            crate::delta::ChannelRules::parse(rules).map_err(|e| {
+                ConfigError::invalid(at("channel_delta_compression"), e.to_string())
+            })?;
         }
         if let Some(origins) = &app.allowed_origins {
             if origins.iter().any(|o| o.trim().is_empty()) {

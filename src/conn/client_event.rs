@@ -98,12 +98,7 @@ pub fn relay(
             track: true,
         })),
     };
-    shard.publish_now(
-        conn.app.index,
-        vec![item],
-        Some(&conn.socket_id),
-        false,
-    );
+    shard.publish_now(conn.app.index, vec![item], Some(&conn.socket_id), false);
 }
 
 /// The `data` of a `client_event` webhook: the string the client sent, or the JSON text of anything else.

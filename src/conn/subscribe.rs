@@ -1,11 +1,11 @@
 //! `pusher:subscribe` and `pusher:unsubscribe` (PROTOCOL.md 1.6-1.11): channel rules, authorization, presence.
 
 use super::{Connection, Subscription};
+use crate::delta::SubscriptionDelta;
 use crate::protocol::messages::{self, SubscribeData};
 use crate::protocol::{auth, channel, codes};
 use crate::shard::presence::JoinRefused;
 use crate::shard::query::{Answer, Query};
-use crate::delta::SubscriptionDelta;
 use crate::shard::{counts_subscriptions, Shard};
 use crate::tags::{FilterLimits, TagFilter};
 use serde::Deserialize;

@@ -63,21 +63,40 @@ mod tests {
 
     #[test]
     fn golden_fossil_vectors_decode_and_ours_round_trip() {
-        for (base, target, golden) in [(F1_BASE, F1_TARGET, F1_DELTA), (F3_BASE, F3_TARGET, F3_DELTA)] {
-            let applied = fossil_delta::apply(base.as_bytes(), &b64(golden)).unwrap();
+        for (base, target, golden) in [
+            (F1_BASE, F1_TARGET, F1_DELTA),
+            (F3_BASE, F3_TARGET, F3_DELTA),
+        ] {
+            let applied = fossil_delta::apply(base.as_bytes(), b64(golden)).unwrap();
             assert_eq!(applied, target.as_bytes());
-            let ours = Algorithm::Fossil.encode(base.as_bytes(), target.as_bytes()).unwrap();
-            assert_eq!(fossil_delta::apply(base.as_bytes(), &ours).unwrap(), target.as_bytes());
+            let ours = Algorithm::Fossil
+                .encode(base.as_bytes(), target.as_bytes())
+                .unwrap();
+            assert_eq!(
+                fossil_delta::apply(base.as_bytes(), &ours).unwrap(),
+                target.as_bytes()
+            );
             assert!(ours.len() < target.len());
         }
     }
 
     #[test]
     fn golden_vcdiff_vectors_decode_and_ours_has_the_decodable_header() {
-        for (base, target, golden) in [(F1_BASE, F1_TARGET, X1_DELTA), (X2_BASE, X2_TARGET, X2_DELTA)] {
-            assert_eq!(xdelta3::decode(&b64(golden), base.as_bytes()).unwrap(), target.as_bytes());
-            let ours = Algorithm::Xdelta3.encode(base.as_bytes(), target.as_bytes()).unwrap();
-            assert_eq!(xdelta3::decode(&ours, base.as_bytes()).unwrap(), target.as_bytes());
+        for (base, target, golden) in [
+            (F1_BASE, F1_TARGET, X1_DELTA),
+            (X2_BASE, X2_TARGET, X2_DELTA),
+        ] {
+            assert_eq!(
+                xdelta3::decode(&b64(golden), base.as_bytes()).unwrap(),
+                target.as_bytes()
+            );
+            let ours = Algorithm::Xdelta3
+                .encode(base.as_bytes(), target.as_bytes())
+                .unwrap();
+            assert_eq!(
+                xdelta3::decode(&ours, base.as_bytes()).unwrap(),
+                target.as_bytes()
+            );
             // Magic, Hdr_Indicator 0 (no secondary compression, no code table, no app header),
             // Win_Indicator 1 (VCD_SOURCE only: no Adler-32 extension).
             assert_eq!(&ours[..6], &[0xd6, 0xc3, 0xc4, 0x00, 0x00, 0x01]);

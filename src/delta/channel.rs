@@ -304,7 +304,10 @@ mod tests {
 
     #[test]
     fn shared_stream_late_joiner_and_interval() {
-        let settings = DeltaSettings { full_message_interval: 3, ..Default::default() };
+        let settings = DeltaSettings {
+            full_message_interval: 3,
+            ..Default::default()
+        };
         let mut ch = ChannelDeltas::default();
         ch.add_socket(1, Algorithm::Fossil);
         let mut bases: HashMap<u64, Option<String>> = HashMap::new();
@@ -315,7 +318,12 @@ mod tests {
             }
             let env = envelope(100 + i);
             let mut round = ch.begin(
-                EventInput { envelope: &env, event: "tick", channel: "ticker", key: None },
+                EventInput {
+                    envelope: &env,
+                    event: "tick",
+                    channel: "ticker",
+                    key: None,
+                },
                 0,
                 &settings,
             );
@@ -329,7 +337,10 @@ mod tests {
                 }
             }
             if frames.len() == 2 && payload(&frames[0])["event"] == payload(&frames[1])["event"] {
-                assert!(Rc::ptr_eq(&frames[0], &frames[1]), "same frame is shared, not rebuilt");
+                assert!(
+                    Rc::ptr_eq(&frames[0], &frames[1]),
+                    "same frame is shared, not rebuilt"
+                );
             }
             kinds.push(payload(&frames[0])["event"] == "pusher:delta");
             ch.finish(round, 0, &settings);
@@ -349,7 +360,16 @@ mod tests {
         let mut base = None;
         let send = |ch: &mut ChannelDeltas, i: u32, deliver: bool, base: &mut Option<String>| {
             let env = envelope(i);
-            let mut round = ch.begin(EventInput { envelope: &env, event: "tick", channel: "ticker", key: None }, 0, &settings);
+            let mut round = ch.begin(
+                EventInput {
+                    envelope: &env,
+                    event: "tick",
+                    channel: "ticker",
+                    key: None,
+                },
+                0,
+                &settings,
+            );
             let kind = if deliver {
                 let f = round.frame_for(ch.socket_mut(1).unwrap());
                 assert_eq!(client_apply(base, &f).as_bytes(), &env[..]);
@@ -371,39 +391,88 @@ mod tests {
 
     #[test]
     fn stale_base_and_small_gain_give_full_frames() {
-        let settings = DeltaSettings { max_state_age_secs: 10, ..Default::default() };
+        let settings = DeltaSettings {
+            max_state_age_secs: 10,
+            ..Default::default()
+        };
         let mut ch = ChannelDeltas::default();
         ch.add_socket(1, Algorithm::Xdelta3);
         let env = envelope(1);
-        let mut r = ch.begin(EventInput { envelope: &env, event: "tick", channel: "ticker", key: None }, 0, &settings);
+        let mut r = ch.begin(
+            EventInput {
+                envelope: &env,
+                event: "tick",
+                channel: "ticker",
+                key: None,
+            },
+            0,
+            &settings,
+        );
         r.frame_for(ch.socket_mut(1).unwrap());
         ch.finish(r, 0, &settings);
         let env2 = envelope(2);
-        let mut r = ch.begin(EventInput { envelope: &env2, event: "tick", channel: "ticker", key: None }, 11, &settings);
+        let mut r = ch.begin(
+            EventInput {
+                envelope: &env2,
+                event: "tick",
+                channel: "ticker",
+                key: None,
+            },
+            11,
+            &settings,
+        );
         let f = r.frame_for(ch.socket_mut(1).unwrap());
         assert_eq!(payload(&f)["__delta_seq"], 1, "an old base is not used");
         ch.finish(r, 11, &settings);
         // A tiny envelope: a delta frame would be bigger than the full frame.
         let tiny = Bytes::from_static(br#"{"event":"t","channel":"ticker","data":"1"}"#);
-        let mut r = ch.begin(EventInput { envelope: &tiny, event: "t", channel: "ticker", key: None }, 11, &settings);
+        let mut r = ch.begin(
+            EventInput {
+                envelope: &tiny,
+                event: "t",
+                channel: "ticker",
+                key: None,
+            },
+            11,
+            &settings,
+        );
         let f = r.frame_for(ch.socket_mut(1).unwrap());
         assert_eq!(payload(&f)["__delta_seq"], 2);
     }
 
     #[test]
     fn conflation_keys_have_their_own_bases_and_one_sequence() {
-        let settings = DeltaSettings { max_conflation_states_per_channel: 2, ..Default::default() };
+        let settings = DeltaSettings {
+            max_conflation_states_per_channel: 2,
+            ..Default::default()
+        };
         let mut ch = ChannelDeltas::default();
         ch.add_socket(1, Algorithm::Fossil);
         let mut seen = Vec::new();
-        for (i, key) in ["BTC", "ETH", "BTC", "ETH", "SOL", "BTC"].iter().enumerate() {
+        for (i, key) in ["BTC", "ETH", "BTC", "ETH", "SOL", "BTC"]
+            .iter()
+            .enumerate()
+        {
             let env = envelope(i as u32);
-            let mut r = ch.begin(EventInput { envelope: &env, event: "tick", channel: "ticker", key: Some(key) }, 0, &settings);
+            let mut r = ch.begin(
+                EventInput {
+                    envelope: &env,
+                    event: "tick",
+                    channel: "ticker",
+                    key: Some(key),
+                },
+                0,
+                &settings,
+            );
             let v = payload(&r.frame_for(ch.socket_mut(1).unwrap()));
             ch.finish(r, 0, &settings);
             if v["event"] == "pusher:delta" {
                 assert_eq!(v["data"]["conflation_key"], *key);
-                seen.push(("D", v["data"]["seq"].as_u64().unwrap(), v["data"]["base_index"].as_u64()));
+                seen.push((
+                    "D",
+                    v["data"]["seq"].as_u64().unwrap(),
+                    v["data"]["base_index"].as_u64(),
+                ));
             } else {
                 assert_eq!(v["__conflation_key"], *key);
                 seen.push(("F", v["__delta_seq"].as_u64().unwrap(), None));
@@ -411,7 +480,14 @@ mod tests {
         }
         assert_eq!(
             seen,
-            [("F", 0, None), ("F", 1, None), ("D", 2, Some(0)), ("D", 3, Some(1)), ("F", 4, None), ("F", 5, None)],
+            [
+                ("F", 0, None),
+                ("F", 1, None),
+                ("D", 2, Some(0)),
+                ("D", 3, Some(1)),
+                ("F", 4, None),
+                ("F", 5, None)
+            ],
             "BTC was evicted when SOL arrived (cap 2)"
         );
     }

@@ -52,7 +52,8 @@ mod tests {
     use super::*;
 
     const REST: &str = r#"{"event":"price","channel":"c","data":"{\"asset\":\"BTC\",\"n\":7,\"deep\":{\"x\":true}}"}"#;
-    const CLIENT: &str = r#"{"event":"client-p","channel":"c","data":{"asset":"ETH"},"user_id":"u1"}"#;
+    const CLIENT: &str =
+        r#"{"event":"client-p","channel":"c","data":{"asset":"ETH"},"user_id":"u1"}"#;
 
     #[test]
     fn single_segment_falls_back_to_data() {

@@ -45,7 +45,8 @@ pub struct DeltaFrame<'a> {
 
 /// `{"event":"pusher:delta","channel":C,"data":{"event":E,"delta":B64,"seq":N,"algorithm":A,"conflation_key":K,"base_index":B}}`.
 pub fn delta_message(f: &DeltaFrame<'_>) -> String {
-    let mut out = String::with_capacity(f.delta.len() * 4 / 3 + f.channel.len() + f.event.len() + 140);
+    let mut out =
+        String::with_capacity(f.delta.len() * 4 / 3 + f.channel.len() + f.event.len() + 140);
     out.push_str("{\"event\":\"pusher:delta\",\"channel\":");
     push_json_string(&mut out, f.channel);
     out.push_str(",\"data\":{\"event\":");
@@ -85,7 +86,8 @@ impl std::fmt::Write for VecWriter<'_> {
 mod tests {
     use super::*;
 
-    const ENV: &str = r#"{"event":"price-update","channel":"market-data","data":"{\"asset\":\"BTC\"}"}"#;
+    const ENV: &str =
+        r#"{"event":"price-update","channel":"market-data","data":"{\"asset\":\"BTC\"}"}"#;
 
     #[test]
     fn metadata_is_spliced_byte_exactly() {
@@ -97,7 +99,9 @@ mod tests {
         let plain = String::from_utf8(full_message(ENV.as_bytes(), 0, None)).unwrap();
         assert!(plain.ends_with(r#"}","__delta_seq":0}"#));
         // What the client's strip regexes do must give back the base.
-        let stripped = full.replace(",\"__delta_seq\":1", "").replace(",\"__conflation_key\":\"BTC\"", "");
+        let stripped = full
+            .replace(",\"__delta_seq\":1", "")
+            .replace(",\"__conflation_key\":\"BTC\"", "");
         assert_eq!(stripped, ENV);
     }
 
@@ -119,7 +123,15 @@ mod tests {
             text,
             r#"{"event":"pusher:delta","channel":"market-data","data":{"event":"price-update","delta":"MlcKMVNAMCxKOjJcIixcInZvbHVtZVwiOjEwMTBnQDFrLDY6NTAwfSJ9Mn5SOExLOw==","seq":2,"algorithm":"fossil","conflation_key":"BTC","base_index":1}}"#
         );
-        let omitted = delta_message(&DeltaFrame { algorithm: None, conflation_key: None, delta: &delta, channel: "c", event: "e", seq: 3, base_index: 2 });
+        let omitted = delta_message(&DeltaFrame {
+            algorithm: None,
+            conflation_key: None,
+            delta: &delta,
+            channel: "c",
+            event: "e",
+            seq: 3,
+            base_index: 2,
+        });
         let v: serde_json::Value = serde_json::from_str(&omitted).unwrap();
         assert!(v["data"].get("algorithm").is_none());
         assert!(v["data"].get("conflation_key").is_none());

@@ -178,12 +178,10 @@ fn parse_rule(value: &Value) -> Result<Option<ChannelRule>, RuleError> {
                     ("conflation_key" | "algorithm", Value::Null) => {}
                     // Accepted for compatibility with Sockudo's schema; one base per key is kept.
                     ("max_messages_per_key" | "max_conflation_keys", Value::Number(_)) => {}
-                    _ => {
-                        return Err(RuleError::Invalid(format!(
-                            "unexpected field {k:?} = {v} (known: enabled, algorithm, conflation_key, \
+                    _ => return Err(RuleError::Invalid(format!(
+                        "unexpected field {k:?} = {v} (known: enabled, algorithm, conflation_key, \
                              enable_tags, max_messages_per_key, max_conflation_keys)"
-                        )))
-                    }
+                    ))),
                 }
             }
         }
@@ -268,34 +266,70 @@ mod tests {
         let p = |v: Value| SubscriptionDelta::from_value(Some(&v));
         assert_eq!(p(json!(true)), SubscriptionDelta::On(None));
         assert_eq!(p(json!(false)), SubscriptionDelta::Off);
-        assert_eq!(p(json!("xdelta3")), SubscriptionDelta::On(Some(Algorithm::Xdelta3)));
-        assert_eq!(p(json!("VCDIFF")), SubscriptionDelta::On(Some(Algorithm::Xdelta3)));
+        assert_eq!(
+            p(json!("xdelta3")),
+            SubscriptionDelta::On(Some(Algorithm::Xdelta3))
+        );
+        assert_eq!(
+            p(json!("VCDIFF")),
+            SubscriptionDelta::On(Some(Algorithm::Xdelta3))
+        );
         assert_eq!(p(json!("none")), SubscriptionDelta::Off);
         assert_eq!(p(json!("whatever")), SubscriptionDelta::On(None));
         assert_eq!(
             p(json!({"enabled":true,"algorithm":"fossil"})),
             SubscriptionDelta::On(Some(Algorithm::Fossil))
         );
-        assert_eq!(p(json!({"algorithm":"xdelta3"})), SubscriptionDelta::On(Some(Algorithm::Xdelta3)));
+        assert_eq!(
+            p(json!({"algorithm":"xdelta3"})),
+            SubscriptionDelta::On(Some(Algorithm::Xdelta3))
+        );
         assert_eq!(p(json!({"enabled":false})), SubscriptionDelta::Off);
         assert_eq!(p(json!(5)), SubscriptionDelta::Unspecified);
-        assert_eq!(SubscriptionDelta::from_value(None), SubscriptionDelta::Unspecified);
+        assert_eq!(
+            SubscriptionDelta::from_value(None),
+            SubscriptionDelta::Unspecified
+        );
     }
 
     #[test]
     fn resolution() {
         let s = DeltaSettings::default();
-        let xd = ChannelRule { enabled: true, algorithm: Some(Algorithm::Xdelta3), conflation_key: None, enable_tags: true };
-        let off = ChannelRule { enabled: false, ..xd.clone() };
+        let xd = ChannelRule {
+            enabled: true,
+            algorithm: Some(Algorithm::Xdelta3),
+            conflation_key: None,
+            enable_tags: true,
+        };
+        let off = ChannelRule {
+            enabled: false,
+            ..xd.clone()
+        };
         use SubscriptionDelta::*;
         assert_eq!(resolve(&s, None, false, Unspecified, false), None);
-        assert_eq!(resolve(&s, None, false, Unspecified, true), Some(Algorithm::Fossil));
-        assert_eq!(resolve(&s, Some(&xd), false, Unspecified, true), Some(Algorithm::Xdelta3));
+        assert_eq!(
+            resolve(&s, None, false, Unspecified, true),
+            Some(Algorithm::Fossil)
+        );
+        assert_eq!(
+            resolve(&s, Some(&xd), false, Unspecified, true),
+            Some(Algorithm::Xdelta3)
+        );
         assert_eq!(resolve(&s, None, false, Off, true), None);
-        assert_eq!(resolve(&s, None, false, On(Some(Algorithm::Xdelta3)), false), Some(Algorithm::Xdelta3));
-        assert_eq!(resolve(&s, None, true, On(None), true), None, "encrypted channels are never tracked");
+        assert_eq!(
+            resolve(&s, None, false, On(Some(Algorithm::Xdelta3)), false),
+            Some(Algorithm::Xdelta3)
+        );
+        assert_eq!(
+            resolve(&s, None, true, On(None), true),
+            None,
+            "encrypted channels are never tracked"
+        );
         assert_eq!(resolve(&s, Some(&off), false, On(None), true), None);
-        let disabled = DeltaSettings { enabled: false, ..s };
+        let disabled = DeltaSettings {
+            enabled: false,
+            ..s
+        };
         assert_eq!(resolve(&disabled, None, false, On(None), true), None);
     }
 
@@ -308,7 +342,10 @@ mod tests {
             "other": "inherit"
         });
         let rules = ChannelRules::parse(map.as_object().unwrap()).unwrap();
-        assert_eq!(rules.for_channel("ticker:special").unwrap().algorithm, Some(Algorithm::Xdelta3));
+        assert_eq!(
+            rules.for_channel("ticker:special").unwrap().algorithm,
+            Some(Algorithm::Xdelta3)
+        );
         let t = rules.for_channel("ticker:BTC").unwrap();
         assert_eq!(t.conflation_key.as_deref(), Some("asset"));
         assert!(!t.enable_tags);

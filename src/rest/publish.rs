@@ -5,14 +5,14 @@ use super::channels::{channel_attributes, Info};
 use crate::app::App;
 use crate::http::Response;
 use crate::protocol::{channel, messages, socket_id};
-use crate::shard::Shard;
-use crate::ws;
 use crate::shard::fanout::{EventDetails, Outgoing};
+use crate::shard::Shard;
 use crate::tags::Tags;
+use crate::ws;
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use serde_json::value::RawValue;
 
 /// One event as the HTTP API accepts it.
 #[derive(Debug, Deserialize)]

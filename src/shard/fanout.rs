@@ -131,7 +131,12 @@ impl Shard {
     /// turn off, now and for later subscriptions. Answers `pusher:delta_compression_enabled`.
     pub fn enable_delta(&self, conn: &Connection) {
         self.fanout.borrow_mut().opted_in.insert(conn.id);
-        let names: Vec<Box<str>> = conn.channels.borrow().iter().map(|s| s.name.clone()).collect();
+        let names: Vec<Box<str>> = conn
+            .channels
+            .borrow()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
         for name in &names {
             self.resolve_delta(conn, name);
         }
@@ -164,7 +169,8 @@ impl Shard {
         let options = fanout.options(app, channel);
         let setting = options.settings.get(&conn.id).copied().unwrap_or_default();
         let was_tracked = options.deltas.tracks(conn.id);
-        let wanted = delta::rules::resolve(&self.delta_settings, rule, encrypted, setting, opted_in);
+        let wanted =
+            delta::rules::resolve(&self.delta_settings, rule, encrypted, setting, opted_in);
         match wanted {
             Some(algorithm) if was_tracked => options.deltas.add_socket(conn.id, algorithm),
             Some(_) if tracked >= self.delta_settings.max_channel_states_per_socket => {
@@ -185,7 +191,11 @@ impl Shard {
     /// Forgets (conn, channel): unsubscribe, refused join, disconnect.
     pub fn forget_subscription(&self, conn_id: u64, app: u32, channel: &str) {
         let mut fanout = self.fanout.borrow_mut();
-        let Some(options) = fanout.channels.get_mut(&app).and_then(|a| a.get_mut(channel)) else {
+        let Some(options) = fanout
+            .channels
+            .get_mut(&app)
+            .and_then(|a| a.get_mut(channel))
+        else {
             return;
         };
         options.filters.remove(&conn_id);

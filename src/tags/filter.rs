@@ -315,7 +315,12 @@ mod tests {
 
     #[test]
     fn every_comparator() {
-        let t = tags(&[("type", "goal"), ("xG", "0.87"), ("team", "Real Madrid"), ("e", "")]);
+        let t = tags(&[
+            ("type", "goal"),
+            ("xG", "0.87"),
+            ("team", "Real Madrid"),
+            ("e", ""),
+        ]);
         let none = tags(&[]);
         let cases: &[(Value, bool, bool)] = &[
             // (filter, on t, on empty tags)
@@ -323,10 +328,26 @@ mod tests {
             (json!({"key":"type","cmp":"eq","val":"Goal"}), false, false),
             (json!({"key":"type","cmp":"neq","val":"shot"}), true, true),
             (json!({"key":"type","cmp":"neq","val":"goal"}), false, true),
-            (json!({"key":"type","cmp":"in","vals":["shot","goal"]}), true, false),
-            (json!({"key":"type","cmp":"in","vals":["shot"]}), false, false),
-            (json!({"key":"type","cmp":"nin","vals":["shot"]}), true, true),
-            (json!({"key":"type","cmp":"nin","vals":["goal","x"]}), false, true),
+            (
+                json!({"key":"type","cmp":"in","vals":["shot","goal"]}),
+                true,
+                false,
+            ),
+            (
+                json!({"key":"type","cmp":"in","vals":["shot"]}),
+                false,
+                false,
+            ),
+            (
+                json!({"key":"type","cmp":"nin","vals":["shot"]}),
+                true,
+                true,
+            ),
+            (
+                json!({"key":"type","cmp":"nin","vals":["goal","x"]}),
+                false,
+                true,
+            ),
             (json!({"key":"e","cmp":"ex"}), true, false),
             (json!({"key":"zz","cmp":"nex"}), true, true),
             (json!({"key":"type","cmp":"nex"}), false, true),
@@ -372,16 +393,40 @@ mod tests {
 
     #[test]
     fn invalid_filters_are_refused() {
-        assert_eq!(err(json!({"op":"and","nodes":[]})), FilterError::EmptyBranch("and"));
+        assert_eq!(
+            err(json!({"op":"and","nodes":[]})),
+            FilterError::EmptyBranch("and")
+        );
         assert_eq!(err(json!({"op":"or"})), FilterError::MissingNodes("or"));
-        assert_eq!(err(json!({"op":"not","nodes":[{"key":"a","cmp":"ex"},{"key":"b","cmp":"ex"}]})), FilterError::NotArity);
+        assert_eq!(
+            err(json!({"op":"not","nodes":[{"key":"a","cmp":"ex"},{"key":"b","cmp":"ex"}]})),
+            FilterError::NotArity
+        );
         assert_eq!(err(json!({"cmp":"eq","val":"x"})), FilterError::MissingKey);
-        assert_eq!(err(json!({"key":"","cmp":"eq","val":"x"})), FilterError::MissingKey);
-        assert_eq!(err(json!({"key":"a","cmp":"in","vals":[]})), FilterError::MissingVals("in"));
-        assert_eq!(err(json!({"key":"a","cmp":"eq","val":""})), FilterError::MissingVal("eq"));
-        assert_eq!(err(json!({"key":"a","cmp":"eq"})), FilterError::MissingVal("eq"));
-        assert!(matches!(err(json!({"key":"a","cmp":"like","val":"x"})), FilterError::UnknownCmp(_)));
-        assert!(matches!(err(json!({"op":"xor","nodes":[]})), FilterError::UnknownOp(_)));
+        assert_eq!(
+            err(json!({"key":"","cmp":"eq","val":"x"})),
+            FilterError::MissingKey
+        );
+        assert_eq!(
+            err(json!({"key":"a","cmp":"in","vals":[]})),
+            FilterError::MissingVals("in")
+        );
+        assert_eq!(
+            err(json!({"key":"a","cmp":"eq","val":""})),
+            FilterError::MissingVal("eq")
+        );
+        assert_eq!(
+            err(json!({"key":"a","cmp":"eq"})),
+            FilterError::MissingVal("eq")
+        );
+        assert!(matches!(
+            err(json!({"key":"a","cmp":"like","val":"x"})),
+            FilterError::UnknownCmp(_)
+        ));
+        assert!(matches!(
+            err(json!({"op":"xor","nodes":[]})),
+            FilterError::UnknownOp(_)
+        ));
         assert_eq!(err(json!("type=goal")), FilterError::NotAnObject);
         assert_eq!(
             FilterError::MissingKey.to_string(),
@@ -397,10 +442,19 @@ mod tests {
         }
         assert!(matches!(err(deep), FilterError::TooLarge(_)));
         let wide: Vec<Value> = (0..200).map(|_| json!({"key":"a","cmp":"ex"})).collect();
-        assert!(matches!(err(json!({"op":"or","nodes":wide})), FilterError::TooLarge(_)));
+        assert!(matches!(
+            err(json!({"op":"or","nodes":wide})),
+            FilterError::TooLarge(_)
+        ));
         let vals: Vec<Value> = (0..129).map(|i| json!(i)).collect();
-        assert!(matches!(err(json!({"key":"a","cmp":"in","vals":vals})), FilterError::TooLarge(_)));
+        assert!(matches!(
+            err(json!({"key":"a","cmp":"in","vals":vals})),
+            FilterError::TooLarge(_)
+        ));
         let long = "x".repeat(1025);
-        assert!(matches!(err(json!({"key":"a","cmp":"eq","val":long})), FilterError::TooLarge(_)));
+        assert!(matches!(
+            err(json!({"key":"a","cmp":"eq","val":long})),
+            FilterError::TooLarge(_)
+        ));
     }
 }

@@ -5,7 +5,7 @@
 //! message's [`Tags`] allocates nothing.
 
 mod filter;
-mod tags;
+mod publish_tags;
 
 pub use filter::{FilterError, FilterLimits, TagFilter};
-pub use tags::{Tags, TagsError};
+pub use publish_tags::{Tags, TagsError};

@@ -115,9 +115,15 @@ mod tests {
     fn limits_are_enforced() {
         assert_eq!(tags(&[("", "a")]), Err(TagsError::EmptyKey));
         let long = "k".repeat(MAX_TAG_KEY_BYTES + 1);
-        assert!(matches!(tags(&[(&long, "a")]), Err(TagsError::KeyTooLong(_))));
+        assert!(matches!(
+            tags(&[(&long, "a")]),
+            Err(TagsError::KeyTooLong(_))
+        ));
         let long = "v".repeat(MAX_TAG_VALUE_BYTES + 1);
-        assert!(matches!(tags(&[("k", &long)]), Err(TagsError::ValueTooLong(_))));
+        assert!(matches!(
+            tags(&[("k", &long)]),
+            Err(TagsError::ValueTooLong(_))
+        ));
         let many: BTreeMap<String, String> = (0..=MAX_TAGS)
             .map(|i| (format!("k{i}"), String::new()))
             .collect();
