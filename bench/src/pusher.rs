@@ -92,7 +92,12 @@ pub fn ticker_payload(ts_ns: u64, seq: u64, bytes: usize) -> String {
         }
         let _ = std::fmt::Write::write_fmt(
             &mut s,
-            format_args!("[\"{}.{:02}\",\"{}\"]", 59_000 + level * 13, level % 100, 1 + (level * 37) % 500),
+            format_args!(
+                "[\"{}.{:02}\",\"{}\"]",
+                59_000 + level * 13,
+                level % 100,
+                1 + (level * 37) % 500
+            ),
         );
         level += 1;
     }

@@ -427,7 +427,9 @@ fn delta_and_tag_sections_load_validate_and_take_the_env() {
     assert_eq!(c.delta_compression.min_message_size, 100);
     assert!(c.tag_filtering.enabled);
     assert!(!c.tag_filtering.enable_tags);
-    assert!(c.app_manager.array.apps[0].channel_delta_compression.is_some());
+    assert!(c.app_manager.array.apps[0]
+        .channel_delta_compression
+        .is_some());
 
     let bad = |text: &str| {
         World::default()
@@ -438,8 +440,10 @@ fn delta_and_tag_sections_load_validate_and_take_the_env() {
     };
     assert!(bad(r#"{"delta_compression": {"algorithm": "zstd"}}"#)
         .starts_with("delta_compression.algorithm: "));
-    assert!(bad(r#"{"delta_compression": {"full_message_interval": 0}}"#)
-        .starts_with("delta_compression.full_message_interval: "));
+    assert!(
+        bad(r#"{"delta_compression": {"full_message_interval": 0}}"#)
+            .starts_with("delta_compression.full_message_interval: ")
+    );
     let app = r#"{"app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s",
                   "channel_delta_compression": {"x": "brotli"}}]}}}"#;
     assert!(bad(app).starts_with("app_manager.array.apps[0].channel_delta_compression: "));

@@ -40,6 +40,13 @@ pub struct SocketDelta {
     held: Vec<u32>,
 }
 
+impl SocketDelta {
+    /// The frame carrying sequence `seq` never reached the client (queue full): it does not hold that base.
+    pub fn lost(&mut self, seq: u32) {
+        self.held.retain(|s| *s != seq);
+    }
+}
+
 impl ChannelDeltas {
     /// Starts tracking `conn` (or changes its algorithm); a socket new here holds no base.
     pub fn add_socket(&mut self, conn: u64, algorithm: Algorithm) {
@@ -387,6 +394,35 @@ mod tests {
         assert_eq!(send(&mut ch, 5, true, &mut base), Some(true));
         ch.reset_socket(1);
         assert_eq!(send(&mut ch, 6, true, &mut base), Some(false));
+    }
+
+    #[test]
+    fn a_frame_lost_to_a_full_queue_is_not_a_base() {
+        let settings = DeltaSettings::default();
+        let mut ch = ChannelDeltas::default();
+        ch.add_socket(1, Algorithm::Fossil);
+        let mut kinds = Vec::new();
+        for i in 0..3 {
+            let env = envelope(i);
+            let mut r = ch.begin(
+                EventInput {
+                    envelope: &env,
+                    event: "tick",
+                    channel: "ticker",
+                    key: None,
+                },
+                0,
+                &settings,
+            );
+            let socket = ch.socket_mut(1).unwrap();
+            let f = r.frame_for(socket);
+            if i == 1 {
+                socket.lost(r.seq());
+            }
+            kinds.push(payload(&f)["event"] == "pusher:delta");
+            ch.finish(r, 0, &settings);
+        }
+        assert_eq!(kinds, [false, true, false]);
     }
 
     #[test]

@@ -178,10 +178,12 @@ fn parse_rule(value: &Value) -> Result<Option<ChannelRule>, RuleError> {
                     ("conflation_key" | "algorithm", Value::Null) => {}
                     // Accepted for compatibility with Sockudo's schema; one base per key is kept.
                     ("max_messages_per_key" | "max_conflation_keys", Value::Number(_)) => {}
-                    _ => return Err(RuleError::Invalid(format!(
+                    _ => {
+                        return Err(RuleError::Invalid(format!(
                         "unexpected field {k:?} = {v} (known: enabled, algorithm, conflation_key, \
                              enable_tags, max_messages_per_key, max_conflation_keys)"
-                    ))),
+                    )))
+                    }
                 }
             }
         }

@@ -110,6 +110,17 @@ impl Shard {
     ) {
         {
             let mut fanout = self.fanout.borrow_mut();
+            let plain = filter.is_none()
+                && delta == SubscriptionDelta::Unspecified
+                && !fanout.opted_in.contains(&conn.id);
+            let known = fanout
+                .channels
+                .get(&conn.app.index)
+                .is_some_and(|a| a.contains_key(channel));
+            if plain && !known {
+                // The common case: nothing to record, and no map entry made and dropped on every subscribe.
+                return;
+            }
             let options = fanout.options(conn.app.index, channel);
             match filter {
                 Some(f) => options.filters.insert(conn.id, Rc::new(f)),
@@ -279,7 +290,11 @@ impl Shard {
                 });
                 if let Some(socket) = options.deltas.socket_mut(conn.id) {
                     let frame = round.frame_for(socket);
+                    let dropped = conn.dropped.get();
                     conn.send_event(&frame, &self.slow_consumer, now);
+                    if conn.dropped.get() != dropped {
+                        socket.lost(round.seq());
+                    }
                     continue;
                 }
             }

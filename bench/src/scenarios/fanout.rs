@@ -144,7 +144,10 @@ async fn publish(ctx: &Arc<Ctx>, load: &Load, total: u64) {
                         pusher::payload(ts, seq, load.payload_bytes)
                     };
                     // With a filter, subscribers expect only the events tagged `hit`.
-                    let hit = ctx.common.filter_match.is_none_or(|pct| seq % 100 < u64::from(pct));
+                    let hit = ctx
+                        .common
+                        .filter_match
+                        .is_none_or(|pct| seq % 100 < u64::from(pct));
                     let body = match ctx.common.filter_match {
                         Some(_) => rest::event_body_tagged(
                             pusher::EVENT_NAME,
