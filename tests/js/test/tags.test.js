@@ -132,3 +132,24 @@ describe('tag filtering (SHARDS=2, tag_filtering.enabled)', () => {
     assert.equal(res.status, 400);
   });
 });
+
+describe('tag filtering switched off (default)', () => {
+  let server;
+  before(async () => {
+    server = await h.startServer({ shards: 1, apps: APPS });
+  });
+  after(async () => {
+    const res = await server.stop();
+    assert.equal(res.code, 0);
+  });
+
+  test('filters are validated but ignored: a filtered subscriber gets every event, tagged or not', T, async () => {
+    const c = await raw.rawConn(server.port);
+    const bad = await raw.rawSubscribe(c, 'off', { tags_filter: { op: 'or', nodes: [] } }, { expectOk: false });
+    assert.equal(bad.data.code, 4000);
+    await raw.rawSubscribe(c, 'off', { tags_filter: { key: 'type', cmp: 'eq', val: 'goal' } });
+    await publish(server.port, 'off', EVENTS);
+    await h.until(() => c.messages.filter((m) => m.channel === 'off' && !m.event.startsWith('pusher')).length === EVENTS.length, 3000);
+    c.ws.close();
+  });
+});
