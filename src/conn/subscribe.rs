@@ -55,7 +55,10 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             }
         },
     };
+    let delta = SubscriptionDelta::from_value(data.delta.as_ref());
     if conn.is_subscribed(name) {
+        // Already joined: no second reply (Pusher), but a new filter or delta setting replaces the old one.
+        shard.set_subscription_options(conn, name, filter, delta);
         return;
     }
     let kind = channel::classify(name).kind;
@@ -113,12 +116,7 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
         });
     }
-    shard.set_subscription_options(
-        conn,
-        name,
-        filter,
-        SubscriptionDelta::from_value(data.delta.as_ref()),
-    );
+    shard.set_subscription_options(conn, name, filter, delta);
     shard.join(conn.app.index, name, conn).await;
     if counts_subscriptions(conn, name) {
         shard.count_subscription(conn.app.index, name, 1);

@@ -188,6 +188,43 @@ describe('delta compression (SHARDS=2)', () => {
     assert.ok(c.messages.filter((m) => m.channel === enc && m.event === 'e').every((m) => m.__delta_seq === undefined));
   });
 
+  test('presence and cache channels: member events and the cache replay are plain, events decode', T, async () => {
+    const port = server.port;
+    const api = h.sdk(port);
+    const ref = await onShard(port, '0', plainConn);
+    const c = await onShard(port, '1', deltaConn);
+    conns.push(ref, c);
+    await c.enableDelta();
+    await raw.rawPresence(api, ref, 'presence-room', 'u-ref', { n: 1 });
+    await raw.rawPresence(api, c, 'presence-room', 'u-delta', { n: 2 });
+    await publishAll(port, Array.from({ length: 20 }, (_, i) => ({ name: 'p', channel: 'presence-room', data: payload(i, 'ETH') })));
+    await h.until(() => (c.events.get('presence-room') || []).length === 20, 5000);
+    await h.until(() => (ref.events.get('presence-room') || []).length === 20, 5000);
+    assertSame(c, ref, 'presence-room', 'presence');
+    assert.ok(c.stats.delta >= 15, JSON.stringify(c.stats));
+    const late = await onShard(port, '0', deltaConn);
+    conns.push(late);
+    await raw.rawPresence(api, late, 'presence-room', 'u-late', {});
+    const added = await c.next((m) => m.event === 'pusher_internal:member_added');
+    assert.equal(added.__delta_seq, undefined, 'member events are never tracked');
+
+    // Cache channel: the replay on subscribe is a plain frame, later events are tracked and decode.
+    await publishAll(port, [{ name: 'snap', channel: 'cache-prices', data: payload(0, 'SOL') }]);
+    const cref = await onShard(port, '0', plainConn);
+    const cc = await onShard(port, '1', deltaConn);
+    conns.push(cref, cc);
+    await cc.enableDelta();
+    await raw.rawSubscribe(cref, 'cache-prices');
+    await raw.rawSubscribe(cc, 'cache-prices');
+    await publishAll(port, Array.from({ length: 10 }, (_, i) => ({ name: 'snap', channel: 'cache-prices', data: payload(i + 1, 'SOL') })));
+    await h.until(() => (cc.events.get('cache-prices') || []).length === 11, 5000);
+    await h.until(() => (cref.events.get('cache-prices') || []).length === 11, 5000);
+    assertSame(cc, cref, 'cache-prices', 'cache channel');
+    const first = cc.messages.find((m) => m.channel === 'cache-prices' && m.event === 'snap');
+    assert.equal(first.__delta_seq, undefined, 'the replay is plain');
+    assert.ok(cc.stats.delta >= 8, JSON.stringify(cc.stats));
+  });
+
   test('client events are delta-tracked for opted-in recipients', T, async () => {
     const port = server.port;
     const api = h.sdk(port);

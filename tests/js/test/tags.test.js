@@ -112,6 +112,17 @@ describe('tag filtering (SHARDS=2, tag_filtering.enabled)', () => {
       assert.match(reply.data.message, /^Invalid message format: Invalid tags filter: /);
       assert.equal(reply.channel, undefined);
     }
+    // Subscribing again to a joined channel replaces its filter (no second subscription_succeeded).
+    const r = await raw.rawConn(server.port);
+    conns.push(r);
+    await raw.rawSubscribe(r, 'resub', { tags_filter: { key: 'type', cmp: 'eq', val: 'goal' } });
+    r.send({ event: 'pusher:subscribe', data: { channel: 'resub', tags_filter: { key: 'type', cmp: 'eq', val: 'shot' } } });
+    await h.sleep(100);
+    await publish(server.port, 'resub', [['g', { type: 'goal' }], ['s', { type: 'shot' }]]);
+    await h.until(() => r.messages.some((m) => m.event === 's'), 3000);
+    await h.sleep(100);
+    assert.deepEqual(r.messages.filter((m) => m.channel === 'resub' && !m.event.startsWith('pusher')).map((m) => m.event), ['s']);
+    assert.equal(r.messages.filter((m) => m.event === 'pusher_internal:subscription_succeeded').length, 1);
     await publish(server.port, 'refused', [['x', { a: 'b' }]]);
     await h.sleep(200);
     assert.equal(c.messages.filter((m) => m.channel === 'refused' && m.event === 'x').length, 0);
