@@ -73,6 +73,19 @@ pub fn enabled_message(enabled: bool, algorithm: Algorithm) -> String {
     )
 }
 
+/// The per-channel form of [`enabled_message`] (DELTA-TAGS.md §2.3), for a socket that opted in only through a
+/// subscription: it tells the client the algorithm that delta frames without `algorithm` use.
+pub fn channel_enabled_message(channel: &str, algorithm: Algorithm) -> String {
+    let mut out = String::from("{\"event\":\"pusher:delta_compression_enabled\",\"channel\":");
+    push_json_string(&mut out, channel);
+    out.push_str(",\"data\":{\"enabled\":true,\"algorithm\":\"");
+    out.push_str(algorithm.name());
+    out.push_str("\",\"channel\":");
+    push_json_string(&mut out, channel);
+    out.push_str("}}");
+    out
+}
+
 struct VecWriter<'a>(&'a mut Vec<u8>);
 
 impl std::fmt::Write for VecWriter<'_> {
@@ -136,6 +149,14 @@ mod tests {
         assert!(v["data"].get("algorithm").is_none());
         assert!(v["data"].get("conflation_key").is_none());
         assert_eq!(v["data"]["base_index"], 2);
+    }
+
+    #[test]
+    fn channel_enabled_reply() {
+        assert_eq!(
+            channel_enabled_message("ticker:BTC", Algorithm::Fossil),
+            r#"{"event":"pusher:delta_compression_enabled","channel":"ticker:BTC","data":{"enabled":true,"algorithm":"fossil","channel":"ticker:BTC"}}"#
+        );
     }
 
     #[test]

@@ -136,6 +136,19 @@ impl Shard {
         self.fanout
             .borrow_mut()
             .drop_if_empty(conn.app.index, channel);
+        // With `omit_delta_algorithm`, a client that opted in only through subscriptions must still learn the
+        // algorithm that frames without one use (never another: that would mislead its other channels).
+        let settings = &self.delta_settings;
+        if settings.enabled
+            && settings.omit_delta_algorithm
+            && matches!(delta, SubscriptionDelta::On(_))
+            && !self.fanout.borrow().opted_in.contains(&conn.id)
+        {
+            conn.send_control(&delta::frames::channel_enabled_message(
+                channel,
+                settings.algorithm,
+            ));
+        }
     }
 
     /// `pusher:enable_delta_compression`: opts every channel of the socket in that its subscription did not

@@ -34,6 +34,11 @@ async function deltaConn(port) {
   c.ws.on('message', (data) => {
     const text = data.toString();
     const msg = JSON.parse(text);
+    // As sockudo-js: any enabled reply (global or per channel) sets the algorithm of frames that omit it.
+    if (msg.event === 'pusher:delta_compression_enabled' && msg.data && msg.data.algorithm) {
+      c.defaultAlgorithm = msg.data.algorithm;
+      return;
+    }
     if (!msg.channel || msg.event.startsWith('pusher_internal:') || msg.event === 'pusher:cache_miss') return;
     c.stats.bytes += Buffer.byteLength(text);
     if (msg.event === 'pusher:delta') {

@@ -244,3 +244,37 @@ describe('delta compression (SHARDS=2)', () => {
     assert.ok(rx.stats.delta > 10, JSON.stringify(rx.stats) + JSON.stringify(rx.messages.slice(-3)));
   });
 });
+
+describe('delta compression with omit_delta_algorithm and xdelta3 as the server algorithm', () => {
+  let server;
+  before(async () => {
+    server = await h.startServer({
+      shards: 1,
+      apps: APPS,
+      config: { delta_compression: { algorithm: 'xdelta3', omit_delta_algorithm: true } },
+    });
+  });
+  after(async () => {
+    const res = await server.stop();
+    assert.equal(res.code, 0);
+  });
+
+  test('a subscription-only opt-in is told the algorithm, and frames without it decode', T, async () => {
+    const port = server.port;
+    const ref = await plainConn(port);
+    const c = await deltaConn(port);
+    await raw.rawSubscribe(ref, 'omit');
+    await raw.rawSubscribe(c, 'omit', { delta: true });
+    const reply = c.messages.find((m) => m.event === 'pusher:delta_compression_enabled');
+    assert.deepEqual(reply.data, { enabled: true, algorithm: 'xdelta3', channel: 'omit' });
+    await publishAll(port, Array.from({ length: 20 }, (_, i) => ({ name: 'e', channel: 'omit', data: payload(i, 'BTC') })));
+    await h.until(() => (c.events.get('omit') || []).length === 20, 5000);
+    await h.until(() => (ref.events.get('omit') || []).length === 20, 5000);
+    assertSame(c, ref, 'omit', 'omitted algorithm');
+    const deltas = c.messages.filter((m) => m.event === 'pusher:delta');
+    assert.ok(deltas.length >= 15);
+    assert.ok(deltas.every((m) => m.data.algorithm === undefined));
+    ref.ws.close();
+    c.ws.close();
+  });
+});
