@@ -7,6 +7,8 @@
 
 FROM rust:1-bookworm AS build
 WORKDIR /src
+# libclang-dev: bindgen for the xdelta3 crate (delta compression).
+RUN apt-get update && apt-get install -y --no-install-recommends libclang-dev && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin sockudo \
     && strip target/release/sockudo

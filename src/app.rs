@@ -80,6 +80,8 @@ pub struct App {
     pub config: AppConfig,
     /// Webhook event types some webhook of this app wants; worker shards build no event outside this set.
     pub webhooks: KindSet,
+    /// `channel_delta_compression`, parsed (checked when the configuration was loaded).
+    pub delta_rules: crate::delta::ChannelRules,
 }
 
 impl App {
@@ -319,6 +321,11 @@ impl AppSeed {
                 read_requests: counter.read_requests.clone(),
                 config: cfg.clone(),
                 webhooks: app_webhooks(cfg).wanted(),
+                delta_rules: cfg
+                    .channel_delta_compression
+                    .as_ref()
+                    .and_then(|m| crate::delta::ChannelRules::parse(m).ok())
+                    .unwrap_or_default(),
             };
             if !entry.removed {
                 registry.by_id.insert(app.id.clone(), index);

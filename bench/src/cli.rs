@@ -59,6 +59,15 @@ pub struct Common {
     /// Disable the progress line on stderr.
     #[arg(long, global = true)]
     pub quiet: bool,
+    /// Subscribe with delta compression (`fossil` or `xdelta3`, sockudo-js `delta` setting); delta frames count
+    /// as deliveries.
+    #[arg(long, global = true)]
+    pub delta: Option<String>,
+    /// Tag filtering: every subscriber filters on `tags_filter {"key":"k","cmp":"eq","val":"hit"}` and this
+    /// percentage of published events is tagged `k=hit` (the rest `k=miss`); the server needs
+    /// `TAG_FILTERING_ENABLED=true`. Expected deliveries count only the matching events.
+    #[arg(long, global = true)]
+    pub filter_match: Option<u32>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -78,6 +87,10 @@ pub struct Load {
     /// Size of the event `data` string in bytes (padded).
     #[arg(long, default_value_t = 100)]
     pub payload_bytes: usize,
+    /// Ticker-like payload: a JSON quote (symbol, bid, ask, last, volume) with a fixed order book padding it to
+    /// --payload-bytes, so only a few fields change from one event to the next.
+    #[arg(long)]
+    pub ticker: bool,
     /// Seconds to wait for outstanding deliveries after the last event was sent.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,

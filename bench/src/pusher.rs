@@ -58,12 +58,51 @@ pub fn private_auth(key: &str, secret: &str, socket_id: &str, channel: &str) -> 
     format!("{key}:{}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub fn subscribe_msg(channel: &str, auth: Option<&str>) -> String {
-    serde_json::json!({
-        "event": "pusher:subscribe",
-        "data": { "channel": channel, "auth": auth.unwrap_or("") }
-    })
-    .to_string()
+/// `pusher:subscribe` with the optional sockudo-js `delta` setting and bench tag filter.
+pub fn subscribe_msg_with(
+    channel: &str,
+    auth: Option<&str>,
+    delta: Option<&str>,
+    filter: bool,
+) -> String {
+    let mut data = serde_json::json!({ "channel": channel, "auth": auth.unwrap_or("") });
+    if let Some(d) = delta {
+        data["delta"] = serde_json::json!({ "enabled": true, "algorithm": d });
+    }
+    if filter {
+        data["tags_filter"] = serde_json::json!({ "key": "k", "cmp": "eq", "val": "hit" });
+    }
+    serde_json::json!({ "event": "pusher:subscribe", "data": data }).to_string()
+}
+
+/// A ticker quote of about `bytes` bytes: stamp, a few changing prices, and a fixed order book as padding.
+pub fn ticker_payload(ts_ns: u64, seq: u64, bytes: usize) -> String {
+    let px = 60_000.0 + (seq % 1000) as f64 * 0.5;
+    let mut s = format!(
+        "{{\"__bt\":{ts_ns},\"__bs\":{seq},\"symbol\":\"BTC-USD\",\"bid\":\"{:.2}\",\"ask\":\"{:.2}\",\"last\":\"{:.2}\",\"volume\":{},\"book\":[",
+        px - 0.5,
+        px + 0.5,
+        px,
+        1_000_000 + seq * 7
+    );
+    let mut level = 0u64;
+    while s.len() + 40 < bytes {
+        if level > 0 {
+            s.push(',');
+        }
+        let _ = std::fmt::Write::write_fmt(
+            &mut s,
+            format_args!(
+                "[\"{}.{:02}\",\"{}\"]",
+                59_000 + level * 13,
+                level % 100,
+                1 + (level * 37) % 500
+            ),
+        );
+        level += 1;
+    }
+    s.push_str("]}");
+    s
 }
 
 pub const PONG: &str = r#"{"event":"pusher:pong","data":{}}"#;

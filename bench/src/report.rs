@@ -34,6 +34,8 @@ pub struct Report {
     pub server_cpu_us: Option<u64>,
     pub server_cpu_percent: Option<f64>,
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// WebSocket payload bytes received per delivery (delta frames are smaller than full ones).
+    pub wire_bytes_per_delivery: Option<f64>,
     pub server_rss_before_bytes: Option<u64>,
     pub server_rss_after_bytes: Option<u64>,
     pub server_rss_per_connection_bytes: Option<f64>,

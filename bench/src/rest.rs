@@ -58,6 +58,12 @@ pub fn event_body(name: &str, channel: &str, data: &str) -> String {
     serde_json::json!({ "name": name, "channel": channel, "data": data }).to_string()
 }
 
+/// An event body tagged `{"k": tag}` (tag filtering runs).
+pub fn event_body_tagged(name: &str, channel: &str, data: &str, tag: &str) -> String {
+    serde_json::json!({ "name": name, "channel": channel, "data": data, "tags": { "k": tag } })
+        .to_string()
+}
+
 /// One persistent keep-alive HTTP/1.1 connection. Reconnects transparently when the server closes.
 pub struct HttpConn {
     target: SocketAddr,

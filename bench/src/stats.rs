@@ -16,6 +16,8 @@ pub struct Counters {
     /// Time (ns, see `pusher::now_ns`) of the latest delivery.
     pub last_delivery_ns: AtomicU64,
     pub closed_early: AtomicU64,
+    /// WebSocket payload bytes of the deliveries (full or delta frames).
+    pub wire_bytes: AtomicU64,
 }
 
 impl Counters {

@@ -63,6 +63,9 @@ pub struct AppConfig {
     pub allowed_origins: Option<Vec<String>>,
     /// Webhook definitions, kept raw; the webhook module parses them.
     pub webhooks: Option<Vec<serde_json::Value>>,
+    /// Delta compression per channel pattern (`"fossil"`, `"xdelta3"`, `"disabled"`, `"inherit"` or an object),
+    /// kept raw; `crate::delta::ChannelRules` parses it.
+    pub channel_delta_compression: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 impl Default for AppConfig {
@@ -89,6 +92,7 @@ impl Default for AppConfig {
             max_event_batch_size: None,
             allowed_origins: None,
             webhooks: None,
+            channel_delta_compression: None,
         }
     }
 }

@@ -72,6 +72,7 @@ pub struct AppRecord {
     #[serde(deserialize_with = "opt_list")]
     allowed_origins: Option<Vec<String>>,
     webhooks: Option<Vec<serde_json::Value>>,
+    channel_delta_compression: Option<serde_json::Map<String, serde_json::Value>>,
     policy: Option<Policy>,
 }
 }
@@ -111,6 +112,7 @@ struct Features {
 struct Channels {
     #[serde(deserialize_with = "opt_list")]
     allowed_origins: Option<Vec<String>>,
+    channel_delta_compression: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 /// The value given flat or under `policy`, or an error when both are given.
@@ -154,6 +156,12 @@ impl TryFrom<AppRecord> for AppConfig {
             };
         }
         Ok(AppConfig {
+            channel_delta_compression: one_of(
+                r.channel_delta_compression,
+                policy.channels.channel_delta_compression,
+                "channel_delta_compression",
+                "channels.channel_delta_compression",
+            )?,
             id: r.id,
             key: r.key,
             secret: r.secret,

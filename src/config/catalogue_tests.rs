@@ -205,8 +205,6 @@ fn nested_policy_limits_and_features_are_applied() {
     assert_eq!(
         report.ignored,
         vec![
-            "app_manager.array.apps[0].policy.channels.channel_delta_compression.ticker:*.algorithm",
-            "app_manager.array.apps[0].policy.channels.channel_delta_compression.ticker:*.enabled",
             "app_manager.array.apps[0].policy.idempotency.enabled",
             "app_manager.array.apps[0].policy.idempotency.ttl_seconds",
         ]
@@ -357,7 +355,13 @@ fn each_sockudo_shipped_key_set_loads() {
             .iter()
             .filter(|n| n.contains("Sockudo setting(s)"))
             .count();
-        assert_eq!(warnings, 1, "file {file}: {:?}", loaded.notes);
+        // At most one warning lists every ignored key (none when the file uses only honoured keys).
+        assert_eq!(
+            warnings,
+            usize::from(!loaded.keys.ignored.is_empty()),
+            "file {file}: {:?}",
+            loaded.notes
+        );
         assert!(!loaded.keys.honoured.is_empty(), "file {file}");
     }
 }

@@ -46,6 +46,7 @@ Environment variables (config key in brackets; see config/README.md):
   WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]
   SOCKUDO_IO_MEMORY_KB [runtime.io_memory_kb]  SOCKUDO_PREEMPT_TIMER_MS [runtime.preempt_timer_ms]
   SOCKUDO_SPIN_BEFORE_PARK_US [runtime.spin_before_park_us]  SOCKUDO_RING_DEPTH [runtime.ring_depth]
+  TAG_FILTERING_ENABLED [tag_filtering.enabled]
   UNIX_SOCKET_ENABLED [unix_socket.enabled]  UNIX_SOCKET_PATH [unix_socket.path]
   UNIX_SOCKET_PERMISSION_MODE [unix_socket.permission_mode]
   SSL_ENABLED [ssl.enabled]  TLS is not implemented yet: true stops the start

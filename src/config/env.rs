@@ -192,6 +192,7 @@ impl<'a> Env<'a> {
             "UNIX_SOCKET_PERMISSION_MODE",
             &mut c.unix_socket.permission_mode,
         );
+        self.flag("TAG_FILTERING_ENABLED", &mut c.tag_filtering.enabled)?;
         Ok(())
     }
 

@@ -40,9 +40,10 @@ pub use error::ConfigError;
 pub use file::{FileFormat, DEFAULT_PATHS};
 pub use key_check::KeyReport;
 pub use model::{
-    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
-    HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
-    UnixSocketConfig, WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
+    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, DeltaCompressionConfig,
+    EventLimits, HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig,
+    RuntimeConfig, TagFilteringConfig, UnixSocketConfig, WebhookBatchingConfig, WebhooksConfig,
+    WebsocketConfig,
 };
 
 /// The result of [`load`].

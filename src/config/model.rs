@@ -54,6 +54,10 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     /// Serve on a Unix domain socket instead of the TCP port (Sockudo's `unix_socket`).
     pub unix_socket: UnixSocketConfig,
+    /// Delta compression for clients that opt in (sockudo-js).
+    pub delta_compression: DeltaCompressionConfig,
+    /// Routing by publish `tags` and subscription filters.
+    pub tag_filtering: TagFilteringConfig,
 }
 
 impl Default for Config {
@@ -80,6 +84,8 @@ impl Default for Config {
             webhooks: WebhooksConfig::default(),
             runtime: RuntimeConfig::default(),
             unix_socket: UnixSocketConfig::default(),
+            delta_compression: DeltaCompressionConfig::default(),
+            tag_filtering: TagFilteringConfig::default(),
         }
     }
 }
@@ -544,6 +550,68 @@ impl UnixSocketConfig {
                 "\"{}\" is not an octal file mode such as \"660\"",
                 self.permission_mode
             )),
+        }
+    }
+}
+
+/// Delta compression (Sockudo's `delta_compression`; see docs/delta-and-tags.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeltaCompressionConfig {
+    /// Master switch; off = plain frames for everyone.
+    pub enabled: bool,
+    /// `fossil` or `xdelta3`: announced to clients and used unless a channel or subscription names another.
+    pub algorithm: String,
+    /// A full message after this many deltas of one conflation key.
+    pub full_message_interval: u32,
+    /// Envelopes shorter than this many bytes are sent plain.
+    pub min_message_size: usize,
+    /// A base older than this many seconds is not used.
+    pub max_state_age_secs: u32,
+    /// Channels one socket may receive deltas on.
+    pub max_channel_states_per_socket: usize,
+    /// Conflation keys kept per channel and shard.
+    pub max_conflation_states_per_channel: usize,
+    /// Dot path of the conflation key for channels whose rule names none.
+    pub conflation_key_path: Option<String>,
+    /// Accepted for Sockudo compatibility; has no effect on a single node.
+    pub cluster_coordination: bool,
+    /// Leave `algorithm` out of delta frames that use the announced algorithm.
+    pub omit_delta_algorithm: bool,
+}
+
+impl Default for DeltaCompressionConfig {
+    fn default() -> Self {
+        DeltaCompressionConfig {
+            enabled: true,
+            algorithm: "fossil".into(),
+            full_message_interval: 10,
+            min_message_size: 100,
+            max_state_age_secs: 300,
+            max_channel_states_per_socket: 100,
+            max_conflation_states_per_channel: 100,
+            conflation_key_path: None,
+            cluster_coordination: false,
+            omit_delta_algorithm: false,
+        }
+    }
+}
+
+/// Tag filtering (Sockudo's `tag_filtering`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagFilteringConfig {
+    /// Route by subscription filters. Env `TAG_FILTERING_ENABLED`.
+    pub enabled: bool,
+    /// Keep `tags` in delivered messages (a channel rule's `enable_tags` wins).
+    pub enable_tags: bool,
+}
+
+impl Default for TagFilteringConfig {
+    fn default() -> Self {
+        TagFilteringConfig {
+            enabled: false,
+            enable_tags: true,
         }
     }
 }

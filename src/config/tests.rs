@@ -495,3 +495,44 @@ fn tls_asked_for_stops_the_start_instead_of_serving_plain_text() {
         .load(&[])
         .expect("loads");
 }
+
+#[test]
+fn delta_and_tag_sections_load_validate_and_take_the_env() {
+    let text = r#"{"delta_compression": {"algorithm": "xdelta3", "full_message_interval": 5,
+                                        "conflation_key_path": "asset", "omit_delta_algorithm": true},
+                  "tag_filtering": {"enable_tags": false},
+                  "app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s",
+                      "channel_delta_compression": {"ticker:*": {"conflation_key": "symbol"}, "raw": "disabled"}}]}}}"#;
+    let loaded = World::default()
+        .file("config/config.json", text)
+        .env("TAG_FILTERING_ENABLED", "yes")
+        .load(&[])
+        .expect("loads");
+    let c = &loaded.config;
+    assert!(loaded.notes.is_empty(), "{:?}", loaded.notes);
+    assert_eq!(c.delta_compression.algorithm, "xdelta3");
+    assert_eq!(c.delta_compression.full_message_interval, 5);
+    assert_eq!(c.delta_compression.min_message_size, 100);
+    assert!(c.tag_filtering.enabled);
+    assert!(!c.tag_filtering.enable_tags);
+    assert!(c.app_manager.array.apps[0]
+        .channel_delta_compression
+        .is_some());
+
+    let bad = |text: &str| {
+        World::default()
+            .file("config/config.json", text)
+            .load(&[])
+            .unwrap_err()
+            .to_string()
+    };
+    assert!(bad(r#"{"delta_compression": {"algorithm": "zstd"}}"#)
+        .starts_with("delta_compression.algorithm: "));
+    assert!(
+        bad(r#"{"delta_compression": {"full_message_interval": 0}}"#)
+            .starts_with("delta_compression.full_message_interval: ")
+    );
+    let app = r#"{"app_manager": {"array": {"apps": [{"id": "a", "key": "k", "secret": "s",
+                  "channel_delta_compression": {"x": "brotli"}}]}}}"#;
+    assert!(bad(app).starts_with("app_manager.array.apps[0].channel_delta_compression: "));
+}

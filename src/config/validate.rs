@@ -106,7 +106,41 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
+    delta_compression(c)?;
     apps(c)
+}
+
+fn delta_compression(c: &Config) -> Result<(), ConfigError> {
+    let d = &c.delta_compression;
+    if crate::delta::Algorithm::parse(&d.algorithm).is_none() {
+        return Err(ConfigError::invalid(
+            "delta_compression.algorithm",
+            format!("\"{}\" is not fossil or xdelta3", d.algorithm),
+        ));
+    }
+    at_least_one(
+        "delta_compression.full_message_interval",
+        d.full_message_interval as u64,
+    )?;
+    at_least_one(
+        "delta_compression.max_state_age_secs",
+        d.max_state_age_secs as u64,
+    )?;
+    at_least_one(
+        "delta_compression.max_channel_states_per_socket",
+        d.max_channel_states_per_socket as u64,
+    )?;
+    at_least_one(
+        "delta_compression.max_conflation_states_per_channel",
+        d.max_conflation_states_per_channel as u64,
+    )?;
+    if d.conflation_key_path.as_deref() == Some("") {
+        return Err(ConfigError::invalid(
+            "delta_compression.conflation_key_path",
+            "must not be empty (leave it unset for no conflation)",
+        ));
+    }
+    Ok(())
 }
 
 fn apps(c: &Config) -> Result<(), ConfigError> {
@@ -135,6 +169,11 @@ fn apps(c: &Config) -> Result<(), ConfigError> {
                     ConfigError::invalid(at(path), message)
                 }
                 _ => ConfigError::invalid(at("webhooks"), e),
+            })?;
+        }
+        if let Some(rules) = &app.channel_delta_compression {
+            crate::delta::ChannelRules::parse(rules).map_err(|e| {
+                ConfigError::invalid(at("channel_delta_compression"), e.to_string())
             })?;
         }
         if let Some(origins) = &app.allowed_origins {

@@ -89,7 +89,26 @@ pub fn relay(
     }
     let text = messages::channel_event(event, name, data_json, user_id.as_deref());
     let frame = ws::encode_text(text.as_bytes());
-    let items = vec![(name.to_string(), frame)];
+    let item = crate::shard::fanout::Outgoing {
+        channel: name.into(),
+        frame,
+        event: Some(std::sync::Arc::new(crate::shard::fanout::EventDetails {
+            name: event.into(),
+            tags: None,
+            track: true,
+        })),
+    };
+    let items = vec![item];
+    if shard.loopback() {
+        // Delivered here, too, when the bus brings it back: one order for the channel on every node.
+        futures_lite::future::block_on(shard.publish_through_bus(
+            conn.app.index,
+            items,
+            Some(&conn.socket_id),
+            false,
+        ));
+        return;
+    }
     shard.cluster_publish(conn.app.index, &items, Some(&conn.socket_id));
     shard.publish_now(conn.app.index, items, Some(&conn.socket_id), false);
 }

@@ -1,11 +1,13 @@
 //! `pusher:subscribe` and `pusher:unsubscribe` (PROTOCOL.md 1.6-1.11): channel rules, authorization, presence.
 
 use super::{Connection, Subscription};
+use crate::delta::SubscriptionDelta;
 use crate::protocol::messages::{self, SubscribeData};
 use crate::protocol::{auth, channel, codes};
 use crate::shard::presence::JoinRefused;
 use crate::shard::query::{Answer, Query};
 use crate::shard::{counts_subscriptions, Shard};
+use crate::tags::{FilterLimits, TagFilter};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use sockudo_webhooks::{EventKind, WebhookEvent};
@@ -38,7 +40,25 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         );
         return;
     }
+    // A bad filter refuses the subscription with code 4000 and no channel (what sockudo-js expects).
+    let filter = match data.filter.as_ref().or(data.tags_filter.as_ref()) {
+        None | Some(serde_json::Value::Null) => None,
+        Some(tree) => match TagFilter::parse(tree, &FilterLimits::default()) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                conn.send_error(
+                    Some(codes::INVALID_FILTER),
+                    &format!("Invalid message format: Invalid tags filter: {e}"),
+                    None,
+                );
+                return;
+            }
+        },
+    };
+    let delta = SubscriptionDelta::from_value(data.delta.as_ref());
     if conn.is_subscribed(name) {
+        // Already joined: no second reply (Pusher), but a new filter or delta setting replaces the old one.
+        shard.set_subscription_options(conn, name, filter, delta);
         return;
     }
     let kind = channel::classify(name).kind;
@@ -96,6 +116,7 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             presence_user: member.as_ref().map(|m| m.user_id.as_str().into()),
         });
     }
+    shard.set_subscription_options(conn, name, filter, delta);
     shard
         .join(conn.app.index, name, conn, member.is_some())
         .await;
@@ -127,6 +148,7 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         }
         Err(refused) => {
             remove_subscription(conn, name);
+            shard.forget_subscription(conn.id, conn.app.index, name);
             shard.leave(conn.app.index, name, conn.id);
             let message = match refused {
                 JoinRefused::TooManyMembers { max } => {
@@ -194,6 +216,7 @@ fn remove_subscription(conn: &Connection, name: &str) -> Option<Subscription> {
 /// Leaves `name`; no reply (PROTOCOL.md 1.6).
 pub fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
     if let Some(sub) = remove_subscription(conn, name) {
+        shard.forget_subscription(conn.id, conn.app.index, name);
         shard.leave(conn.app.index, name, conn.id);
         if counts_subscriptions(conn, name) {
             shard.count_subscription(conn.app.index, name, -1);

@@ -305,6 +305,13 @@ fn handle_text<'a>(
             Ok(data) => return Some(Box::pin(signin::signin(shard, conn, data))),
             Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
         },
+        "pusher:enable_delta_compression" => shard.enable_delta(conn),
+        "pusher:delta_sync_error" => {
+            match msg.data_as::<messages::DeltaSyncErrorData>("pusher:delta_sync_error") {
+                Ok(data) => shard.delta_sync_error(conn, &data.channel),
+                Err(e) => conn.send_error(Some(codes::GENERIC_ERROR), &e.to_string(), None),
+            }
+        }
         event if event.starts_with("client-") => {
             shard.metrics.client_event(event);
             client_event::relay(shard, conn, event, msg.channel.as_deref(), msg.data);

@@ -234,6 +234,11 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "Cluster-wide REST reads answered without some node (no answer within adapter.requests_timeout).",
         )
         .value(&[], total(|s| &s.cluster_requests_incomplete)),
+        counter(
+            "cluster_echo_timeouts_total",
+            "Events of this node the bus did not bring back within 2 s (then delivered here directly).",
+        )
+        .value(&[], total(|s| &s.cluster_echo_timeouts)),
         counter("channel_subscriptions_total", "Channel subscriptions.")
             .value(&[], total(|s| &s.subscriptions)),
         counter(

@@ -318,6 +318,8 @@ pub struct ShardMetrics {
     /// Cluster-wide REST reads answered without every node (a node did not answer within
     /// `adapter.requests_timeout`).
     pub cluster_requests_incomplete: Counter,
+    /// Events of this node the bus did not bring back in time (delivered here directly).
+    pub cluster_echo_timeouts: Counter,
 }
 
 fn counters(n: usize) -> Counters {
@@ -350,6 +352,7 @@ impl ShardMetrics {
             cluster_dropped_outbound: Counter::default(),
             cluster_events_received: Counter::default(),
             cluster_requests_incomplete: Counter::default(),
+            cluster_echo_timeouts: Counter::default(),
         }
     }
 

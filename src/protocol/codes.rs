@@ -84,6 +84,9 @@ pub const CLIENT_EVENT_RATE_LIMIT: u16 = 4301;
 /// The sign-in watchlist had more than 100 ids; only the first 100 are used and the sign-in still
 /// succeeds. Sent as `pusher:error` only.
 pub const WATCHLIST_LIMIT: u16 = 4302;
+/// A subscription's tag filter is invalid; the subscription does not happen. Sent as `pusher:error` only, with
+/// the code Sockudo (and so sockudo-js) uses for it (DELTA-TAGS.md §2.10).
+pub const INVALID_FILTER: u16 = 4000;
 
 // ---- RFC 6455 WebSocket close codes ------------------------------------------------------------
 

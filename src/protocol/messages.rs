@@ -75,6 +75,22 @@ pub struct SubscribeData {
     /// Presence member data, a JSON string signed exactly as sent.
     #[serde(default)]
     pub channel_data: Option<String>,
+    /// Tag filter tree (checked before `tags_filter`).
+    #[serde(default)]
+    pub filter: Option<serde_json::Value>,
+    /// Tag filter tree as sockudo-js sends it.
+    #[serde(default)]
+    pub tags_filter: Option<serde_json::Value>,
+    /// Delta compression setting of this subscription (bool, algorithm name or object).
+    #[serde(default)]
+    pub delta: Option<serde_json::Value>,
+}
+
+/// `pusher:delta_sync_error` data.
+#[derive(Debug, Deserialize)]
+pub struct DeltaSyncErrorData {
+    /// The channel whose bases the client lost.
+    pub channel: String,
 }
 
 /// `pusher:unsubscribe` data.
@@ -123,6 +139,17 @@ pub fn json_string(s: &str) -> String {
 /// A channel event: `{"event":E,"channel":C,"data":D}` where `data_json` is already a JSON value (normally a
 /// string literal exactly as published), and optional top-level `user_id` (client events on presence channels).
 pub fn channel_event(event: &str, channel: &str, data_json: &str, user_id: Option<&str>) -> String {
+    tagged_channel_event(event, channel, data_json, user_id, None)
+}
+
+/// [`channel_event`] with a trailing `"tags":{..}` member (sorted keys), as REST publishes with tags carry.
+pub fn tagged_channel_event(
+    event: &str,
+    channel: &str,
+    data_json: &str,
+    user_id: Option<&str>,
+    tags: Option<&crate::tags::Tags>,
+) -> String {
     let mut out = String::with_capacity(event.len() + channel.len() + data_json.len() + 48);
     out.push_str("{\"event\":");
     push_json_string(&mut out, event);
@@ -133,6 +160,10 @@ pub fn channel_event(event: &str, channel: &str, data_json: &str, user_id: Optio
     if let Some(uid) = user_id {
         out.push_str(",\"user_id\":");
         push_json_string(&mut out, uid);
+    }
+    if let Some(tags) = tags {
+        out.push_str(",\"tags\":");
+        tags.push_json(&mut out);
     }
     out.push('}');
     out

@@ -5,11 +5,14 @@ use super::channels::{channel_attributes, Info};
 use crate::app::App;
 use crate::http::Response;
 use crate::protocol::{channel, messages, socket_id};
+use crate::shard::fanout::{EventDetails, Outgoing};
 use crate::shard::Shard;
+use crate::tags::Tags;
 use crate::ws;
-use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One event as the HTTP API accepts it.
 #[derive(Debug, Deserialize)]
@@ -21,6 +24,10 @@ struct EventBody<'a> {
     channels: Option<Vec<String>>,
     socket_id: Option<String>,
     info: Option<String>,
+    /// Routing tags (`{string: string}`), matched against subscription filters.
+    tags: Option<BTreeMap<String, String>>,
+    /// `false`: deliver plain frames, leaving delta bases untouched.
+    delta: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -38,6 +45,8 @@ struct Publication {
     channels: Vec<String>,
     except: Option<String>,
     info: Info,
+    tags: Option<Tags>,
+    track: bool,
 }
 
 /// An invalid event: HTTP status and message.
@@ -106,6 +115,11 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
         Some(s) if !socket_id::is_valid(&s) => return Err(bad(format!("Invalid socket_id {s:?}"))),
         other => other,
     };
+    let tags = body
+        .tags
+        .map(Tags::new)
+        .transpose()
+        .map_err(|e| bad(format!("Invalid tags: {e}")))?;
     let info = Info::parse(body.info.as_deref());
     if info.user_count {
         if let Some(c) = channels
@@ -123,20 +137,38 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
         channels,
         except,
         info,
+        tags,
+        track: body.delta != Some(false),
     })
 }
 
 async fn publish(shard: &Shard, app: &App, p: &Publication) {
     let mut cached = Vec::new();
-    let items: Vec<(String, Bytes)> = p
+    let details = Arc::new(EventDetails {
+        name: p.name.as_str().into(),
+        tags: p.tags.clone(),
+        track: p.track,
+    });
+    let keep_tags = shard.config.tag_filtering.enable_tags;
+    let items: Vec<Outgoing> = p
         .channels
         .iter()
         .map(|c| {
-            let text = messages::channel_event(&p.name, c, &p.data_json, None);
+            // A channel rule's `enable_tags` wins over the server-wide one; stripped after routing.
+            let keep = app
+                .delta_rules
+                .for_channel(c)
+                .map_or(keep_tags, |r| r.enable_tags);
+            let tags = p.tags.as_ref().filter(|_| keep);
+            let text = messages::tagged_channel_event(&p.name, c, &p.data_json, None, tags);
             if channel::classify(c).cache {
                 cached.push((c.as_str(), text.clone()));
             }
-            (c.clone(), ws::encode_text(text.as_bytes()))
+            Outgoing {
+                channel: c.as_str().into(),
+                frame: ws::encode_text(text.as_bytes()),
+                event: Some(details.clone()),
+            }
         })
         .collect();
     for (c, text) in cached {

@@ -9,6 +9,7 @@
 //! from the union, in the order its owner shard applied the announcements. Webhooks that must fire once per
 //! cluster are sent by the channel's *home* node, chosen by rendezvous hashing over the live nodes.
 
+use super::fanout::{EventDetails, Outgoing};
 use super::mesh::ShardMsg;
 use super::presence::Transition;
 use super::query::{Answer, Query};
@@ -16,7 +17,8 @@ use super::Shard;
 use crate::protocol::messages;
 use crate::ws;
 use sockudo_io_shard::cluster::wire::{
-    ChannelMembers, ClusterMsg, RemoteAnswer, RemoteQuery, WireMember,
+    ChannelMembers, ClusterMsg, EventDetails as WireEventDetails, RemoteAnswer, RemoteQuery,
+    WireMember,
 };
 use sockudo_io_shard::cluster::{ClusterIn, ClusterOut};
 use sockudo_io_shard::IoRequest;
@@ -24,6 +26,7 @@ use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A shard's share of the cluster state.
@@ -39,6 +42,59 @@ pub struct Link {
     waiting: RefCell<HashMap<u64, tokio::sync::mpsc::UnboundedSender<RemoteAnswer>>>,
     /// How long a cluster-wide REST read waits for the other nodes.
     pub requests_timeout: Duration,
+    /// The bus brings this node's messages back (see [`Shard::loopback`]).
+    bus_ready: Cell<bool>,
+    /// Wait tokens of this shard's events going round the bus (the shard id in the top byte).
+    next_token: Cell<u64>,
+    /// Publishes waiting for their event to be delivered on this node, by token.
+    echo_waiting: RefCell<HashMap<u64, tokio::sync::oneshot::Sender<EchoAcks>>>,
+    /// Tokens of this node's events delivered here (by this shard), so a copy is delivered once.
+    seen: RefCell<SeenTokens>,
+}
+
+/// Answers of the other shards of this node once they queued an event.
+type EchoAcks = Vec<tokio::sync::oneshot::Receiver<()>>;
+
+/// How long a publish waits for its event to come back from the bus before it is delivered here directly.
+pub const ECHO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Tokens delivered recently; a token is forgotten after [`SEEN_FOR`].
+#[derive(Debug, Default)]
+struct SeenTokens {
+    set: std::collections::HashSet<u64>,
+    order: std::collections::VecDeque<(std::time::Instant, u64)>,
+}
+
+/// How long a delivered token is remembered: far longer than [`ECHO_TIMEOUT`] plus any bus delay.
+const SEEN_FOR: Duration = Duration::from_secs(60);
+
+impl SeenTokens {
+    /// True the first time `token` is seen.
+    fn first(&mut self, token: u64, now: std::time::Instant) -> bool {
+        while self
+            .order
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) > SEEN_FOR)
+        {
+            if let Some((_, old)) = self.order.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        if !self.set.insert(token) {
+            return false;
+        }
+        self.order.push_back((now, token));
+        true
+    }
+}
+
+/// The routing hash of a channel's events: the same on every node and in every build, never 0.
+pub fn route_of(app_id: &str, channel: &str) -> u64 {
+    let mut h = Fnv::new();
+    h.write(app_id.as_bytes());
+    h.write(&[0]);
+    h.write(channel.as_bytes());
+    h.finish().max(1)
 }
 
 impl Link {
@@ -50,7 +106,17 @@ impl Link {
             next_request: Cell::new((shard as u64) << 56),
             waiting: RefCell::new(HashMap::new()),
             requests_timeout,
+            bus_ready: Cell::new(false),
+            next_token: Cell::new((shard as u64) << 56),
+            echo_waiting: RefCell::new(HashMap::new()),
+            seen: RefCell::new(SeenTokens::default()),
         }
+    }
+
+    fn new_token(&self) -> u64 {
+        let token = self.next_token.get() + 1;
+        self.next_token.set(token);
+        token
     }
 
     /// Number of other live nodes.
@@ -123,24 +189,135 @@ impl Shard {
         self.apps.by_index(app).map(|a| a.id.clone())
     }
 
-    /// Tells the other nodes about channel events accepted here (after local delivery).
-    pub fn cluster_publish(
+    /// True when events go round the bus: this node is in a cluster and its own messages come back. Then
+    /// every node, this one included, delivers a channel's events in the order the bus gave them, so one
+    /// publisher's accepted requests reach every subscriber in the order they were answered, whatever node
+    /// took each. While the bus is down, events are delivered here first (and published for later).
+    pub fn loopback(&self) -> bool {
+        self.cluster.as_ref().is_some_and(|l| l.bus_ready.get())
+    }
+
+    fn event_msg(
         &self,
-        app: u32,
-        items: &[(String, bytes::Bytes)],
+        app_id: &str,
+        item: &Outgoing,
         except: Option<&str>,
-    ) {
-        if self.cluster.is_none() || items.is_empty() {
-            return;
+        token: u64,
+    ) -> ClusterMsg {
+        ClusterMsg::Event {
+            app_id: app_id.to_string(),
+            channel: item.channel.to_string(),
+            frame: item.frame.clone(),
+            details: item.event.as_ref().map(|d| WireEventDetails {
+                name: d.name.to_string(),
+                tags: d.tags.as_ref().map(|t| {
+                    t.pairs()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                }),
+                track: d.track,
+            }),
+            except: except.map(Into::into),
+            token,
         }
-        let Some(app_id) = self.app_id(app) else {
+    }
+
+    /// Tells the other nodes about events this node delivered already (the bus is down, or no cluster).
+    pub fn cluster_publish(&self, app: u32, items: &[Outgoing], except: Option<&str>) {
+        let (Some(_), Some(app_id)) = (&self.cluster, self.app_id(app)) else {
             return;
         };
-        self.cluster_broadcast(&ClusterMsg::Event {
-            app_id,
-            items: items.to_vec(),
-            except: except.map(Into::into),
-        });
+        for item in items {
+            let body = self.event_msg(&app_id, item, except, 0).encode();
+            self.cluster_send(ClusterOut::Event {
+                route: route_of(&app_id, &item.channel),
+                body,
+            });
+        }
+    }
+
+    /// Publishes `items` through the bus; with `wait`, resolves once this node delivered its own copies (so
+    /// the next request of the same publisher is ordered after them everywhere). A copy the bus does not
+    /// bring back within [`ECHO_TIMEOUT`] is delivered here directly, once.
+    pub async fn publish_through_bus(
+        &self,
+        app: u32,
+        items: Vec<Outgoing>,
+        except: Option<&str>,
+        wait: bool,
+    ) {
+        let (Some(link), Some(app_id)) = (&self.cluster, self.app_id(app)) else {
+            return;
+        };
+        let mut waits = Vec::new();
+        for item in items {
+            let token = link.new_token();
+            let route = route_of(&app_id, &item.channel);
+            let body = self.event_msg(&app_id, &item, except, token).encode();
+            if wait {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                link.echo_waiting.borrow_mut().insert(token, tx);
+                waits.push((token, route, item, rx));
+            }
+            self.cluster_send(ClusterOut::Event { route, body });
+        }
+        for (token, route, item, rx) in waits {
+            let came_back = glommio::timer::timeout(ECHO_TIMEOUT, async {
+                rx.await.map_err(|_| {
+                    glommio::GlommioError::<()>::IoError(std::io::Error::other("dropped"))
+                })
+            })
+            .await;
+            if let Ok(acks) = came_back {
+                for ack in acks {
+                    let _ = ack.await;
+                }
+                continue;
+            }
+            self.metrics.cluster_echo_timeouts.inc();
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            link.echo_waiting.borrow_mut().insert(token, tx);
+            self.send_to(
+                (route % self.peers.nr_shards() as u64) as usize,
+                ShardMsg::LoopbackDeliver {
+                    app,
+                    token,
+                    item,
+                    except: except.map(Into::into),
+                },
+            );
+            if let Ok(acks) = rx.await {
+                for ack in acks {
+                    let _ = ack.await;
+                }
+            }
+        }
+    }
+
+    /// This node's own event, back from the bus (or given up on): delivered here once, then the waiting
+    /// shard is told.
+    pub fn deliver_loopback(&self, app: u32, token: u64, item: Outgoing, except: Option<&str>) {
+        let Some(link) = &self.cluster else { return };
+        let waiter = (token >> 56) as usize;
+        let acks = if link
+            .seen
+            .borrow_mut()
+            .first(token, std::time::Instant::now())
+        {
+            self.publish_now(app, vec![item], except, true)
+        } else {
+            Vec::new()
+        };
+        self.send_to(waiter, ShardMsg::EchoDelivered { token, acks });
+    }
+
+    /// One of this shard's events was delivered on this node; `acks` answer once the other shards queued it.
+    pub fn echo_delivered(&self, token: u64, acks: Vec<tokio::sync::oneshot::Receiver<()>>) {
+        if let Some(link) = &self.cluster {
+            if let Some(tx) = link.echo_waiting.borrow_mut().remove(&token) {
+                let _ = tx.send(acks);
+            }
+        }
     }
 
     /// True when this node sends the once-per-cluster webhooks of `channel` (always, alone).
@@ -299,6 +476,7 @@ impl Shard {
                     self.notify_webhooks_scheduled();
                 }
             }
+            ClusterIn::Bus(ready) => link.bus_ready.set(ready),
             ClusterIn::SyncRequested => {
                 self.publish_sync_part();
                 for (app, channel, count) in self.subscription_counts.borrow().local_totals() {
@@ -350,12 +528,32 @@ impl Shard {
         match msg {
             ClusterMsg::Event {
                 app_id,
-                items,
+                channel,
+                frame,
+                details,
                 except,
+                token,
             } => {
-                if let Some(app) = app_of(&app_id) {
+                let Some(app) = app_of(&app_id) else { return };
+                let item = Outgoing {
+                    channel: channel.into(),
+                    frame,
+                    event: details.map(|d| {
+                        Arc::new(EventDetails {
+                            name: d.name.into(),
+                            tags: d.tags.and_then(|pairs| {
+                                crate::tags::Tags::new(pairs.into_iter().collect()).ok()
+                            }),
+                            track: d.track,
+                        })
+                    }),
+                };
+                let mine = self.cluster.as_ref().is_some_and(|l| l.node_id == origin);
+                if !mine {
                     self.metrics.cluster_events_received.inc();
-                    self.publish_now(app, items, except.as_deref(), false);
+                    self.publish_now(app, vec![item], except.as_deref(), false);
+                } else if token != 0 {
+                    self.deliver_loopback(app, token, item, except.as_deref());
                 }
             }
             ClusterMsg::Presence {
@@ -699,6 +897,22 @@ mod tests {
                 .count();
             assert_eq!(homes, 1, "{channel}");
         }
+    }
+
+    #[test]
+    fn a_token_is_delivered_once_and_forgotten_after_a_minute() {
+        let t0 = std::time::Instant::now();
+        let mut seen = SeenTokens::default();
+        assert!(seen.first(5, t0));
+        assert!(!seen.first(5, t0 + Duration::from_secs(1)));
+        assert!(seen.first(6, t0 + SEEN_FOR + Duration::from_secs(1)));
+        assert!(seen.first(5, t0 + SEEN_FOR + Duration::from_secs(2)));
+    }
+
+    #[test]
+    fn routes_are_never_zero_and_differ_by_app_and_channel() {
+        assert_ne!(route_of("a", "bc"), route_of("ab", "c"));
+        assert_ne!(route_of("a", "x"), 0);
     }
 
     #[test]

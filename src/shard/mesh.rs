@@ -4,7 +4,6 @@
 //! task into glommio's bounded channel mesh. Posting never blocks the caller, and the order in which a shard
 //! announces interest changes is the order in which its peers apply them.
 
-use bytes::Bytes;
 use glommio::channels::channel_mesh::Senders;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -30,8 +29,8 @@ pub enum ShardMsg {
     Deliver {
         /// App position in the registry.
         app: u32,
-        /// `(channel, frame)` pairs; the frame bytes are shared by every shard.
-        items: Vec<(Box<str>, Bytes)>,
+        /// Channel frames (bytes shared by every shard) with their routing details (tags, delta tracking).
+        items: Vec<crate::shard::fanout::Outgoing>,
         /// Socket id excluded from delivery.
         except: Option<Box<str>>,
         /// Answered once the frames are queued for the local subscribers (publish ordering).
@@ -89,6 +88,24 @@ pub enum ShardMsg {
         node: u64,
         /// Online there now.
         online: bool,
+    },
+    /// This node's own event whose copy the bus did not bring back in time: deliver it here, once.
+    LoopbackDeliver {
+        /// App position.
+        app: u32,
+        /// The publishing shard's token.
+        token: u64,
+        /// The event.
+        item: crate::shard::fanout::Outgoing,
+        /// Socket id excluded from delivery.
+        except: Option<Box<str>>,
+    },
+    /// The event with this token (published by this shard) was delivered on this node.
+    EchoDelivered {
+        /// The token.
+        token: u64,
+        /// Answer once the other shards of this node queued it.
+        acks: Vec<oneshot::Receiver<()>>,
     },
     /// Another node's answer to a cluster query of this shard.
     ClusterAnswer {

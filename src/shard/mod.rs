@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod channels;
 pub mod cluster;
+pub mod fanout;
 pub mod liveness;
 pub mod mesh;
 pub mod presence;
@@ -21,7 +22,6 @@ use crate::conn::outbound::QueueLimits;
 use crate::conn::{Connection, SlowConsumerPolicy};
 use crate::protocol::messages;
 use crate::ws;
-use bytes::Bytes;
 use channels::ChannelIndex;
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Receivers};
 use glommio::net::TcpListener;
@@ -92,6 +92,10 @@ pub struct Shard {
     io_full_logged_at: Cell<Option<u32>>,
     /// This shard's share of the cluster, when the node is part of one (adapter other than `local`).
     pub cluster: Option<cluster::Link>,
+    /// `delta_compression.*`, resolved.
+    pub delta_settings: crate::delta::DeltaSettings,
+    /// Tag filters and delta state of this shard's subscriptions.
+    pub fanout: RefCell<fanout::Fanout>,
 }
 
 impl std::fmt::Debug for Shard {
@@ -194,6 +198,7 @@ impl Shard {
     pub fn unregister(&self, conn: &Rc<Connection>) {
         let channels = std::mem::take(&mut *conn.channels.borrow_mut());
         for sub in channels.iter() {
+            self.forget_subscription(conn.id, conn.app.index, &sub.name);
             self.leave(conn.app.index, &sub.name, conn.id);
             if counts_subscriptions(conn, &sub.name) {
                 self.count_subscription(conn.app.index, &sub.name, -1);
@@ -208,6 +213,7 @@ impl Shard {
                 self.user_offline(conn.app.index, &user);
             }
         }
+        self.forget_socket(conn.id);
         self.conns.borrow_mut().remove(&conn.id);
         conn.app.release_connection();
         self.metrics.connection_closed(conn.app.index);
@@ -680,7 +686,17 @@ impl Shard {
     /// message per interested peer shard. Resolves once every peer has queued the frames for its subscribers,
     /// so that events published one after another (each awaited) reach every client in that order, whichever
     /// shards handled the publishing requests.
-    pub async fn publish(&self, app: u32, items: Vec<(String, Bytes)>, except: Option<&str>) {
+    pub async fn publish<T: Into<fanout::Outgoing>>(
+        &self,
+        app: u32,
+        items: Vec<T>,
+        except: Option<&str>,
+    ) {
+        let items: Vec<fanout::Outgoing> = items.into_iter().map(Into::into).collect();
+        if self.loopback() {
+            self.publish_through_bus(app, items, except, true).await;
+            return;
+        }
         self.cluster_publish(app, &items, except);
         for ack in self.publish_now(app, items, except, true) {
             // A peer that stopped (shutdown) has no subscribers left to order against.
@@ -690,30 +706,31 @@ impl Shard {
 
     /// The synchronous part of [`Shard::publish`]: local delivery and posting to peers, in call order. With
     /// `want_acks`, returns one receiver per peer that answers once it has queued the frames.
-    pub fn publish_now(
+    pub fn publish_now<T: Into<fanout::Outgoing>>(
         &self,
         app: u32,
-        items: Vec<(String, Bytes)>,
+        items: Vec<T>,
         except: Option<&str>,
         want_acks: bool,
     ) -> Vec<tokio::sync::oneshot::Receiver<()>> {
-        let mut per_peer: Vec<Vec<(Box<str>, Bytes)>> =
+        let mut per_peer: Vec<Vec<fanout::Outgoing>> =
             (0..self.peers.nr_shards()).map(|_| Vec::new()).collect();
         {
             let index = self.channels.borrow();
-            for (channel, frame) in &items {
-                let Some(entry) = index.get(app, channel) else {
+            for item in items {
+                let item: fanout::Outgoing = item.into();
+                let Some(entry) = index.get(app, &item.channel) else {
                     continue;
                 };
                 if !entry.local.is_empty() {
-                    self.deliver_local(entry, frame.clone(), except);
+                    self.deliver_local(app, entry, &item, except);
                 }
                 let mut remote = entry.remote;
                 while remote != 0 {
                     let peer = remote.trailing_zeros() as usize;
                     remote &= remote - 1;
                     if let Some(list) = per_peer.get_mut(peer) {
-                        list.push((channel.as_str().into(), frame.clone()));
+                        list.push(item.clone());
                     }
                 }
             }
@@ -743,20 +760,6 @@ impl Shard {
         acks
     }
 
-    fn deliver_local(&self, entry: &channels::ChannelEntry, frame: Bytes, except: Option<&str>) {
-        let frame = Rc::new(frame);
-        let now = self.now();
-        for conn in &entry.local {
-            if except.is_some_and(|s| *conn.socket_id == *s) {
-                continue;
-            }
-            if !entry.pending.is_empty() && entry.pending.contains(&conn.id) {
-                continue;
-            }
-            conn.send_event(&frame, &self.slow_consumer, now);
-        }
-    }
-
     /// Applies a message from another shard.
     pub fn handle_mesh(&self, msg: ShardMsg) {
         match msg {
@@ -767,10 +770,10 @@ impl Shard {
                 ack,
             } => {
                 let index = self.channels.borrow();
-                for (channel, frame) in items {
-                    if let Some(entry) = index.get(app, &channel) {
+                for item in items {
+                    if let Some(entry) = index.get(app, &item.channel) {
                         if !entry.local.is_empty() {
-                            self.deliver_local(entry, frame, except.as_deref());
+                            self.deliver_local(app, entry, &item, except.as_deref());
                         }
                     }
                 }
@@ -803,6 +806,13 @@ impl Shard {
                 present,
             } => self.apply_remote_presence(app, &channel, node, members, present),
             ShardMsg::ClusterAnswer { request, answer } => self.take_answer(request, answer),
+            ShardMsg::LoopbackDeliver {
+                app,
+                token,
+                item,
+                except,
+            } => self.deliver_loopback(app, token, item, except.as_deref()),
+            ShardMsg::EchoDelivered { token, acks } => self.echo_delivered(token, acks),
             ShardMsg::RemoteOnline {
                 app,
                 user,
@@ -995,6 +1005,8 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
                 Duration::from_millis(config.adapter.effective_requests_timeout_ms()),
             )
         }),
+        delta_settings: crate::delta::DeltaSettings::from_config(&config.delta_compression),
+        fanout: RefCell::new(Default::default()),
         config,
     });
     if let Some(inbound) = seed.cluster.as_ref().and_then(|c| c.take_inbound(id)) {

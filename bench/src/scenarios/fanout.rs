@@ -75,6 +75,10 @@ pub fn fill_delivery_report(
             report.server_cpu_us_per_delivery = Some(cpu as f64 / tally.delivered as f64);
         }
     }
+    if tally.delivered > 0 {
+        report.wire_bytes_per_delivery =
+            Some(Counters::get(&c.wire_bytes) as f64 / tally.delivered as f64);
+    }
     report.server_rss_after_bytes = s1.server_rss;
     report.generator_cpu_us = procfs::self_cpu_delta(s0, s1);
     if tally.missing > 0 {
@@ -134,13 +138,32 @@ async fn publish(ctx: &Arc<Ctx>, load: &Load, total: u64) {
                     };
                     let ch = (seq % channels) as usize;
                     let name = pusher::channel_name(ctx.common.private, ch);
-                    let data = pusher::payload(ts, seq, load.payload_bytes);
-                    let body = rest::event_body(pusher::EVENT_NAME, &name, &data);
+                    let data = if load.ticker {
+                        pusher::ticker_payload(ts, seq, load.payload_bytes)
+                    } else {
+                        pusher::payload(ts, seq, load.payload_bytes)
+                    };
+                    // With a filter, subscribers expect only the events tagged `hit`.
+                    let hit = ctx
+                        .common
+                        .filter_match
+                        .is_none_or(|pct| seq % 100 < u64::from(pct));
+                    let body = match ctx.common.filter_match {
+                        Some(_) => rest::event_body_tagged(
+                            pusher::EVENT_NAME,
+                            &name,
+                            &data,
+                            if hit { "hit" } else { "miss" },
+                        ),
+                        None => rest::event_body(pusher::EVENT_NAME, &name, &data),
+                    };
                     let query =
                         signer.signed_query("POST", &path, body.as_bytes(), rest::unix_now());
                     match http.post(&format!("{path}?{query}"), body.as_bytes()).await {
                         Ok(200) => {
-                            ctx.sent_per_channel[ch].fetch_add(1, Ordering::Relaxed);
+                            if hit {
+                                ctx.sent_per_channel[ch].fetch_add(1, Ordering::Relaxed);
+                            }
                             Counters::inc(&ctx.counters.published);
                         }
                         other => {

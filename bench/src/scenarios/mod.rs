@@ -113,8 +113,13 @@ pub async fn establish(ctx: &Ctx, conn: usize, channel: &str) -> Result<WsClient
     } else {
         None
     };
-    ws.send_text(&pusher::subscribe_msg(channel, auth.as_deref()))
-        .await?;
+    ws.send_text(&pusher::subscribe_msg_with(
+        channel,
+        auth.as_deref(),
+        ctx.common.delta.as_deref(),
+        ctx.common.filter_match.is_some(),
+    ))
+    .await?;
     loop {
         let Message::Text(m) = ws.next_message().await? else {
             bail!("closed before subscription_succeeded");
@@ -179,10 +184,11 @@ pub async fn receive_loop(
                 };
                 let Some(inc) = pusher::parse(&m) else { continue };
                 match inc.event.as_ref() {
-                    pusher::EVENT_NAME | pusher::CLIENT_EVENT_NAME => {
+                    pusher::EVENT_NAME | pusher::CLIENT_EVENT_NAME | "pusher:delta" => {
                         let now = pusher::now_ns();
                         delivered += 1;
                         Counters::inc(&ctx.counters.delivered);
+                        ctx.counters.wire_bytes.fetch_add(m.len() as u64, Ordering::Relaxed);
                         ctx.counters.last_delivery_ns.fetch_max(now, Ordering::Relaxed);
                         if let Some((ts, _seq)) = pusher::scan_stamp(&m) {
                             samples.push(now.saturating_sub(ts) / 1000);

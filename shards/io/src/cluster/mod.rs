@@ -1,11 +1,13 @@
 //! This node's end of the cluster bus, run on the I/O shard.
 //!
 //! Worker shards hand it message bodies ([`wire::ClusterMsg`], encoded once) through the I/O queue; it wraps
-//! each in an envelope (format version, this node's id, a per-node sequence number) and publishes it on the
-//! bus, in the order the queue gave them. Inbound, it drops its own echoes, keeps track of which nodes are
-//! alive (heartbeats, any message counts), and hands every message to the worker shard chosen by its origin
-//! node, so all that one node says is applied in the order it said it. Node arrivals, departures and deaths,
-//! and requests for this node's state, go to every worker.
+//! each in an envelope (format version, this node's id, a per-node sequence number, a routing hash) and
+//! publishes it on the bus, in the order the queue gave them. Inbound, it keeps track of which nodes are alive
+//! (heartbeats, any message counts) and hands each message to one worker shard: channel events (a non-zero
+//! routing hash, this node's own included) to the worker their channel hashes to, so every node applies a
+//! channel's events in the bus's order; everything else (this node's own dropped) to the worker chosen by the
+//! origin node, so all that one node says is applied in the order it said it. Node arrivals, departures and
+//! deaths, requests for this node's state and the bus's state go to every worker.
 
 pub mod liveness;
 pub mod wire;
@@ -32,6 +34,14 @@ pub fn node_topic(node: u64) -> String {
 pub enum ClusterOut {
     /// To every node.
     Broadcast(Bytes),
+    /// A channel event to every node, this one included, routed by `route` (a hash of app and channel,
+    /// never 0) on each.
+    Event {
+        /// Routing hash.
+        route: u64,
+        /// The body.
+        body: Bytes,
+    },
     /// To one node.
     ToNode(u64, Bytes),
 }
@@ -53,32 +63,52 @@ pub enum ClusterIn {
     /// Publish this shard's part of the node's state ([`wire::ClusterMsg::Sync`]): a node started, or lost
     /// messages.
     SyncRequested,
+    /// The bus carries this node's messages (true: its own hello came back) or is down (false).
+    Bus(bool),
 }
 
 /// The envelope's first bytes: "SKC" and the format version.
 const MAGIC: [u8; 4] = *b"SKC\x01";
 /// Envelope length before the body.
-const HEADER: usize = 4 + 8 + 8;
+const HEADER: usize = 4 + 8 + 8 + 8;
+
+/// An opened envelope.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Envelope {
+    /// The sending node.
+    pub origin: u64,
+    /// Its sequence number.
+    pub seq: u64,
+    /// Routing hash of a channel event, 0 for other messages.
+    pub route: u64,
+    /// The body.
+    pub body: Bytes,
+}
 
 /// Wraps `body` for the bus.
-pub fn envelope(origin: u64, seq: u64, body: &[u8]) -> Bytes {
+pub fn envelope(origin: u64, seq: u64, route: u64, body: &[u8]) -> Bytes {
     let mut out = BytesMut::with_capacity(HEADER + body.len());
     out.put_slice(&MAGIC);
     out.put_u64_le(origin);
     out.put_u64_le(seq);
+    out.put_u64_le(route);
     out.put_slice(body);
     out.freeze()
 }
 
-/// `(origin, seq, body)` of an envelope, or `None` when it is not one of ours (other format version,
-/// foreign publisher on the same bus, truncated).
-pub fn open(payload: &Bytes) -> Option<(u64, u64, Bytes)> {
+/// The envelope, or `None` when the payload is not one of ours (other format version, foreign publisher on
+/// the same bus, truncated).
+pub fn open(payload: &Bytes) -> Option<Envelope> {
     if payload.len() < HEADER || payload[..4] != MAGIC {
         return None;
     }
-    let origin = u64::from_le_bytes(payload[4..12].try_into().ok()?);
-    let seq = u64::from_le_bytes(payload[12..20].try_into().ok()?);
-    Some((origin, seq, payload.slice(HEADER..)))
+    let word = |at: usize| payload[at..at + 8].try_into().ok().map(u64::from_le_bytes);
+    Some(Envelope {
+        origin: word(4)?,
+        seq: word(12)?,
+        route: word(20)?,
+        body: payload.slice(HEADER..),
+    })
 }
 
 /// How the bus is reached: whatever carries opaque payloads on named topics.
@@ -177,6 +207,8 @@ pub struct Node<T: Transport> {
     liveness: Liveness,
     stats: std::sync::Arc<ClusterStats>,
     was_down: bool,
+    /// This node's own hello came back since the bus (re)connected: its messages go round.
+    ready: bool,
 }
 
 impl<T: Transport> Node<T> {
@@ -191,15 +223,20 @@ impl<T: Transport> Node<T> {
             seq: 0,
             stats,
             was_down: false,
+            ready: false,
         };
         node.publish(TOPIC_ALL, &ClusterMsg::Hello.encode());
         node
     }
 
     fn publish(&mut self, topic: &str, body: &[u8]) {
+        self.publish_routed(topic, 0, body);
+    }
+
+    fn publish_routed(&mut self, topic: &str, route: u64, body: &[u8]) {
         self.seq += 1;
         self.transport
-            .publish(topic, envelope(self.setup.node_id, self.seq, body));
+            .publish(topic, envelope(self.setup.node_id, self.seq, route, body));
         use std::sync::atomic::Ordering::Relaxed;
         self.stats.published.fetch_add(1, Relaxed);
     }
@@ -208,6 +245,9 @@ impl<T: Transport> Node<T> {
     pub fn send(&mut self, out: ClusterOut) {
         match out {
             ClusterOut::Broadcast(body) => self.publish(TOPIC_ALL, &body),
+            ClusterOut::Event { route, body } => {
+                self.publish_routed(TOPIC_ALL, route.max(1), &body)
+            }
             ClusterOut::ToNode(node, body) => self.publish(&node_topic(node), &body),
         }
     }
@@ -246,6 +286,10 @@ impl<T: Transport> Node<T> {
                     warn!(%reason, "cluster bus down: events stay on this node until it returns");
                 }
                 self.was_down = true;
+                if self.ready {
+                    self.ready = false;
+                    self.to_all(|| ClusterIn::Bus(false));
+                }
             }
             TransportEvent::Message(payload) => self.on_message(payload, now),
         }
@@ -253,10 +297,23 @@ impl<T: Transport> Node<T> {
 
     fn on_message(&mut self, payload: Bytes, now: Instant) {
         use std::sync::atomic::Ordering::Relaxed;
-        let Some((origin, seq, body)) = open(&payload) else {
+        let Some(Envelope {
+            origin,
+            seq,
+            route,
+            body,
+        }) = open(&payload)
+        else {
             return;
         };
         if origin == self.setup.node_id {
+            if route != 0 {
+                self.to_worker(route, ClusterIn::Message { origin, body });
+            } else if !self.ready && body.first() == Some(&ClusterMsg::Hello.encode()[0]) {
+                // Our own hello came round: what we publish reaches every node, us included.
+                self.ready = true;
+                self.to_all(|| ClusterIn::Bus(true));
+            }
             return;
         }
         self.stats.received.fetch_add(1, Relaxed);
@@ -290,16 +347,20 @@ impl<T: Transport> Node<T> {
         if kind == Some(ClusterMsg::Heartbeat.encode()[0]) {
             return;
         }
+        let key = if route != 0 { route } else { origin };
+        self.to_worker(key, ClusterIn::Message { origin, body });
+    }
+
+    fn to_worker(&self, key: u64, msg: ClusterIn) {
         let workers = &self.setup.workers;
         if workers.is_empty() {
             return;
         }
-        let worker = &workers[(origin % workers.len() as u64) as usize];
-        if worker
-            .try_send(ClusterIn::Message { origin, body })
-            .is_err()
-        {
-            self.stats.dropped_inbound.fetch_add(1, Relaxed);
+        let worker = &workers[(key % workers.len() as u64) as usize];
+        if worker.try_send(msg).is_err() {
+            self.stats
+                .dropped_inbound
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -389,10 +450,20 @@ mod tests {
 
     #[test]
     fn envelopes_round_trip_and_foreign_payloads_are_ignored() {
-        let e = envelope(42, 7, b"body");
-        assert_eq!(open(&e), Some((42, 7, Bytes::from_static(b"body"))));
+        let e = envelope(42, 7, 9, b"body");
         assert_eq!(
-            open(&Bytes::from_static(b"SKC\x02........................")),
+            open(&e),
+            Some(Envelope {
+                origin: 42,
+                seq: 7,
+                route: 9,
+                body: Bytes::from_static(b"body")
+            })
+        );
+        assert_eq!(
+            open(&Bytes::from_static(
+                b"SKC\x02................................"
+            )),
             None
         );
         assert_eq!(open(&Bytes::from_static(b"short")), None);
@@ -404,9 +475,13 @@ mod tests {
         n.send(ClusterOut::ToNode(2, Bytes::from_static(b"\x06")));
         let sent = rec.0.borrow();
         assert_eq!(sent[0].0, TOPIC_ALL);
-        assert_eq!(open(&sent[0].1).unwrap().2, ClusterMsg::Hello.encode());
+        assert_eq!(open(&sent[0].1).unwrap().body, ClusterMsg::Hello.encode());
         assert_eq!(sent[1].0, node_topic(2));
-        assert_eq!(open(&sent[1].1).unwrap().1, 2, "sequence numbers count up");
+        assert_eq!(
+            open(&sent[1].1).unwrap().seq,
+            2,
+            "sequence numbers count up"
+        );
     }
 
     #[test]
@@ -418,9 +493,9 @@ mod tests {
             user: "u".into(),
         }
         .encode();
-        n.on_event(TransportEvent::Message(envelope(1, 1, &event)), t);
+        n.on_event(TransportEvent::Message(envelope(1, 1, 0, &event)), t);
         for seq in 1..=3 {
-            n.on_event(TransportEvent::Message(envelope(3, seq, &event)), t);
+            n.on_event(TransportEvent::Message(envelope(3, seq, 0, &event)), t);
         }
         // Node 3 is new: both workers hear of it; its messages go to worker 3 % 2 = 1, in order.
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::NodeUp(3))));
@@ -440,11 +515,11 @@ mod tests {
         let (mut n, _, mut rx) = node(1, 2);
         let t = Instant::now();
         n.on_event(
-            TransportEvent::Message(envelope(5, 1, &ClusterMsg::Hello.encode())),
+            TransportEvent::Message(envelope(5, 1, 0, &ClusterMsg::Hello.encode())),
             t,
         );
         n.on_event(
-            TransportEvent::Message(envelope(5, 2, &ClusterMsg::Bye.encode())),
+            TransportEvent::Message(envelope(5, 2, 0, &ClusterMsg::Bye.encode())),
             t,
         );
         for r in &mut rx {
@@ -459,13 +534,13 @@ mod tests {
         let (mut n, rec, mut rx) = node(1, 1);
         let t = Instant::now();
         let hb = ClusterMsg::Heartbeat.encode();
-        n.on_event(TransportEvent::Message(envelope(9, 1, &hb)), t);
-        n.on_event(TransportEvent::Message(envelope(9, 4, &hb)), t);
+        n.on_event(TransportEvent::Message(envelope(9, 1, 0, &hb)), t);
+        n.on_event(TransportEvent::Message(envelope(9, 4, 0, &hb)), t);
         let hellos = rec
             .0
             .borrow()
             .iter()
-            .filter(|(_, p)| open(p).unwrap().2 == ClusterMsg::Hello.encode())
+            .filter(|(_, p)| open(p).unwrap().body == ClusterMsg::Hello.encode())
             .count();
         assert_eq!(
             hellos, 2,
@@ -489,6 +564,6 @@ mod tests {
         n.on_event(TransportEvent::Up, t);
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::SyncRequested)));
         let last = rec.0.borrow().last().unwrap().1.clone();
-        assert_eq!(open(&last).unwrap().2, ClusterMsg::Hello.encode());
+        assert_eq!(open(&last).unwrap().body, ClusterMsg::Hello.encode());
     }
 }

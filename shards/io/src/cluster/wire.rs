@@ -72,18 +72,37 @@ pub struct ChannelMembers {
     pub members: Vec<WireMember>,
 }
 
+/// An event's name, publish tags and delta setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventDetails {
+    /// Event name.
+    pub name: String,
+    /// Publish tags, sorted by key; `None` for untagged events.
+    pub tags: Option<Vec<(String, String)>>,
+    /// False when the publisher said `"delta": false`.
+    pub track: bool,
+}
+
 /// Everything nodes say to each other.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClusterMsg {
-    /// Channel events for the receiving node's local subscribers: one encoded WebSocket frame per channel,
-    /// sent on as is; `except` is a socket id left out (the publisher's own socket).
+    /// A channel event for the receiving node's local subscribers: the encoded WebSocket frame, sent on as
+    /// is; `except` is a socket id left out (the publisher's own socket). The sending node receives it too:
+    /// with a non-zero `token` it delivers its own subscribers from that copy (one bus-defined order for the
+    /// channel on every node), with 0 it already delivered them.
     Event {
         /// The app id.
         app_id: String,
-        /// `(channel, WebSocket frame)` pairs.
-        items: Vec<(String, Bytes)>,
+        /// The channel.
+        channel: String,
+        /// The WebSocket frame.
+        frame: Bytes,
+        /// What delta compression and tag filtering need; `None` for events that get neither.
+        details: Option<EventDetails>,
         /// Socket id excluded from delivery.
         except: Option<String>,
+        /// The publishing shard's wait token (0: delivered on the publishing node already).
+        token: u64,
     },
     /// A user became present on (or left) the sending node in a presence channel: the node-level first
     /// socket / last socket, whatever the number of sockets behind it.
@@ -201,17 +220,37 @@ impl ClusterMsg {
         match self {
             ClusterMsg::Event {
                 app_id,
-                items,
+                channel,
+                frame,
+                details,
                 except,
+                token,
             } => {
                 w.u8(kind::EVENT);
                 w.str(app_id);
+                w.str(channel);
                 w.opt_str(except.as_deref());
-                w.u16(items.len() as u16);
-                for (channel, frame) in items {
-                    w.str(channel);
-                    w.blob(frame);
+                w.u64(*token);
+                match details {
+                    None => w.u8(0),
+                    Some(d) => {
+                        w.u8(1);
+                        w.str(&d.name);
+                        w.u8(u8::from(d.track));
+                        match &d.tags {
+                            None => w.u8(0),
+                            Some(tags) => {
+                                w.u8(1);
+                                w.u16(tags.len() as u16);
+                                for (k, v) in tags {
+                                    w.str(k);
+                                    w.str(v);
+                                }
+                            }
+                        }
+                    }
                 }
+                w.blob(frame);
             }
             ClusterMsg::Presence {
                 app_id,
@@ -339,12 +378,7 @@ impl ClusterMsg {
 
     fn size_hint(&self) -> usize {
         match self {
-            ClusterMsg::Event { items, .. } => {
-                64 + items
-                    .iter()
-                    .map(|(c, f)| c.len() + f.len() + 6)
-                    .sum::<usize>()
-            }
+            ClusterMsg::Event { channel, frame, .. } => 128 + channel.len() + frame.len(),
             ClusterMsg::CacheStore { text, .. } => 64 + text.len(),
             _ => 128,
         }
@@ -356,17 +390,36 @@ impl ClusterMsg {
         let msg = match r.u8()? {
             kind::EVENT => {
                 let app_id = r.str()?;
+                let channel = r.str()?;
                 let except = r.opt_str()?;
-                let n = r.u16()?;
-                let mut items = Vec::with_capacity(usize::from(n).min(64));
-                for _ in 0..n {
-                    let channel = r.str()?;
-                    items.push((channel, r.blob()?));
-                }
+                let token = r.u64()?;
+                let details = match r.u8()? {
+                    0 => None,
+                    _ => {
+                        let name = r.str()?;
+                        let track = r.u8()? != 0;
+                        let tags = match r.u8()? {
+                            0 => None,
+                            _ => {
+                                let n = r.u16()?;
+                                let mut tags = Vec::with_capacity(usize::from(n).min(64));
+                                for _ in 0..n {
+                                    let k = r.str()?;
+                                    tags.push((k, r.str()?));
+                                }
+                                Some(tags)
+                            }
+                        };
+                        Some(EventDetails { name, tags, track })
+                    }
+                };
                 ClusterMsg::Event {
                     app_id,
-                    items,
+                    channel,
+                    frame: r.blob()?,
+                    details,
                     except,
+                    token,
                 }
             }
             kind::PRESENCE => ClusterMsg::Presence {
@@ -606,16 +659,35 @@ mod tests {
         vec![
             ClusterMsg::Event {
                 app_id: "app-1".into(),
-                items: vec![
-                    ("news".into(), Bytes::from_static(b"\x81\x05hello")),
-                    ("presence-ü".into(), Bytes::new()),
-                ],
+                channel: "news".into(),
+                frame: Bytes::from_static(b"\x81\x05hello"),
+                details: Some(EventDetails {
+                    name: "ev".into(),
+                    tags: Some(vec![("k".into(), "v".into()), ("ü".into(), "".into())]),
+                    track: true,
+                }),
                 except: Some("123.456".into()),
+                token: 7,
             },
             ClusterMsg::Event {
                 app_id: "a".into(),
-                items: vec![],
+                channel: "presence-ü".into(),
+                frame: Bytes::new(),
+                details: Some(EventDetails {
+                    name: "e".into(),
+                    tags: None,
+                    track: false,
+                }),
                 except: None,
+                token: 0,
+            },
+            ClusterMsg::Event {
+                app_id: "a".into(),
+                channel: "c".into(),
+                frame: Bytes::new(),
+                details: None,
+                except: None,
+                token: u64::MAX,
             },
             ClusterMsg::Presence {
                 app_id: "a".into(),
@@ -735,16 +807,19 @@ mod tests {
         let frame = Bytes::from(vec![0x81u8; 300]);
         let body = ClusterMsg::Event {
             app_id: "a".into(),
-            items: vec![("c".into(), frame.clone())],
+            channel: "c".into(),
+            frame: frame.clone(),
+            details: None,
             except: None,
+            token: 0,
         }
         .encode();
-        let ClusterMsg::Event { items, .. } = ClusterMsg::decode(&body).unwrap() else {
+        let ClusterMsg::Event { frame: got, .. } = ClusterMsg::decode(&body).unwrap() else {
             panic!("not an event");
         };
-        assert_eq!(items[0].1, frame);
+        assert_eq!(got, frame);
         let start = body.as_ptr() as usize;
-        let got = items[0].1.as_ptr() as usize;
+        let got = got.as_ptr() as usize;
         assert!(
             got >= start && got < start + body.len(),
             "frame not sliced from the body"
