@@ -41,6 +41,14 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
     if conn.is_subscribed(name) {
         return;
     }
+    let max = shard.config.websocket.max_subscriptions;
+    if conn.channels.borrow().len() >= max {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            &format!("Subscription limit reached: at most {max} channels per connection"),
+        );
+        return;
+    }
     let kind = channel::classify(name).kind;
     let mut member = None;
     match kind {

@@ -54,6 +54,7 @@ pub async fn upgrade(shard: Rc<Shard>, stream: TcpStream, req: Request, leftover
         app,
         stream,
         shard.now(),
+        shard.slow_consumer.limits,
         shard.metrics.clone(),
     );
     // Registered before the client can read `connection_established`.
@@ -233,6 +234,25 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
         if conn.finish_closing_handshake() {
             return;
         }
+        if conn.overflowed() {
+            // Nothing more is read from a client that does not read: its buffers go back now, and the socket
+            // closes once the 4100 close frame is out (or the sweeper gives up on it).
+            drop(partial);
+            linger_until_closed(conn).await;
+            return;
+        }
+    }
+}
+
+/// Waits, without reading, until the close frame is written or the connection is cut.
+async fn linger_until_closed(conn: &Connection) {
+    // Past the sweeper's grace for unanswered closes, which cuts the socket.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !conn.close_written()
+        && conn.state() == ConnState::Closing
+        && std::time::Instant::now() < give_up
+    {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
     }
 }
 

@@ -3,6 +3,7 @@
 //! All state here is `Rc`/`RefCell`, reachable only from the shard's own thread. Other shards are reached by
 //! explicit [`mesh::ShardMsg`]s; nothing on the per-message path is shared or locked.
 
+mod accept_errors;
 pub mod cache;
 pub mod channels;
 pub mod mesh;
@@ -854,14 +855,23 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
+    let mut errors = accept_errors::AcceptErrors::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                if let accept_errors::Report::Recovered { failures } = errors.accepted() {
+                    tracing::warn!(shard = shard.id, failures, "accepting connections again");
+                }
                 glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
             }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                // EMFILE and friends: back off briefly instead of spinning, and say so at most every 10 s.
+                // Connections that time out in the HTTP phase give their descriptors back.
+                if let accept_errors::Report::Failing { suppressed } =
+                    errors.failed(Instant::now())
+                {
+                    tracing::warn!(shard = shard.id, error = %e, suppressed, "accept failed (out of file descriptors?)");
+                }
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -874,7 +884,7 @@ async fn drain(shard: &Rc<Shard>) {
     let conns: Vec<Rc<Connection>> = shard.conns.borrow().values().cloned().collect();
     tracing::info!(shard = shard.id, connections = conns.len(), "shutting down");
     for conn in &conns {
-        conn.close(
+        conn.close_with_error(
             crate::protocol::codes::RECONNECT,
             "Server shutting down",
             shard.now(),
