@@ -268,10 +268,46 @@ impl Connection {
         }
     }
 
+    /// Queues a reply within [`Connection::reply_limits`]. A queue at its bound is first written out now (many
+    /// requests read at once are answered before the flusher runs); only when the socket takes no more is the
+    /// client not reading, and closed.
     fn push_reply(&self, frame: Frame) {
-        if self.push(frame, Some(self.reply_limits)) == Offer::Full {
-            tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "replies not read: closing 4100");
-            self.close_overflowed(self.last_seen.get());
+        let mut frame = Some(frame);
+        for attempt in 0..2 {
+            let Some(f) = frame.take() else { return };
+            let offered = self.out.borrow_mut().offer(f.clone(), Some(self.reply_limits));
+            match offered {
+                Offer::Queued => {
+                    self.schedule_write();
+                    return;
+                }
+                Offer::Full => frame = Some(f),
+            }
+            if attempt == 0 && !self.write_out_now() {
+                break;
+            }
+        }
+        tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "replies not read: closing 4100");
+        self.close_overflowed(self.last_seen.get());
+    }
+
+    /// Writes the queue to the socket at once, outside the flusher; true when all of it left.
+    fn write_out_now(&self) -> bool {
+        if matches!(self.writing.get(), Writing::Blocked | Writing::Done) {
+            return false;
+        }
+        let drained = self.out.borrow_mut().drain_into(self.fd);
+        self.count_written();
+        match drained {
+            // Still on the flusher's list if it was: the flusher then finds nothing to write.
+            Ok(Drain::Empty) => true,
+            Ok(Drain::WouldBlock) => false,
+            Err(e) => {
+                tracing::debug!(socket_id = %self.socket_id, error = %e, "write failed");
+                self.writing.set(Writing::Done);
+                self.abort();
+                false
+            }
         }
     }
 
