@@ -88,7 +88,10 @@ fn running_out_of_descriptors_is_survived_with_few_warnings() {
     let _ = child.wait();
     let log = std::fs::read_to_string(&log_path).unwrap();
     let warnings = log.matches("accept failed").count();
-    assert!(warnings >= 1, "the descriptor shortage was not reported: {log}");
+    assert!(
+        warnings >= 1,
+        "the descriptor shortage was not reported: {log}"
+    );
     assert!(warnings <= 3, "{warnings} accept warnings: {log}");
     assert!(log.contains("accepting connections again"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);

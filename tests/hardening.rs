@@ -44,9 +44,10 @@ fn server_frames(bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
     while at + 2 <= bytes.len() {
         let opcode = bytes[at] & 0x0f;
         let (len, head) = match bytes[at + 1] & 0x7f {
-            126 if at + 4 <= bytes.len() => {
-                (u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize, 4)
-            }
+            126 if at + 4 <= bytes.len() => (
+                u16::from_be_bytes([bytes[at + 2], bytes[at + 3]]) as usize,
+                4,
+            ),
             127 if at + 10 <= bytes.len() => {
                 let mut b = [0u8; 8];
                 b.copy_from_slice(&bytes[at + 2..at + 10]);
@@ -84,7 +85,11 @@ fn raw_websocket(server: &Server, recv_buf: usize) -> TcpStream {
         s.read_exact(&mut byte).unwrap();
         head.push(byte[0]);
     }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
     s
 }
 
@@ -93,7 +98,8 @@ fn read_all(s: &mut TcpStream, within: Duration) -> Vec<u8> {
     let deadline = Instant::now() + within;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 64 * 1024];
-    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     while Instant::now() < deadline {
         match s.read(&mut buf) {
             Ok(0) => break,
@@ -141,7 +147,8 @@ fn a_client_that_never_reads_its_replies_is_closed_4100_with_memory_bounded() {
         burst.extend(client_frame(9, b"p"));
         burst.extend(client_frame(1, br#"{"event":"pusher:ping"}"#));
     }
-    s.set_write_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.set_write_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
     let mut sent = 0usize;
     // Without a bound this would queue ~3 replies per 30 bytes, without end; with it the server stops reading.
     while sent < 256 * 1024 * 1024 {
@@ -153,14 +160,29 @@ fn a_client_that_never_reads_its_replies_is_closed_4100_with_memory_bounded() {
             }
         }
     }
-    assert!(sent < 256 * 1024 * 1024, "the server kept reading {sent} bytes from a client that never read");
+    assert!(
+        sent < 256 * 1024 * 1024,
+        "the server kept reading {sent} bytes from a client that never read"
+    );
     eprintln!("flood: sent {sent} bytes");
     let during = rss_kb(server.pid());
-    assert!(during < before + 32 * 1024, "RSS grew from {before} kB to {during} kB while flooded");
+    assert!(
+        during < before + 32 * 1024,
+        "RSS grew from {before} kB to {during} kB while flooded"
+    );
     let frames = server_frames(&read_all(&mut s, Duration::from_secs(15)));
-    eprintln!("flood: {} frames back, RSS {before} -> {during} kB", frames.len());
+    eprintln!(
+        "flood: {} frames back, RSS {before} -> {during} kB",
+        frames.len()
+    );
     let (code, error) = close_and_error(&frames);
-    assert_eq!(code, Some(4100), "{} frames, last {:?}", frames.len(), frames.last());
+    assert_eq!(
+        code,
+        Some(4100),
+        "{} frames, last {:?}",
+        frames.len(),
+        frames.last()
+    );
     let error = error.expect("pusher:error before the close");
     let data: Value = match &error["data"] {
         Value::String(s) => serde_json::from_str(s).unwrap(),
@@ -171,7 +193,10 @@ fn a_client_that_never_reads_its_replies_is_closed_4100_with_memory_bounded() {
     let mut ok = server.client();
     ok.subscribe("after");
     let after = rss_kb(server.pid());
-    assert!(after < before + 16 * 1024, "RSS {after} kB after the flood, {before} kB before");
+    assert!(
+        after < before + 16 * 1024,
+        "RSS {after} kB after the flood, {before} kB before"
+    );
 }
 
 #[test]
@@ -224,20 +249,28 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
         String::new(),
         "auth_key=test-key&auth_timestamp=1&auth_version=1.0&auth_signature=00".to_string(),
     ] {
-        let req = format!(
-            "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n"
-        );
+        let req =
+            format!("POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n");
         let (status, text, took) = raw_http(&server, req.as_bytes(), Duration::from_secs(5));
         assert_eq!(status, 401, "{text}");
         assert!(took < Duration::from_secs(3), "answered after {took:?}");
     }
     // Unknown app: 404 before the body.
     let req = "POST /apps/nope/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n";
-    assert_eq!(raw_http(&server, req.as_bytes(), Duration::from_secs(5)).0, 404);
+    assert_eq!(
+        raw_http(&server, req.as_bytes(), Duration::from_secs(5)).0,
+        404
+    );
     // Correctly signed, but larger than this app's event limits can need: 413 before the body.
     let body = vec![b' '; 2 * 1024 * 1024];
     let query = sockudo::protocol::rest_auth::sign_query(
-        "POST", &path, &[], &body, APP_KEY, APP_SECRET, now_unix(),
+        "POST",
+        &path,
+        &[],
+        &body,
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
     );
     let req = format!(
         "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
@@ -249,7 +282,13 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
     // A signed head with a body that does not match its body_md5: 401 after the body.
     let good = br#"{"name":"e","channel":"c","data":"1"}"#;
     let query = sockudo::protocol::rest_auth::sign_query(
-        "POST", &path, &[], good, APP_KEY, APP_SECRET, now_unix(),
+        "POST",
+        &path,
+        &[],
+        good,
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
     );
     let evil = br#"{"name":"e","channel":"c","data":"2"}"#;
     let (status, _, body) = server
@@ -266,13 +305,27 @@ fn one_signature_rule_lowercase_hex_and_auth_version_required() {
     let server = Server::start();
     let path = format!("/apps/{APP_ID}/channels");
     let query = sockudo::protocol::rest_auth::sign_query(
-        "GET", &path, &[], b"", APP_KEY, APP_SECRET, now_unix(),
+        "GET",
+        &path,
+        &[],
+        b"",
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
     );
     let sig_at = query.find("auth_signature=").unwrap() + "auth_signature=".len();
     let upper = format!("{}{}", &query[..sig_at], query[sig_at..].to_uppercase());
     assert_ne!(upper, query);
-    assert_eq!(server.try_http("GET", &format!("{path}?{query}"), b"").unwrap().0, 200);
-    let (status, _, body) = server.try_http("GET", &format!("{path}?{upper}"), b"").unwrap();
+    assert_eq!(
+        server
+            .try_http("GET", &format!("{path}?{query}"), b"")
+            .unwrap()
+            .0,
+        200
+    );
+    let (status, _, body) = server
+        .try_http("GET", &format!("{path}?{upper}"), b"")
+        .unwrap();
     assert_eq!(status, 401, "{upper}: {body}");
     // Signed without auth_version: refused, naming it.
     let ts = now_unix().to_string();
@@ -308,13 +361,22 @@ fn half_sent_requests_and_idle_connections_are_closed_by_the_timeouts() {
     for partial in [&b"GET /up HT"[..], b""] {
         let (status, text, took) = raw_http(&server, partial, Duration::from_secs(6));
         assert_eq!(status, 408, "{partial:?}: {text}");
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+            "{took:?}"
+        );
     }
     // A signed head whose body never completes: 408 after the body timeout.
     let path = format!("/apps/{APP_ID}/events");
     let body = br#"{"name":"e","channel":"c","data":"1"}"#;
     let query = sockudo::protocol::rest_auth::sign_query(
-        "POST", &path, &[], body, APP_KEY, APP_SECRET, now_unix(),
+        "POST",
+        &path,
+        &[],
+        body,
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
     );
     let req = format!(
         "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{{\"name\"",
@@ -343,9 +405,15 @@ fn half_sent_requests_and_idle_connections_are_closed_by_the_timeouts() {
     let started = Instant::now();
     let text = String::from_utf8_lossy(&read_all(&mut s, Duration::from_secs(6))).to_string();
     assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-    assert!(!text.contains("408"), "an idle connection is closed without a response: {text}");
+    assert!(
+        !text.contains("408"),
+        "an idle connection is closed without a response: {text}"
+    );
     let took = started.elapsed();
-    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(4), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
 }
 
 #[test]
@@ -377,11 +445,16 @@ fn metrics_answer_while_a_slow_client_holds_a_connection_and_bind_metrics_host()
         let started = Instant::now();
         let mut s = TcpStream::connect(("127.0.0.2", metrics_port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).unwrap();
         assert!(text.starts_with("HTTP/1.1 200"), "{text}");
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
         std::thread::sleep(Duration::from_millis(300));
     }
     slow.join().unwrap();
@@ -443,7 +516,12 @@ fn upgrade_with_version_8_gets_426_and_a_bad_key_gets_400() {
     let (status, text, _) = upgrade("8", "dGhlIHNhbXBsZSBub25jZQ==");
     assert_eq!(status, 426, "{text}");
     assert!(text.contains("Sec-WebSocket-Version: 13\r\n"), "{text}");
-    for key in ["abc", "dGhlIHNhbXBsZSBub25jZQ", "!!!!!!!!!!!!!!!!!!!!!!==", "dGhlIHNhbXBsZSBub25jZQ==AAAA"] {
+    for key in [
+        "abc",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "!!!!!!!!!!!!!!!!!!!!!!==",
+        "dGhlIHNhbXBsZSBub25jZQ==AAAA",
+    ] {
         let (status, text, _) = upgrade("13", key);
         assert_eq!(status, 400, "{key}: {text}");
     }

@@ -13,8 +13,14 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (args, env): (Vec<String>, HashMap<String, String>) = match mode % 3 {
-        0 => (vec!["sockudo".into(), "--config".into(), "fuzz.json".into()], HashMap::new()),
-        1 => (vec!["sockudo".into(), "--config".into(), "fuzz.toml".into()], HashMap::new()),
+        0 => (
+            vec!["sockudo".into(), "--config".into(), "fuzz.json".into()],
+            HashMap::new(),
+        ),
+        1 => (
+            vec!["sockudo".into(), "--config".into(), "fuzz.toml".into()],
+            HashMap::new(),
+        ),
         _ => (
             vec!["sockudo".into()],
             text.lines()

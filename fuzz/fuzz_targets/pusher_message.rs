@@ -3,8 +3,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sockudo::conn::signin::SigninData;
-use sockudo::protocol::{auth, channel, messages};
 use sockudo::protocol::messages::{ClientMessage, SubscribeData, UnsubscribeData};
+use sockudo::protocol::{auth, channel, messages};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
@@ -34,8 +34,14 @@ fuzz_target!(|data: &[u8]| {
         let data_json = msg.data.map(|d| d.get()).unwrap_or("null");
         let out = messages::channel_event(&msg.event, name, data_json, Some("user"));
         // What the server relays must itself be JSON.
-        assert!(serde_json::from_str::<serde_json::Value>(&out).is_ok(), "{out}");
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&out).is_ok(),
+            "{out}"
+        );
     }
     let err = messages::error(Some(4009), &msg.event, msg.channel.as_deref());
-    assert!(serde_json::from_str::<serde_json::Value>(&err).is_ok(), "{err}");
+    assert!(
+        serde_json::from_str::<serde_json::Value>(&err).is_ok(),
+        "{err}"
+    );
 });

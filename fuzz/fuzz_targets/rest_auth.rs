@@ -35,7 +35,11 @@ fuzz_target!(|data: &[u8]| {
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect();
         let to_sign = rest_auth::string_to_sign("POST", "/apps/3/events", params);
-        let expected = sockudo::protocol::auth::hmac_sha256_hex(SECRET.as_bytes(), to_sign.as_bytes());
-        assert!(query.iter().any(|(_, v)| *v == expected), "verified without the right signature");
+        let expected =
+            sockudo::protocol::auth::hmac_sha256_hex(SECRET.as_bytes(), to_sign.as_bytes());
+        assert!(
+            query.iter().any(|(_, v)| *v == expected),
+            "verified without the right signature"
+        );
     }
 });

@@ -18,7 +18,11 @@ fuzz_target!(|data: &[u8]| {
         loop {
             match decoder.decode(&pending) {
                 Ok(Some((msg, used))) => {
-                    assert!(used > 0 && used <= pending.len(), "used {used} of {}", pending.len());
+                    assert!(
+                        used > 0 && used <= pending.len(),
+                        "used {used} of {}",
+                        pending.len()
+                    );
                     match msg {
                         Message::Text(t) => assert!(std::str::from_utf8(&t).is_ok()),
                         Message::Binary(b) => assert!(b.len() <= max),

@@ -96,9 +96,8 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                     }
                 }
                 let started = Instant::now();
-                let keep_alive = req.keep_alive
-                    && !shard.is_shutting_down()
-                    && body_len == req.content_length;
+                let keep_alive =
+                    req.keep_alive && !shard.is_shutting_down() && body_len == req.content_length;
                 let resp = rest::handle(&shard, &req, admission, &buf[header_len..need]).await;
                 let sent = write_response(&mut stream, &shard, &resp, keep_alive, timeouts).await;
                 let route = Route::of(&req.path);
@@ -179,9 +178,8 @@ async fn read_into(
             }
             Poll::Pending => {}
         }
-        let timer = timer.get_or_insert_with(|| {
-            Timer::new(deadline.saturating_duration_since(Instant::now()))
-        });
+        let timer = timer
+            .get_or_insert_with(|| Timer::new(deadline.saturating_duration_since(Instant::now())));
         match Pin::new(timer).poll(cx) {
             Poll::Ready(_) => Poll::Ready(Err(ReadEnd::TimedOut)),
             Poll::Pending => Poll::Pending,

@@ -275,7 +275,10 @@ impl Connection {
         let mut frame = Some(frame);
         for attempt in 0..2 {
             let Some(f) = frame.take() else { return };
-            let offered = self.out.borrow_mut().offer(f.clone(), Some(self.reply_limits));
+            let offered = self
+                .out
+                .borrow_mut()
+                .offer(f.clone(), Some(self.reply_limits));
             match offered {
                 Offer::Queued => {
                     self.schedule_write();

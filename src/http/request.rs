@@ -501,7 +501,10 @@ Content-Length: 13\r\n\
             with("Sec-WebSocket-Version: 13\r\n", ""),
             Err(UpgradeError::UnsupportedVersion)
         );
-        assert_eq!(with("Upgrade: WebSocket", "Upgrade: h2c"), Err(UpgradeError::NotAnUpgrade));
+        assert_eq!(
+            with("Upgrade: WebSocket", "Upgrade: h2c"),
+            Err(UpgradeError::NotAnUpgrade)
+        );
         for bad in [
             "",
             "abc",
@@ -515,8 +518,14 @@ Content-Length: 13\r\n\
             let r = with("dGhlIHNhbXBsZSBub25jZQ==", bad);
             assert_eq!(r, Err(UpgradeError::InvalidKey), "{bad:?}");
         }
-        assert_eq!(with("dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA=="), Ok(()));
-        assert_eq!(with("dGhlIHNhbXBsZSBub25jZQ==", "+/+/+/+/+/+/+/+/+/+/+w=="), Ok(()));
+        assert_eq!(
+            with("dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA=="),
+            Ok(())
+        );
+        assert_eq!(
+            with("dGhlIHNhbXBsZSBub25jZQ==", "+/+/+/+/+/+/+/+/+/+/+w=="),
+            Ok(())
+        );
     }
 
     #[test]

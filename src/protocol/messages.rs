@@ -297,7 +297,10 @@ mod tests {
             let text = format!(r#"{{"event":"pusher:subscribe","data":{data}}}"#);
             let m = ClientMessage::parse(&text).unwrap();
             let err = m.data_as::<SubscribeData>("pusher:subscribe").unwrap_err();
-            assert!(err.to_string().contains("invalid pusher:subscribe payload"), "{data}: {err}");
+            assert!(
+                err.to_string().contains("invalid pusher:subscribe payload"),
+                "{data}: {err}"
+            );
         }
     }
 }

@@ -612,7 +612,12 @@ mod tests {
 
     #[test]
     fn missing_required_params() {
-        for name in ["auth_key", "auth_timestamp", "auth_version", "auth_signature"] {
+        for name in [
+            "auth_key",
+            "auth_timestamp",
+            "auth_version",
+            "auth_signature",
+        ] {
             let query: Vec<_> = worked_example_query()
                 .into_iter()
                 .filter(|(k, _)| k != name)

@@ -166,7 +166,9 @@ pub fn max_body(app: &App, batch: bool) -> usize {
         .saturating_add(l.max_event_name_length.saturating_mul(6))
         .saturating_add(1024);
     if batch {
-        event.saturating_mul(l.max_event_batch_size.max(1)).saturating_add(64)
+        event
+            .saturating_mul(l.max_event_batch_size.max(1))
+            .saturating_add(64)
     } else {
         event
     }

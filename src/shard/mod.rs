@@ -867,8 +867,7 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
             Err(e) => {
                 // EMFILE and friends: back off briefly instead of spinning, and say so at most every 10 s.
                 // Connections that time out in the HTTP phase give their descriptors back.
-                if let accept_errors::Report::Failing { suppressed } =
-                    errors.failed(Instant::now())
+                if let accept_errors::Report::Failing { suppressed } = errors.failed(Instant::now())
                 {
                     tracing::warn!(shard = shard.id, error = %e, suppressed, "accept failed (out of file descriptors?)");
                 }
