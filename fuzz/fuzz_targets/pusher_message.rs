@@ -2,6 +2,7 @@
 //! unsubscribe, signin, client events) and the channel-name rules applied to them.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
+use serde_json::value::RawValue;
 use sockudo::conn::signin::SigninData;
 use sockudo::protocol::messages::{ClientMessage, SubscribeData, UnsubscribeData};
 use sockudo::protocol::{auth, channel, messages};
