@@ -34,15 +34,10 @@ fuzz_target!(|data: &[u8]| {
         let _ = channel::validate_name(name, 164);
         let data_json = msg.data.map(|d| d.get()).unwrap_or("null");
         let out = messages::channel_event(&msg.event, name, data_json, Some("user"));
-        // What the server relays must itself be JSON.
-        assert!(
-            serde_json::from_str::<serde_json::Value>(&out).is_ok(),
-            "{out}"
-        );
+        // What the server relays must itself be JSON (syntax only: a number like 1e999 is valid JSON that
+        // serde_json's `Value` cannot hold).
+        assert!(serde_json::from_str::<&RawValue>(&out).is_ok(), "{out}");
     }
     let err = messages::error(Some(4009), &msg.event, msg.channel.as_deref());
-    assert!(
-        serde_json::from_str::<serde_json::Value>(&err).is_ok(),
-        "{err}"
-    );
+    assert!(serde_json::from_str::<&RawValue>(&err).is_ok(), "{err}");
 });
