@@ -137,7 +137,7 @@ fn a_client_that_never_reads_its_replies_is_closed_4100_with_memory_bounded() {
         env: vec![("WEBSOCKET_MAX_MESSAGES".into(), "100".into())],
         ..Default::default()
     });
-    let mut s = raw_websocket(&server, 256 * 1024);
+    let mut s = raw_websocket(&server, 4096);
     let before = rss_kb(server.pid());
     // Each empty text frame is answered with a pusher:error, each ping frame with a pong, each pusher:ping
     // with a pusher:pong: 3 replies per 30 bytes sent.
