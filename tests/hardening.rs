@@ -296,6 +296,38 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
         .unwrap();
     assert_eq!(status, 401, "{body}");
     assert!(body.contains("body_md5"), "{body}");
+    // `Expect: 100-continue`: refused without the body being sent, or invited to send it once the head passed.
+    let req = format!(
+        "POST {path}?auth_key={APP_KEY} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5000\r\n\r\n"
+    );
+    assert_eq!(
+        raw_http(&server, req.as_bytes(), Duration::from_secs(5)).0,
+        401
+    );
+    let query = sockudo::protocol::rest_auth::sign_query(
+        "POST",
+        &path,
+        &[],
+        good,
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
+    );
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        good.len()
+    )
+    .unwrap();
+    let mut invite = [0u8; 25];
+    s.read_exact(&mut invite).unwrap();
+    assert_eq!(&invite, b"HTTP/1.1 100 Continue\r\n\r\n");
+    s.write_all(good).unwrap();
+    let mut rest = String::new();
+    s.read_to_string(&mut rest).unwrap();
+    assert!(rest.starts_with("HTTP/1.1 200"), "{rest}");
     // And the real thing still works.
     server.publish(&["c"], "e", "1");
 }

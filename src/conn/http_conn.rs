@@ -83,6 +83,17 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 let takes_body = matches!(admission, Admission::Api(_));
                 let body_len = if takes_body { req.content_length } else { 0 };
                 let need = header_len + body_len;
+                if buf.len() < need && req.headers.has_token("expect", "100-continue") {
+                    // The head passed every check: invite the body (curl waits a second for this otherwise).
+                    let invite = b"HTTP/1.1 100 Continue\r\n\r\n";
+                    let deadline = Instant::now() + timeouts.keep_alive;
+                    if write_all_until(&mut stream, invite, deadline)
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
                 let body_deadline = Instant::now() + timeouts.body;
                 while buf.len() < need {
                     match read_into(&shard, &mut stream, &mut buf, body_deadline).await {
