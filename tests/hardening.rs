@@ -255,6 +255,18 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
         assert_eq!(status, 401, "{text}");
         assert!(took < Duration::from_secs(3), "answered after {took:?}");
     }
+    // A client that sends its 3 MiB unsigned body right away still gets its 401.
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+        3 * 1024 * 1024
+    )
+    .into_bytes();
+    req.extend(vec![b'x'; 3 * 1024 * 1024]);
+    let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(&req);
+    let text = String::from_utf8_lossy(&read_all(&mut s, Duration::from_secs(5))).to_string();
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
     // Unknown app: 404 before the body.
     let req = "POST /apps/nope/events HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n";
     assert_eq!(

@@ -74,8 +74,11 @@ pub async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
                 let admission = match rest::admit(&shard, &req) {
                     Ok(a) => a,
                     Err(resp) => {
-                        // The body (if any) is never read: answer and close.
+                        // The body (if any) is never buffered: answer and close, discarding what the client is
+                        // already sending for a moment so that it reads the answer instead of a reset.
                         answer_and_close(&shard, &mut stream, &resp, header_len, timeouts).await;
+                        let unread = (header_len + req.content_length).saturating_sub(buf.len());
+                        discard_briefly(&shard, &mut stream, unread).await;
                         return;
                     }
                 };
@@ -167,6 +170,24 @@ async fn answer_and_close(
     shard
         .metrics
         .http_call(Route::Other, resp.status, started.elapsed(), received, sent);
+}
+
+/// How long a refused request's body is read and thrown away before the socket is closed.
+const DISCARD_FOR: Duration = Duration::from_secs(2);
+
+/// Reads and drops up to `bytes` (or until the peer stops, or [`DISCARD_FOR`] passes): closing a socket with
+/// unread input sends a reset, which can destroy the answer before the client reads it. Nothing is kept.
+async fn discard_briefly(shard: &Shard, stream: &mut TcpStream, bytes: usize) {
+    let deadline = Instant::now() + DISCARD_FOR;
+    let mut left = bytes;
+    let mut sink = Vec::new();
+    while left > 0 {
+        match read_into(shard, stream, &mut sink, deadline).await {
+            Ok(n) => left = left.saturating_sub(n),
+            Err(_) => return,
+        }
+        sink.clear();
+    }
 }
 
 /// Reads what the socket has through the shard's scratch buffer and appends it to `buf`: no read buffer lives in
