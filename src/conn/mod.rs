@@ -272,26 +272,23 @@ impl Connection {
     /// requests read at once are answered before the flusher runs); only when the socket takes no more is the
     /// client not reading, and closed.
     fn push_reply(&self, frame: Frame) {
-        let mut frame = Some(frame);
-        for attempt in 0..2 {
-            let Some(f) = frame.take() else { return };
-            let offered = self
-                .out
-                .borrow_mut()
-                .offer(f.clone(), Some(self.reply_limits));
-            match offered {
-                Offer::Queued => {
-                    self.schedule_write();
-                    return;
-                }
-                Offer::Full => frame = Some(f),
-            }
-            if attempt == 0 && !self.write_out_now() {
-                break;
-            }
+        if self.offer_reply(&frame) || (self.write_out_now() && self.offer_reply(&frame)) {
+            return;
         }
         tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "replies not read: closing 4100");
         self.close_overflowed(self.last_seen.get());
+    }
+
+    /// Queues a reply if it fits [`Connection::reply_limits`].
+    fn offer_reply(&self, frame: &Frame) -> bool {
+        let offered = self
+            .out
+            .borrow_mut()
+            .offer(frame.clone(), Some(self.reply_limits));
+        if offered == Offer::Queued {
+            self.schedule_write();
+        }
+        offered == Offer::Queued
     }
 
     /// Writes the queue to the socket at once, outside the flusher; true when all of it left.
