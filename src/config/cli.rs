@@ -30,6 +30,8 @@ Environment variables (config key in brackets; see config/README.md):
   SHUTDOWN_GRACE_PERIOD [shutdown_grace_period]  WEBSOCKET_MAX_PAYLOAD_KB [websocket_max_payload_kb]
   WEBSOCKET_MAX_MESSAGES [websocket.max_messages]  WEBSOCKET_MAX_BYTES [websocket.max_bytes]
   WEBSOCKET_DISCONNECT_ON_BUFFER_FULL [websocket.disconnect_on_buffer_full]
+  WEBSOCKET_MAX_SUBSCRIPTIONS [websocket.max_subscriptions]
+  HTTP_API_HEADER_TIMEOUT, HTTP_API_BODY_TIMEOUT, HTTP_API_KEEP_ALIVE_TIMEOUT [http_api.*_timeout, seconds]
   HTTP_API_REQUEST_LIMIT_IN_MB [http_api.request_limit_in_mb]
   LOG_OUTPUT_FORMAT [logging.output_format]  LOG_COLORS_ENABLED [logging.colors_enabled]
   LOG_INCLUDE_TARGET [logging.include_target]  RUST_LOG (log filter, e.g. info,sockudo=debug)

@@ -96,8 +96,18 @@ impl<'a> Env<'a> {
             &mut c.websocket.disconnect_on_buffer_full,
         )?;
         self.uint(
+            "WEBSOCKET_MAX_SUBSCRIPTIONS",
+            &mut c.websocket.max_subscriptions,
+        )?;
+        self.uint(
             "HTTP_API_REQUEST_LIMIT_IN_MB",
             &mut c.http_api.request_limit_in_mb,
+        )?;
+        self.uint("HTTP_API_HEADER_TIMEOUT", &mut c.http_api.header_timeout)?;
+        self.uint("HTTP_API_BODY_TIMEOUT", &mut c.http_api.body_timeout)?;
+        self.uint(
+            "HTTP_API_KEEP_ALIVE_TIMEOUT",
+            &mut c.http_api.keep_alive_timeout,
         )?;
 
         if let Some(format) = self.parsed("LOG_OUTPUT_FORMAT", parse_log_format)? {
@@ -304,6 +314,10 @@ mod tests {
             ("SHUTDOWN_GRACE_PERIOD", "2"),
             ("WEBSOCKET_MAX_PAYLOAD_KB", "128"),
             ("HTTP_API_REQUEST_LIMIT_IN_MB", "5"),
+            ("HTTP_API_HEADER_TIMEOUT", "3"),
+            ("HTTP_API_BODY_TIMEOUT", "4"),
+            ("HTTP_API_KEEP_ALIVE_TIMEOUT", "6"),
+            ("WEBSOCKET_MAX_SUBSCRIPTIONS", "50"),
         ])
         .expect("valid");
         assert_eq!(
@@ -317,6 +331,15 @@ mod tests {
         );
         assert_eq!(c.websocket_max_payload_kb, 128);
         assert_eq!(c.http_api.request_limit_in_mb, 5);
+        assert_eq!(
+            (
+                c.http_api.header_timeout,
+                c.http_api.body_timeout,
+                c.http_api.keep_alive_timeout
+            ),
+            (3, 4, 6)
+        );
+        assert_eq!(c.websocket.max_subscriptions, 50);
     }
 
     #[test]

@@ -102,6 +102,8 @@ pub struct WebsocketConfig {
     /// Close a connection whose queue is full (true) or drop the message (false).
     /// Env `WEBSOCKET_DISCONNECT_ON_BUFFER_FULL`.
     pub disconnect_on_buffer_full: bool,
+    /// Channels one connection may be subscribed to at once. Env `WEBSOCKET_MAX_SUBSCRIPTIONS`.
+    pub max_subscriptions: usize,
 }
 
 impl Default for WebsocketConfig {
@@ -110,6 +112,7 @@ impl Default for WebsocketConfig {
             max_messages: 1000,
             max_bytes: None,
             disconnect_on_buffer_full: true,
+            max_subscriptions: 1000,
         }
     }
 }
@@ -122,6 +125,14 @@ pub struct HttpApiConfig {
     pub request_limit_in_mb: usize,
     /// Largest request head (request line + headers), in bytes.
     pub max_header_bytes: usize,
+    /// Seconds a client has to send a whole request head, from its first byte (or from the connection's
+    /// start). Env `HTTP_API_HEADER_TIMEOUT`.
+    pub header_timeout: u64,
+    /// Seconds a client has to send a request body, once its head has arrived. Env `HTTP_API_BODY_TIMEOUT`.
+    pub body_timeout: u64,
+    /// Seconds an idle keep-alive connection is kept waiting for its next request; also bounds writing a
+    /// response to a client that does not read it. Env `HTTP_API_KEEP_ALIVE_TIMEOUT`.
+    pub keep_alive_timeout: u64,
 }
 
 impl Default for HttpApiConfig {
@@ -129,6 +140,9 @@ impl Default for HttpApiConfig {
         HttpApiConfig {
             request_limit_in_mb: 10,
             max_header_bytes: 16384,
+            header_timeout: 10,
+            body_timeout: 30,
+            keep_alive_timeout: 30,
         }
     }
 }

@@ -42,6 +42,13 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         ));
     }
     at_least_one(
+        "websocket.max_subscriptions",
+        c.websocket.max_subscriptions as u64,
+    )?;
+    at_least_one("http_api.header_timeout", c.http_api.header_timeout)?;
+    at_least_one("http_api.body_timeout", c.http_api.body_timeout)?;
+    at_least_one("http_api.keep_alive_timeout", c.http_api.keep_alive_timeout)?;
+    at_least_one(
         "http_api.request_limit_in_mb",
         c.http_api.request_limit_in_mb as u64,
     )?;

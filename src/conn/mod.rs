@@ -99,6 +99,11 @@ pub struct Connection {
     peer_closed: Cell<bool>,
     /// Channels this connection has joined.
     pub channels: RefCell<Vec<Subscription>>,
+    /// Bound on the replies the server itself makes (errors, pongs, acknowledgements): twice the event bound, so
+    /// a slow subscriber still gets its replies while a client that never reads cannot grow the queue forever.
+    reply_limits: QueueLimits,
+    /// The queue went past its bound and the connection is being closed with 4100: the reader stops reading.
+    overflowed: Cell<bool>,
     /// The user this connection signed in as (`pusher:signin`); never changes once set.
     pub user: RefCell<Option<SignedInUser>>,
     /// Signed in, or joined a private/presence channel: what `enable_user_authentication` asks for.
@@ -131,13 +136,15 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Wraps an upgraded socket.
+    /// Wraps an upgraded socket; `limits` is the bound of its outbound queue (`websocket.max_messages` /
+    /// `max_bytes`).
     pub fn new(
         id: u64,
         socket_id: String,
         app: Rc<App>,
         stream: Stream,
         now: u32,
+        limits: QueueLimits,
         metrics: Arc<ShardMetrics>,
     ) -> Rc<Self> {
         let fd = stream.as_raw_fd();
@@ -154,6 +161,11 @@ impl Connection {
             shutdown_after_flush: Cell::new(false),
             peer_closed: Cell::new(false),
             channels: RefCell::new(Vec::new()),
+            reply_limits: QueueLimits {
+                max_messages: limits.max_messages.saturating_mul(2),
+                max_bytes: limits.max_bytes.saturating_mul(2),
+            },
+            overflowed: Cell::new(false),
             user: RefCell::new(None),
             authorized: Cell::new(false),
             connected_at: now,
@@ -200,11 +212,22 @@ impl Connection {
         self.out.borrow().len()
     }
 
-    /// Queues a frame the server itself produced for this client (never refused, never counted as slow).
+    /// Queues a frame the server itself produced for this client. Replies count against the queue's bound like
+    /// events do: a client that keeps asking without reading the answers is closed with 4100.
     pub fn send_control(&self, text: &str) {
         if self.is_open() {
-            self.push(Rc::new(ws::encode_text(text.as_bytes())), None);
+            self.push_reply(Rc::new(ws::encode_text(text.as_bytes())));
         }
+    }
+
+    /// True once everything up to our close frame has been written (or writing failed): nothing more will go out.
+    pub fn close_written(&self) -> bool {
+        self.writing.get() == Writing::Done
+    }
+
+    /// True once the queue went past its bound and the connection is closing with 4100.
+    pub fn overflowed(&self) -> bool {
+        self.overflowed.get()
     }
 
     /// Sends `pusher:error` (`code` null when `None`), naming `channel` when it concerns one, and counts it.
@@ -238,11 +261,68 @@ impl Connection {
         }
     }
 
-    /// Queues an already-encoded frame produced for this client alone (e.g. a pong).
+    /// Queues an already-encoded frame produced for this client alone (e.g. a pong), bounded like
+    /// [`Connection::send_control`].
     pub fn send_raw(&self, frame: Bytes) {
         if self.is_open() {
-            self.push(Rc::new(frame), None);
+            self.push_reply(Rc::new(frame));
         }
+    }
+
+    /// Queues a reply within [`Connection::reply_limits`]. A queue at its bound is first written out now (many
+    /// requests read at once are answered before the flusher runs); only when the socket takes no more is the
+    /// client not reading, and closed.
+    fn push_reply(&self, frame: Frame) {
+        if self.offer_reply(&frame) || (self.write_out_now() && self.offer_reply(&frame)) {
+            return;
+        }
+        tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "replies not read: closing 4100");
+        self.close_overflowed(self.last_seen.get());
+    }
+
+    /// Queues a reply if it fits [`Connection::reply_limits`].
+    fn offer_reply(&self, frame: &Frame) -> bool {
+        let offered = self
+            .out
+            .borrow_mut()
+            .offer(frame.clone(), Some(self.reply_limits));
+        if offered == Offer::Queued {
+            self.schedule_write();
+        }
+        offered == Offer::Queued
+    }
+
+    /// Writes the queue to the socket at once, outside the flusher; true when all of it left.
+    fn write_out_now(&self) -> bool {
+        if matches!(self.writing.get(), Writing::Blocked | Writing::Done) {
+            return false;
+        }
+        let drained = self.out.borrow_mut().drain_into(self.fd);
+        self.count_written();
+        match drained {
+            // Still on the flusher's list if it was: the flusher then finds nothing to write.
+            Ok(Drain::Empty) => true,
+            Ok(Drain::WouldBlock) => false,
+            Err(e) => {
+                tracing::debug!(socket_id = %self.socket_id, error = %e, "write failed");
+                self.writing.set(Writing::Done);
+                self.abort();
+                false
+            }
+        }
+    }
+
+    /// Closes a connection whose queue is over its bound: what was not started is dropped (memory goes back at
+    /// once), then `pusher:error` and a close frame with 4100.
+    fn close_overflowed(&self, now: u32) {
+        self.metrics.slow_consumer_disconnections.inc();
+        self.overflowed.set(true);
+        self.out.borrow_mut().clear_unsent();
+        self.close_with_error(
+            crate::protocol::codes::OVER_CAPACITY,
+            "Client too slow: buffer full",
+            now,
+        );
     }
 
     /// Queues a shared channel-event frame, applying the slow-consumer policy.
@@ -254,13 +334,7 @@ impl Connection {
         if self.push(frame.clone(), Some(policy.limits)) == Offer::Full {
             if policy.disconnect {
                 tracing::debug!(socket_id = %self.socket_id, queued = self.queued(), "slow consumer: closing 4100");
-                self.metrics.slow_consumer_disconnections.inc();
-                self.out.borrow_mut().clear_unsent();
-                self.close(
-                    crate::protocol::codes::OVER_CAPACITY,
-                    "Client too slow: buffer full",
-                    now,
-                );
+                self.close_overflowed(now);
                 return false;
             }
             self.dropped.set(self.dropped.get() + 1);

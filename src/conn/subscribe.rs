@@ -61,6 +61,14 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         shard.set_subscription_options(conn, name, filter, delta);
         return;
     }
+    let max = shard.config.websocket.max_subscriptions;
+    if conn.channels.borrow().len() >= max {
+        refuse(
+            Some(codes::GENERIC_ERROR),
+            &format!("Subscription limit reached: at most {max} channels per connection"),
+        );
+        return;
+    }
     let kind = channel::classify(name).kind;
     let mut member = None;
     match kind {

@@ -54,6 +54,7 @@ pub async fn upgrade(shard: Rc<Shard>, stream: Stream, req: Request, leftover: V
         app,
         stream,
         shard.now(),
+        shard.slow_consumer.limits,
         shard.metrics.clone(),
     );
     // Registered before the client can read `connection_established`.
@@ -232,6 +233,27 @@ async fn read_loop(shard: &Rc<Shard>, conn: &Rc<Connection>, leftover: Vec<u8>) 
         if conn.finish_closing_handshake() {
             return;
         }
+        if conn.overflowed() && !broken {
+            // Nothing more is read from a client that does not read until our 4100 close frame is out (or the
+            // sweeper gives up on it); its buffers go back now. Afterwards input is only discarded, so that the
+            // close frame is not destroyed by a reset of a socket closed with unread data.
+            partial = Vec::new();
+            broken = true;
+            linger_until_closed(conn).await;
+        }
+    }
+}
+
+/// Waits, without reading, until the close frame is written or the connection is cut (the sweeper does so
+/// `CLOSING_GRACE_SECS` after the close).
+async fn linger_until_closed(conn: &Connection) {
+    // Past the sweeper's grace for unanswered closes, which cuts the socket.
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    while !conn.close_written()
+        && conn.state() == ConnState::Closing
+        && std::time::Instant::now() < give_up
+    {
+        glommio::timer::sleep(Duration::from_millis(50)).await;
     }
 }
 

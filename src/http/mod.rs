@@ -5,5 +5,7 @@
 mod request;
 mod response;
 
-pub use request::{parse_request, Headers, HttpError, Limits, Method, Request, MAX_HEADERS};
+pub use request::{
+    parse_request, Headers, HttpError, Limits, Method, Request, UpgradeError, MAX_HEADERS,
+};
 pub use response::{reason_phrase, Response};

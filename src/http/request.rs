@@ -237,15 +237,30 @@ impl Request {
         self.path.split('/').filter(|s| !s.is_empty())
     }
 
-    /// RFC 6455 §4.2.1 opening-handshake checks. A request failing them that
-    /// still asks to upgrade should get 400 (426 for a wrong version).
+    /// RFC 6455 §4.2.1 opening-handshake checks.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.method == Method::Get
-            && self.version >= 1
-            && self.headers.has_token("upgrade", "websocket")
-            && self.headers.has_token("connection", "upgrade")
-            && self.websocket_key().is_some()
-            && self.headers.sec_websocket_version().map(str::trim) == Some("13")
+        self.check_websocket_upgrade().is_ok()
+    }
+
+    /// RFC 6455 §4.2.1 opening-handshake checks, saying which one failed: the
+    /// answer is 400, or 426 with `Sec-WebSocket-Version: 13` for a version
+    /// this server does not speak (§4.4).
+    pub fn check_websocket_upgrade(&self) -> Result<(), UpgradeError> {
+        if self.method != Method::Get
+            || self.version < 1
+            || !self.headers.has_token("upgrade", "websocket")
+            || !self.headers.has_token("connection", "upgrade")
+        {
+            return Err(UpgradeError::NotAnUpgrade);
+        }
+        match self.headers.sec_websocket_version().map(str::trim) {
+            Some("13") => {}
+            _ => return Err(UpgradeError::UnsupportedVersion),
+        }
+        match self.websocket_key() {
+            Some(key) if is_websocket_key(key) => Ok(()),
+            _ => Err(UpgradeError::InvalidKey),
+        }
     }
 
     /// The client's `Sec-WebSocket-Key`, trimmed, if present and non-empty.
@@ -255,6 +270,39 @@ impl Request {
             .map(str::trim)
             .filter(|k| !k.is_empty())
     }
+}
+
+/// Why a request to a WebSocket path cannot be upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+pub enum UpgradeError {
+    #[error("WebSocket upgrade required on /app/{{key}}")]
+    NotAnUpgrade,
+    #[error("unsupported Sec-WebSocket-Version; this server speaks 13")]
+    UnsupportedVersion,
+    #[error("Sec-WebSocket-Key must be 16 bytes in base64")]
+    InvalidKey,
+}
+
+impl UpgradeError {
+    /// Status of the refusal; 426 comes with `Sec-WebSocket-Version: 13`.
+    pub fn status(&self) -> u16 {
+        match self {
+            UpgradeError::UnsupportedVersion => 426,
+            UpgradeError::NotAnUpgrade | UpgradeError::InvalidKey => 400,
+        }
+    }
+}
+
+/// A `Sec-WebSocket-Key` is 16 bytes in base64: 22 characters of the base64
+/// alphabet, the last carrying only 2 bits (so one of `AQgw`), then `==`.
+fn is_websocket_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    b.len() == 24
+        && b[..22]
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/')
+        && matches!(b[21], b'A' | b'Q' | b'g' | b'w')
+        && &b[22..] == b"=="
 }
 
 /// Strict Content-Length: digits only, no sign or list. Lenient parsing
@@ -435,6 +483,49 @@ Content-Length: 13\r\n\
             .unwrap()
             .replace("HTTP/1.1", "HTTP/1.0");
         assert!(!complete(http10.as_bytes()).0.is_websocket_upgrade());
+    }
+
+    #[test]
+    fn upgrade_refusals_say_why() {
+        let text = String::from_utf8(UPGRADE.to_vec()).unwrap();
+        let with = |from: &str, to: &str| {
+            let changed = text.replacen(from, to, 1);
+            assert_ne!(text, changed);
+            complete(changed.as_bytes()).0.check_websocket_upgrade()
+        };
+        assert_eq!(complete(UPGRADE).0.check_websocket_upgrade(), Ok(()));
+        let version = with("Version: 13", "Version: 8");
+        assert_eq!(version, Err(UpgradeError::UnsupportedVersion));
+        assert_eq!(version.unwrap_err().status(), 426);
+        assert_eq!(
+            with("Sec-WebSocket-Version: 13\r\n", ""),
+            Err(UpgradeError::UnsupportedVersion)
+        );
+        assert_eq!(
+            with("Upgrade: WebSocket", "Upgrade: h2c"),
+            Err(UpgradeError::NotAnUpgrade)
+        );
+        for bad in [
+            "",
+            "abc",
+            "dGhlIHNhbXBsZSBub25jZQ=",
+            "dGhlIHNhbXBsZSBub25jZQ===",
+            "dGhlIHNhbXBsZSBub25jZR==",
+            "dGhlIHNhbXBsZSBub25jZ!==",
+            "dGhlIHNhbXBsZSBub25jZQAA",
+            "dGhlIHNhbXBsZSBub25jZQ==dGhl",
+        ] {
+            let r = with("dGhlIHNhbXBsZSBub25jZQ==", bad);
+            assert_eq!(r, Err(UpgradeError::InvalidKey), "{bad:?}");
+        }
+        assert_eq!(
+            with("dGhlIHNhbXBsZSBub25jZQ==", "AAAAAAAAAAAAAAAAAAAAAA=="),
+            Ok(())
+        );
+        assert_eq!(
+            with("dGhlIHNhbXBsZSBub25jZQ==", "+/+/+/+/+/+/+/+/+/+/+w=="),
+            Ok(())
+        );
     }
 
     #[test]

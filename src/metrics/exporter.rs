@@ -1,27 +1,32 @@
 //! The metrics port: a plain thread (not a shard) answering `GET /metrics` and `GET /usage`.
 //!
-//! Scrapes are rare, so requests are served one at a time, one request per connection, with short socket
-//! timeouts so that a stuck client cannot hold the endpoint for long.
+//! Each scrape is served on a short-lived thread of its own, at most [`MAX_CLIENTS`] at once, and each has
+//! [`REQUEST_DEADLINE`] in all to send its request and take the answer: a client trickling bytes cannot hold the
+//! endpoint, and a flood of them cannot take more than a few threads.
 
 use super::{usage::Usage, MetricsRegistry};
 use crate::http::{self, Method, Response};
 use anyhow::Context;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Content type of the Prometheus text format.
 const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// How long one client may take to send its request or read the answer.
-const IO_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one client may take, in all, to send its request and read the answer.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Scrapes served at once; a client over this is answered 503 at once.
+pub const MAX_CLIENTS: usize = 16;
 
 /// Binds the metrics port; start-up fails with this error when it cannot.
 pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
     let addr = format!("{host}:{port}");
     TcpListener::bind(addr.as_str()).with_context(|| {
-        format!("cannot listen for metrics on {addr} (metrics.port / METRICS_PORT)")
+        format!("cannot listen for metrics on {addr} (metrics.host:metrics.port / METRICS_HOST, METRICS_PORT)")
     })
 }
 
@@ -32,13 +37,10 @@ pub fn spawn(listener: TcpListener, registry: Arc<MetricsRegistry>) -> anyhow::R
         .name("metrics".into())
         .spawn(move || {
             tracing::info!(addr = ?addr, "metrics serving");
+            let active = Arc::new(AtomicUsize::new(0));
             for stream in listener.incoming() {
                 match stream {
-                    Ok(s) => {
-                        if let Err(e) = serve(s, &registry) {
-                            tracing::debug!(error = %e, "metrics request failed");
-                        }
-                    }
+                    Ok(s) => dispatch(s, &registry, &active),
                     Err(e) => {
                         tracing::warn!(error = %e, "metrics accept failed");
                         std::thread::sleep(Duration::from_millis(50));
@@ -50,9 +52,41 @@ pub fn spawn(listener: TcpListener, registry: Arc<MetricsRegistry>) -> anyhow::R
     Ok(())
 }
 
+/// Hands one client to a thread of its own, or answers 503 when [`MAX_CLIENTS`] are being served.
+fn dispatch(mut stream: TcpStream, registry: &Arc<MetricsRegistry>, active: &Arc<AtomicUsize>) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+        active.fetch_sub(1, Ordering::AcqRel);
+        let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+        let mut out = Vec::new();
+        Response::error(503, "Too many metrics clients").write_to(&mut out, false);
+        let _ = stream.write_all(&out);
+        return;
+    }
+    let (registry, done) = (registry.clone(), active.clone());
+    let spawned = std::thread::Builder::new()
+        .name("metrics-client".into())
+        .spawn(move || {
+            if let Err(e) = serve(stream, &registry) {
+                tracing::debug!(error = %e, "metrics request failed");
+            }
+            done.fetch_sub(1, Ordering::AcqRel);
+        });
+    if let Err(e) = spawned {
+        active.fetch_sub(1, Ordering::AcqRel);
+        tracing::warn!(error = %e, "cannot spawn a metrics client thread");
+    }
+}
+
+/// Time left before `deadline`, or a timed-out error.
+fn left(deadline: Instant) -> std::io::Result<Duration> {
+    deadline
+        .checked_duration_since(Instant::now())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| std::io::ErrorKind::TimedOut.into())
+}
+
 fn serve(mut stream: TcpStream, registry: &MetricsRegistry) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let deadline = Instant::now() + REQUEST_DEADLINE;
     let limits = http::Limits {
         max_header_bytes: 16 * 1024,
         max_body_bytes: 0,
@@ -65,6 +99,8 @@ fn serve(mut stream: TcpStream, registry: &MetricsRegistry) -> std::io::Result<(
             Ok(None) => {}
             Err(e) => break Response::error(e.status(), &e.to_string()),
         }
+        // The deadline covers the whole request, not each read: trickled bytes do not extend it.
+        stream.set_read_timeout(Some(left(deadline)?))?;
         let n = stream.read(&mut chunk)?;
         if n == 0 {
             return Ok(());
@@ -73,6 +109,7 @@ fn serve(mut stream: TcpStream, registry: &MetricsRegistry) -> std::io::Result<(
     };
     let mut out = Vec::with_capacity(resp.body.len() + 256);
     resp.write_to(&mut out, false);
+    stream.set_write_timeout(Some(left(deadline)?))?;
     stream.write_all(&out)?;
     let _ = stream.shutdown(std::net::Shutdown::Write);
     Ok(())

@@ -45,7 +45,8 @@ impl<'a> ClientMessage<'a> {
         serde_json::from_str(text).map_err(|e| MessageError::Invalid(e.to_string()))
     }
 
-    /// Decodes `data` into `T`, accepting both an object and a JSON string holding the object.
+    /// Decodes `data` into `T`, accepting both an object and a JSON string holding the object. Anything else (an
+    /// array, which serde would otherwise map onto the fields by position, a number, `null`) is refused.
     pub fn data_as<T: for<'de> Deserialize<'de>>(
         &self,
         event: &'static str,
@@ -55,12 +56,17 @@ impl<'a> ClientMessage<'a> {
             .data
             .ok_or_else(|| invalid("missing data".to_string()))?;
         let text = raw.get();
-        if text.starts_with('"') {
-            let inner: String = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
-            serde_json::from_str(&inner).map_err(|e| invalid(e.to_string()))
+        let inner: String;
+        let object = if text.starts_with('"') {
+            inner = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+            inner.as_str()
         } else {
-            serde_json::from_str(text).map_err(|e| invalid(e.to_string()))
+            text
+        };
+        if !object.trim_start().starts_with('{') {
+            return Err(invalid("data must be a JSON object".to_string()));
         }
+        serde_json::from_str(object).map_err(|e| invalid(e.to_string()))
     }
 }
 
@@ -308,5 +314,24 @@ mod tests {
         let m =
             ClientMessage::parse(r#"{"event":"pusher:subscribe","data":{"auth":"x"}}"#).unwrap();
         assert!(m.data_as::<SubscribeData>("pusher:subscribe").is_err());
+    }
+
+    #[test]
+    fn data_that_is_not_an_object_is_refused() {
+        for data in [
+            r#"["private-x","k:s"]"#,
+            r#""[\"private-x\"]""#,
+            "5",
+            "null",
+            r#""channel""#,
+        ] {
+            let text = format!(r#"{{"event":"pusher:subscribe","data":{data}}}"#);
+            let m = ClientMessage::parse(&text).unwrap();
+            let err = m.data_as::<SubscribeData>("pusher:subscribe").unwrap_err();
+            assert!(
+                err.to_string().contains("invalid pusher:subscribe payload"),
+                "{data}: {err}"
+            );
+        }
     }
 }

@@ -177,16 +177,47 @@ pub fn string_to_sign<'a>(
     format!("{}\n{path}\n{joined}", method.to_ascii_uppercase())
 }
 
-/// Verify a signed REST request at time `now_unix_secs`.
+/// What can be checked of a request before its body is read.
+#[derive(Debug, Clone, Copy)]
+pub struct SignedHead<'a> {
+    /// HTTP method; upper-cased before signing.
+    pub method: &'a str,
+    /// Path exactly as in the request line, without the query.
+    pub path: &'a str,
+    /// Decoded query parameters, in request order.
+    pub query: &'a [(String, String)],
+    /// `Content-Length` of the body still to come.
+    pub body_len: usize,
+}
+
+/// Verify a signed REST request at time `now_unix_secs`: [`verify_head`], then [`verify_body`].
+pub fn verify(
+    req: &RequestToVerify<'_>,
+    app_key: &str,
+    app_secret: &str,
+    now_unix_secs: u64,
+) -> Result<(), RestAuthError> {
+    let head = SignedHead {
+        method: req.method,
+        path: req.path,
+        query: req.query,
+        body_len: req.body.len(),
+    };
+    verify_head(&head, app_key, app_secret, now_unix_secs)?;
+    verify_body(req.query, req.body)
+}
+
+/// Everything the request line proves, checked before a byte of the body is read (so an unsigned request
+/// never makes the server buffer its body).
 ///
 /// Checks, in order: no duplicate parameter (they would make the signed string ambiguous),
 /// `auth_key` equals `app_key`, `auth_timestamp` is an integer within ±[`MAX_SKEW_SECS`],
-/// `auth_version` is `1.0` if present (SDKs always send it; a missing one is tolerated because it
-/// changes nothing about the algorithm), `auth_signature` is 64 hex chars, `body_md5` matches
-/// the raw body (required when the body is non-empty; accepted when it is the MD5 of an empty
-/// body), and finally the HMAC, compared in constant time.
-pub fn verify(
-    req: &RequestToVerify<'_>,
+/// `auth_version` is present and `1.0`, `auth_signature` is 64 **lowercase** hex characters (what every SDK
+/// sends; the same rule as channel and sign-in signatures), `body_md5` is present when a body follows, and
+/// finally the HMAC, compared in constant time. The signature covers `body_md5`, so [`verify_body`] only has to
+/// check that the body matches it.
+pub fn verify_head(
+    req: &SignedHead<'_>,
     app_key: &str,
     app_secret: &str,
     now_unix_secs: u64,
@@ -215,20 +246,18 @@ pub fn verify(
         return Err(RestAuthError::Expired { skew_secs });
     }
 
-    if let Some(version) = param(req.query, "auth_version") {
-        if version != AUTH_VERSION {
-            return Err(RestAuthError::UnsupportedAuthVersion(version.to_owned()));
-        }
+    let version =
+        param(req.query, "auth_version").ok_or(RestAuthError::MissingParam("auth_version"))?;
+    if version != AUTH_VERSION {
+        return Err(RestAuthError::UnsupportedAuthVersion(version.to_owned()));
     }
 
     let signature =
         param(req.query, "auth_signature").ok_or(RestAuthError::MissingParam("auth_signature"))?;
     let provided = decode_signature(signature).ok_or(RestAuthError::InvalidSignature)?;
 
-    match param(req.query, "body_md5") {
-        None if !req.body.is_empty() => return Err(RestAuthError::MissingBodyMd5),
-        Some(md5) if md5 != body_md5_hex(req.body) => return Err(RestAuthError::BodyMd5Mismatch),
-        _ => {}
+    if req.body_len > 0 && param(req.query, "body_md5").is_none() {
+        return Err(RestAuthError::MissingBodyMd5);
     }
 
     let to_sign = string_to_sign(
@@ -244,6 +273,16 @@ pub fn verify(
     }
 }
 
+/// The body matches the signed `body_md5` (required when the body is non-empty; the MD5 of an empty body is
+/// accepted on an empty one).
+pub fn verify_body(query: &[(String, String)], body: &[u8]) -> Result<(), RestAuthError> {
+    match param(query, "body_md5") {
+        None if !body.is_empty() => Err(RestAuthError::MissingBodyMd5),
+        Some(md5) if md5 != body_md5_hex(body) => Err(RestAuthError::BodyMd5Mismatch),
+        _ => Ok(()),
+    }
+}
+
 /// Unix seconds: ASCII digits only (no sign, no fraction), fitting in u64.
 fn parse_timestamp(s: &str) -> Result<u64, RestAuthError> {
     if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
@@ -252,9 +291,10 @@ fn parse_timestamp(s: &str) -> Result<u64, RestAuthError> {
     s.parse().map_err(|_| RestAuthError::InvalidTimestamp)
 }
 
-/// 64 hex chars -> 32 bytes. Either case is accepted: the comparison is on the digest bytes.
+/// 64 lowercase hex chars -> 32 bytes. Uppercase is refused, as for channel and sign-in signatures (which are
+/// compared as strings): one rule for every signature this server checks.
 fn decode_signature(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 {
+    if s.len() != 64 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
     let mut out = [0u8; 32];
@@ -572,7 +612,12 @@ mod tests {
 
     #[test]
     fn missing_required_params() {
-        for name in ["auth_key", "auth_timestamp", "auth_signature"] {
+        for name in [
+            "auth_key",
+            "auth_timestamp",
+            "auth_version",
+            "auth_signature",
+        ] {
             let query: Vec<_> = worked_example_query()
                 .into_iter()
                 .filter(|(k, _)| k != name)
@@ -587,9 +632,9 @@ mod tests {
     }
 
     #[test]
-    fn auth_version_is_optional_but_must_be_1_0() {
+    fn auth_version_is_required_and_must_be_1_0() {
         let path = "/apps/3/channels";
-        // Hand-signed without auth_version.
+        // Hand-signed without auth_version: every SDK sends it, so its absence is refused.
         let mut query = q(&[("auth_key", KEY), ("auth_timestamp", "1353088179")]);
         let to_sign = string_to_sign(
             "GET",
@@ -600,7 +645,10 @@ mod tests {
             "auth_signature".into(),
             hmac_sha256_hex(SECRET.as_bytes(), to_sign.as_bytes()),
         ));
-        assert_eq!(check("GET", path, &query, b"", TS), Ok(()));
+        assert_eq!(
+            check("GET", path, &query, b"", TS),
+            Err(RestAuthError::MissingParam("auth_version"))
+        );
 
         let mut query = signed("GET", path, &[], b"", TS);
         let version = query
@@ -652,10 +700,13 @@ mod tests {
                 "{bad:?}"
             );
         }
-        // Uppercase hex encodes the same digest and is accepted.
+        // Uppercase hex encodes the same digest but is refused, like an uppercase channel signature.
         let mut query = worked_example_query();
         query[4].1 = SIGNATURE.to_uppercase();
-        assert_eq!(check("POST", "/apps/3/events", &query, BODY, TS), Ok(()));
+        assert_eq!(
+            check("POST", "/apps/3/events", &query, BODY, TS),
+            Err(RestAuthError::InvalidSignature)
+        );
     }
 
     #[test]

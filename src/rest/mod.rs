@@ -4,21 +4,49 @@ mod channels;
 mod publish;
 mod signed;
 
+pub use signed::Authorized;
+
 use crate::http::{Method, Request, Response};
 use crate::protocol::rest_auth::percent_decode;
 use crate::shard::Shard;
 
-/// Answers one HTTP request that is not a WebSocket upgrade.
-pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
+/// What a request head proved, before its body is read.
+pub enum Admission {
+    /// A route that needs no signature (health checks, unknown paths); it takes no body.
+    Public,
+    /// `/apps/{id}/...`, signed by the app; its body may be read up to what the route allows.
+    Api(signed::Authorized),
+}
+
+/// Checks a request head before its body is read: `/apps/{id}/...` must name a known app, be signed (query
+/// signature, timestamp, `auth_version`) and announce a body no larger than the route allows (for publishing, what
+/// the app's event limits can need). `Err` is the answer to send; the body is then never read.
+pub fn admit(shard: &Shard, req: &Request) -> Result<Admission, Response> {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["up"] => health(shard, None),
-        ["up", app_id] => health(shard, Some(app_id)),
-        ["apps", app_id, rest @ ..] => {
-            let (app, query) = match signed::authenticate(shard, app_id, req, body) {
-                Ok(ok) => ok,
-                Err(resp) => return resp,
-            };
+    let ["apps", app_id, rest @ ..] = segments.as_slice() else {
+        return Ok(Admission::Public);
+    };
+    let http_limit = shard.config.http_api.request_limit_in_mb * 1024 * 1024;
+    let post = req.method == Method::Post;
+    let max_body = |app: &crate::app::App| match rest {
+        ["events"] if post => publish::max_body(app, false).min(http_limit),
+        ["batch_events"] if post => publish::max_body(app, true).min(http_limit),
+        _ => http_limit,
+    };
+    signed::authenticate_head(shard, app_id, req, max_body).map(Admission::Api)
+}
+
+/// Answers one HTTP request that is not a WebSocket upgrade, admitted by [`admit`], with its whole body.
+pub async fn handle(shard: &Shard, req: &Request, admission: Admission, body: &[u8]) -> Response {
+    let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
+    match (segments.as_slice(), admission) {
+        (["up"], _) => health(shard, None),
+        (["up", app_id], _) => health(shard, Some(app_id)),
+        (["apps", _, rest @ ..], Admission::Api(auth)) => {
+            if let Err(resp) = signed::check_body(&auth, body) {
+                return resp;
+            }
+            let signed::Authorized { app, query } = auth;
             let decoded: Result<Vec<String>, _> = rest.iter().map(|s| percent_decode(s)).collect();
             let Ok(rest) = decoded else {
                 return Response::error(400, "Invalid percent-encoding in the path");

@@ -83,6 +83,10 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
     if channels.is_empty() {
         return Err(bad("channels must name at least one channel"));
     }
+    // A channel named twice gets the event once.
+    let mut channels = channels;
+    let mut seen = std::collections::HashSet::with_capacity(channels.len());
+    channels.retain(|c| seen.insert(c.clone()));
     if channels.len() > limits.max_event_channels_at_once {
         return Err(bad(format!(
             "Too many channels: at most {} per event",
@@ -175,6 +179,31 @@ async fn publish(shard: &Shard, app: &App, p: &Publication) {
         shard.cache_store_everywhere(app.index, c, &text).await;
     }
     shard.publish(app.index, items, p.except.as_deref()).await;
+}
+
+/// The largest body a publish to `app` can need, so a bigger one is refused before it is read.
+///
+/// Per event: `data` at its limit even if every character is JSON-escaped as `\uXXXX` (6 bytes), every channel
+/// name at its limit, the event name, and 1 KiB for `socket_id`, `info`, keys and whitespace; times the batch
+/// size for `batch_events`.
+pub fn max_body(app: &App, batch: bool) -> usize {
+    let l = &app.limits;
+    let channels = l
+        .max_event_channels_at_once
+        .saturating_mul(l.max_channel_name_length.saturating_add(3));
+    let event = l
+        .max_event_payload_bytes
+        .saturating_mul(6)
+        .saturating_add(channels)
+        .saturating_add(l.max_event_name_length.saturating_mul(6))
+        .saturating_add(1024);
+    if batch {
+        event
+            .saturating_mul(l.max_event_batch_size.max(1))
+            .saturating_add(64)
+    } else {
+        event
+    }
 }
 
 /// `POST /apps/{id}/events`.

@@ -3,6 +3,7 @@
 //! All state here is `Rc`/`RefCell`, reachable only from the shard's own thread. Other shards are reached by
 //! explicit [`mesh::ShardMsg`]s; nothing on the per-message path is shared or locked.
 
+mod accept_errors;
 pub mod cache;
 pub mod channels;
 pub mod cluster;
@@ -1124,15 +1125,23 @@ fn listen(addr: &str) -> std::io::Result<TcpListener> {
 }
 
 async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
+    let mut errors = accept_errors::AcceptErrors::default();
     loop {
         match listener.accept().await {
             Ok(stream) => {
+                if let accept_errors::Report::Recovered { failures } = errors.accepted() {
+                    tracing::warn!(shard = shard.id, failures, "accepting connections again");
+                }
                 let stream = crate::conn::stream::Stream::Tcp(stream);
                 glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
             }
             Err(e) => {
-                // EMFILE and friends: back off briefly instead of spinning.
-                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                // EMFILE and friends: back off briefly instead of spinning, and say so at most every 10 s.
+                // Connections that time out in the HTTP phase give their descriptors back.
+                if let accept_errors::Report::Failing { suppressed } = errors.failed(Instant::now())
+                {
+                    tracing::warn!(shard = shard.id, error = %e, suppressed, "accept failed (out of file descriptors?)");
+                }
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
         }
@@ -1152,7 +1161,7 @@ async fn close_all(shard: &Rc<Shard>) {
         "closing connections (4200)"
     );
     for conn in &conns {
-        conn.close(
+        conn.close_with_error(
             crate::protocol::codes::RECONNECT,
             "Server shutting down",
             shard.now(),
