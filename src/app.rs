@@ -1,12 +1,22 @@
-//! Applications: the memory app manager.
+//! Applications: the memory app manager and the shard-side cache of the database app managers.
 //!
-//! Every shard holds its own copy of the registry (built once at start-up from the configuration), so lookups on
-//! the per-message path touch only shard-local memory. The one cross-shard value is the per-app connection count,
-//! an atomic touched on connect and disconnect only, never per message.
+//! Every shard holds its own registry of apps (the configured ones, or those a database driver returned), so
+//! lookups on the per-message path touch only shard-local memory. A database lookup that misses the cache asks
+//! the I/O shard ([`lookup`]) and never blocks the shard. The cross-shard values are the per-app connection
+//! count and REST rate windows ([`slots`]), atomics touched on connect, disconnect and REST calls, never per
+//! message.
+
+pub mod lookup;
+pub mod registry;
+pub mod slots;
+pub mod source;
+
+pub use lookup::LookupError;
+pub use registry::AppRegistry;
+pub use slots::{AppSlots, SlotShared};
 
 use crate::config::{AppConfig, Config};
 use sockudo_webhooks::{AppWebhooks, EventKind, KindSet};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -53,7 +63,8 @@ pub struct AppLimits {
 /// One application as the server uses it.
 #[derive(Debug)]
 pub struct App {
-    /// Position in the registry; identical on every shard, so shards can name an app by index in messages.
+    /// The app's slot ([`slots`]): stable for the life of the process and the same on every shard, so shards
+    /// name an app by slot in their messages. Never sent to another node (they use the id).
     pub index: u32,
     /// The app id used in REST paths.
     pub id: String,
@@ -169,31 +180,38 @@ impl RateWindow {
     }
 }
 
-/// The apps of one shard, found by id or by key.
-#[derive(Debug)]
-pub struct AppRegistry {
-    apps: Vec<Rc<App>>,
-    by_id: HashMap<String, usize>,
-    by_key: HashMap<String, usize>,
+/// Where a shard's apps come from and how long it keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppPolicy {
+    /// The `memory` driver: the configured apps, never expiring; an unknown key or id is unknown at once.
+    Memory,
+    /// A database driver, asked through the I/O shard on a cache miss.
+    Database {
+        /// How long a found app is served before it is looked up again (`app_manager.cache.ttl`; 0 when the
+        /// cache is disabled).
+        ttl: std::time::Duration,
+        /// How long an unknown key or id is remembered as unknown.
+        negative_ttl: std::time::Duration,
+    },
 }
 
-/// The per-app state every shard's copy of an app shares.
-#[derive(Debug, Clone, Default)]
-struct SharedCounters {
-    connections: Arc<AtomicU64>,
-    backend_events: Arc<RateWindow>,
-    read_requests: Arc<RateWindow>,
-}
-
-/// What every shard needs to build its own registry: the configuration and the shared connection counters.
+/// What every shard needs to build its own registry: the configured apps, their slots and the cache policy.
 #[derive(Debug, Clone)]
 pub struct AppSeed {
-    apps: Vec<(AppConfig, SharedCounters)>,
+    apps: Vec<(AppConfig, Arc<SlotShared>)>,
     defaults: AppLimits,
+    /// The process-wide slot table.
+    pub slots: Arc<AppSlots>,
+    /// Where apps come from.
+    pub policy: AppPolicy,
 }
 
+/// Longest time an unknown key is remembered as unknown (shorter when the cache TTL is shorter).
+const MAX_NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl AppSeed {
-    /// Prepares the apps of `config`; call once per process.
+    /// Prepares the apps of `config`; call once per process. With a database driver the inline apps are not
+    /// used: every app comes from the database.
     pub fn new(config: &Config) -> Self {
         let defaults = AppLimits {
             max_connections: 0,
@@ -214,43 +232,79 @@ impl AppSeed {
             enable_subscription_count: false,
             enable_watchlist_events: false,
         };
-        let apps = config
-            .app_manager
-            .array
-            .apps
-            .iter()
-            .map(|a| (a.clone(), SharedCounters::default()))
-            .collect();
-        AppSeed { apps, defaults }
+        let slots = Arc::new(AppSlots::default());
+        let policy = if crate::config::is_memory_driver(&config.app_manager.driver) {
+            AppPolicy::Memory
+        } else {
+            let cache = &config.app_manager.cache;
+            let ttl = if cache.enabled {
+                std::time::Duration::from_secs(cache.ttl)
+            } else {
+                std::time::Duration::ZERO
+            };
+            AppPolicy::Database {
+                ttl,
+                negative_ttl: ttl.min(MAX_NEGATIVE_TTL),
+            }
+        };
+        let apps = match policy {
+            AppPolicy::Memory => config
+                .app_manager
+                .array
+                .apps
+                .iter()
+                .map(|a| (a.clone(), slots.intern(&a.id)))
+                .collect(),
+            AppPolicy::Database { .. } => Vec::new(),
+        };
+        AppSeed {
+            apps,
+            defaults,
+            slots,
+            policy,
+        }
     }
 
-    /// Builds a shard-local registry.
-    pub fn registry(&self) -> AppRegistry {
-        let mut registry = AppRegistry {
-            apps: Vec::with_capacity(self.apps.len()),
-            by_id: HashMap::new(),
-            by_key: HashMap::new(),
-        };
-        for (index, (cfg, counter)) in self.apps.iter().enumerate() {
-            let limits = effective_limits(cfg, &self.defaults);
-            let app = App {
-                index: index as u32,
-                id: cfg.id.clone(),
-                key: cfg.key.clone(),
-                secret: cfg.secret.clone(),
-                enabled: cfg.enabled,
-                limits,
-                connections: counter.connections.clone(),
-                backend_events: counter.backend_events.clone(),
-                read_requests: counter.read_requests.clone(),
-                config: cfg.clone(),
-                webhooks: app_webhooks(cfg).wanted(),
-            };
-            registry.by_id.insert(app.id.clone(), index);
-            registry.by_key.insert(app.key.clone(), index);
-            registry.apps.push(Rc::new(app));
+    /// The webhooks of the configured apps, in slot order (slot `i` at position `i`).
+    pub fn webhooks(&self) -> Vec<AppWebhooks> {
+        self.apps.iter().map(|(cfg, _)| app_webhooks(cfg)).collect()
+    }
+
+    /// Builds a shard-local registry; `io` answers cache misses of a database driver.
+    pub fn registry(&self, io: Option<sockudo_io_shard::IoSender>) -> AppRegistry {
+        let registry = AppRegistry::new(
+            self.slots.clone(),
+            self.defaults.clone(),
+            self.policy.clone(),
+            io,
+        );
+        for (cfg, shared) in &self.apps {
+            registry.insert(Rc::new(self.build(cfg, shared)), None);
         }
         registry
+    }
+
+    fn build(&self, cfg: &AppConfig, shared: &Arc<SlotShared>) -> App {
+        App::build(cfg, shared, &self.defaults)
+    }
+}
+
+impl App {
+    /// The server's view of app record `cfg`, sharing the per-app state of its slot.
+    pub fn build(cfg: &AppConfig, shared: &Arc<SlotShared>, defaults: &AppLimits) -> App {
+        App {
+            index: shared.slot,
+            id: cfg.id.clone(),
+            key: cfg.key.clone(),
+            secret: cfg.secret.clone(),
+            enabled: cfg.enabled,
+            limits: effective_limits(cfg, defaults),
+            connections: shared.connections.clone(),
+            backend_events: shared.backend_events.clone(),
+            read_requests: shared.read_requests.clone(),
+            config: cfg.clone(),
+            webhooks: app_webhooks(cfg).wanted(),
+        }
     }
 }
 
@@ -296,33 +350,6 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
         max_read_requests_per_second: cfg.max_read_requests_per_second.unwrap_or(0),
         enable_subscription_count: cfg.enable_subscription_count.unwrap_or(false),
         enable_watchlist_events: cfg.enable_watchlist_events.unwrap_or(false),
-    }
-}
-
-impl AppRegistry {
-    /// The app with REST id `id`.
-    pub fn by_id(&self, id: &str) -> Option<&Rc<App>> {
-        self.by_id.get(id).map(|&i| &self.apps[i])
-    }
-
-    /// The app with public key `key`.
-    pub fn by_key(&self, key: &str) -> Option<&Rc<App>> {
-        self.by_key.get(key).map(|&i| &self.apps[i])
-    }
-
-    /// The app at registry position `index` (the same on every shard).
-    pub fn by_index(&self, index: u32) -> Option<&Rc<App>> {
-        self.apps.get(index as usize)
-    }
-
-    /// Number of apps.
-    pub fn len(&self) -> usize {
-        self.apps.len()
-    }
-
-    /// True when no app is configured.
-    pub fn is_empty(&self) -> bool {
-        self.apps.is_empty()
     }
 }
 

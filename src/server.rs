@@ -61,15 +61,10 @@ impl Server {
             ));
         }
         let pin = nr_shards <= cpus.len();
+        let apps = AppSeed::new(&config);
         let metrics = Arc::new(MetricsRegistry::new(
             nr_shards,
-            config
-                .app_manager
-                .array
-                .apps
-                .iter()
-                .map(|a| a.id.clone())
-                .collect(),
+            apps.slots.clone(),
             &config.metrics.prometheus_prefix,
         ));
         // Bind before any shard starts, so a taken metrics port fails start-up with nothing to undo.
@@ -79,13 +74,8 @@ impl Server {
             None
         };
         let (io_shard, io) = sockudo_io_shard::start(IoShardConfig {
-            apps: config
-                .app_manager
-                .array
-                .apps
-                .iter()
-                .map(crate::app::app_webhooks)
-                .collect(),
+            apps: apps.webhooks(),
+            app_source: crate::app::source::source_config(&config),
             batching: config
                 .webhooks
                 .batching
@@ -98,7 +88,7 @@ impl Server {
         metrics.attach_io(io.stats().clone());
         let seed = ShardSeed {
             io: Some(io),
-            apps: AppSeed::new(&config),
+            apps,
             config: Arc::new(config.clone()),
             mesh: MeshBuilder::full(nr_shards, MESH_CAPACITY),
             nr_shards,

@@ -47,6 +47,12 @@ impl<'a> Env<'a> {
         }
     }
 
+    fn opt_string(&self, name: &str, slot: &mut Option<String>) {
+        if let Some(v) = self.var(name) {
+            *slot = Some(v.trim().to_string());
+        }
+    }
+
     fn flag(&self, name: &str, slot: &mut bool) -> Result<(), ConfigError> {
         if let Some(v) = self.parsed(name, parse_bool)? {
             *slot = v;
@@ -112,6 +118,49 @@ impl<'a> Env<'a> {
 
         self.string("ADAPTER_DRIVER", &mut c.adapter.driver);
         self.string("APP_MANAGER_DRIVER", &mut c.app_manager.driver);
+        self.flag(
+            "APP_MANAGER_CACHE_ENABLED",
+            &mut c.app_manager.cache.enabled,
+        )?;
+        self.uint("CACHE_TTL_SECONDS", &mut c.app_manager.cache.ttl)?;
+        self.uint("APP_MANAGER_CACHE_TTL", &mut c.app_manager.cache.ttl)?;
+        self.uint(
+            "DATABASE_CONNECTION_POOL_SIZE",
+            &mut c.database.postgres.connection_pool_size,
+        )?;
+        self.uint(
+            "DATABASE_CONNECTION_POOL_SIZE",
+            &mut c.database.mysql.connection_pool_size,
+        )?;
+        for (prefix, db) in [
+            ("DATABASE_MYSQL", &mut c.database.mysql),
+            ("DATABASE_POSTGRES", &mut c.database.postgres),
+        ] {
+            self.string(&format!("{prefix}_HOST"), &mut db.host);
+            self.port(&format!("{prefix}_PORT"), &mut db.port)?;
+            self.string(&format!("{prefix}_USER"), &mut db.username);
+            self.string(&format!("{prefix}_USERNAME"), &mut db.username);
+            self.string(&format!("{prefix}_PASSWORD"), &mut db.password);
+            self.string(&format!("{prefix}_DATABASE"), &mut db.database);
+            self.string(&format!("{prefix}_TABLE_NAME"), &mut db.table_name);
+            self.uint(
+                &format!("{prefix}_CONNECTION_POOL_SIZE"),
+                &mut db.connection_pool_size,
+            )?;
+        }
+        let dynamo = &mut c.database.dynamodb;
+        self.string("DATABASE_DYNAMODB_REGION", &mut dynamo.region);
+        self.string("DATABASE_DYNAMODB_TABLE_NAME", &mut dynamo.table_name);
+        self.opt_string("DATABASE_DYNAMODB_ENDPOINT_URL", &mut dynamo.endpoint_url);
+        self.opt_string("DATABASE_DYNAMODB_ENDPOINT", &mut dynamo.endpoint_url);
+        self.opt_string(
+            "DATABASE_DYNAMODB_AWS_ACCESS_KEY_ID",
+            &mut dynamo.aws_access_key_id,
+        );
+        self.opt_string(
+            "DATABASE_DYNAMODB_AWS_SECRET_ACCESS_KEY",
+            &mut dynamo.aws_secret_access_key,
+        );
 
         self.flag("WEBHOOK_BATCHING_ENABLED", &mut c.webhooks.batching.enabled)?;
         self.uint(

@@ -32,9 +32,10 @@ pub use compat::NOT_YET_SUPPORTED;
 pub use error::ConfigError;
 pub use file::{FileFormat, DEFAULT_PATHS};
 pub use model::{
-    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, EventLimits,
-    HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig,
-    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig,
+    is_memory_driver, AdapterConfig, AppArrayConfig, AppCacheConfig, AppManagerConfig,
+    ChannelLimits, Config, DatabaseConfig, DynamoDbDatabaseConfig, EventLimits, HttpApiConfig,
+    LogFormat, LoggingConfig, MetricsConfig, PresenceConfig, RuntimeConfig, SqlDatabaseConfig,
+    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig, APP_MANAGER_DRIVERS,
 };
 
 /// The result of [`load`].

@@ -236,12 +236,12 @@ fn sockudo_sections_are_ignored_with_notes() {
         .load(&[])
         .expect("loads");
     assert_eq!(loaded.config.port, 6002);
+    assert!(!loaded.config.app_manager.cache.enabled);
     assert_eq!(
         loaded.notes,
         vec![
             "config/config.json: section \"cache\" is not supported yet and was ignored",
             "config/config.json: section \"ssl\" is not supported yet and was ignored",
-            "config/config.json: key \"app_manager.cache\" is not supported yet and was ignored",
         ]
     );
 }
@@ -380,7 +380,6 @@ fn a_sockudo_shaped_file_carries_over() {
             "cache",
             "cleanup",
             "cors",
-            "database",
             "database_pooling",
             "instance",
             "queue",
@@ -390,7 +389,7 @@ fn a_sockudo_shaped_file_carries_over() {
             "adapter.redis",
             "adapter.nats",
             "adapter.cluster_health",
-            "app_manager.cache",
+            "database.redis",
             "http_api.accept_traffic",
         ]
     );

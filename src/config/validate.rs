@@ -86,6 +86,16 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     non_empty("adapter.driver", &c.adapter.driver)?;
     non_empty("app_manager.driver", &c.app_manager.driver)?;
+    if !super::APP_MANAGER_DRIVERS.contains(&c.app_manager.driver.as_str()) {
+        return Err(ConfigError::invalid(
+            "app_manager.driver",
+            format!(
+                "\"{}\" is not an app manager driver (use one of {})",
+                c.app_manager.driver,
+                super::APP_MANAGER_DRIVERS.join(", ")
+            ),
+        ));
+    }
     if c.webhooks.batching.enabled {
         at_least_one("webhooks.batching.duration", c.webhooks.batching.duration)?;
     }

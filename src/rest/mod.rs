@@ -7,14 +7,19 @@ mod signed;
 use crate::http::{Method, Request, Response};
 use crate::protocol::rest_auth::percent_decode;
 use crate::shard::Shard;
+use sockudo_io_shard::Lookup;
 
 /// Answers one HTTP request that is not a WebSocket upgrade.
 pub async fn handle(shard: &Shard, req: &Request, body: &[u8]) -> Response {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match segments.as_slice() {
-        ["up"] => health(shard, None),
-        ["up", app_id] => health(shard, Some(app_id)),
+        ["up"] => health(shard, None).await,
+        ["up", app_id] => health(shard, Some(app_id)).await,
         ["apps", app_id, rest @ ..] => {
+            if let Err(e) = shard.find_app(Lookup::Id(app_id.to_string())).await {
+                tracing::warn!(app_id, error = %e, "app lookup failed; answering 503");
+                return lookup_unavailable();
+            }
             let (app, query) = match signed::authenticate(shard, app_id, req, body) {
                 Ok(ok) => ok,
                 Err(resp) => return resp,
@@ -77,16 +82,36 @@ fn method_not_allowed(allowed: &'static str) -> Response {
     Response::error(405, "Method not allowed").with_header("Allow", allowed)
 }
 
-fn health(shard: &Shard, app_id: Option<&str>) -> Response {
+/// 503 for a REST call whose app could not be looked up (app database down and the app not cached).
+fn lookup_unavailable() -> Response {
+    Response::error(503, "Application lookup unavailable; retry later")
+        .with_header("Retry-After", "1")
+}
+
+/// `GET /up` and `GET /up/{app_id}`. With a database app manager whose last query failed: `DEGRADED` (200)
+/// while this shard still serves cached apps, `ERROR` (503) when it has none.
+async fn health(shard: &Shard, app_id: Option<&str>) -> Response {
     if shard.is_shutting_down() {
         return Response::text(503, "DRAINING");
     }
-    match app_id {
-        None => Response::text(200, "OK"),
-        Some(id) => match shard.app_by_id(id) {
-            Some(app) if app.enabled => Response::text(200, "OK"),
-            Some(_) => Response::text(503, "DISABLED"),
-            None => Response::text(404, "NOT_FOUND"),
-        },
+    let database_down = shard.apps.is_database()
+        && shard
+            .io
+            .as_ref()
+            .is_some_and(|io| io.stats().app_source_down());
+    if let Some(id) = app_id {
+        match shard.find_app(Lookup::Id(id.to_string())).await {
+            Ok(Some(app)) if app.enabled => {}
+            Ok(Some(_)) => return Response::text(503, "DISABLED"),
+            Ok(None) => return Response::text(404, "NOT_FOUND"),
+            Err(_) => return Response::text(503, "ERROR"),
+        }
+    }
+    if !database_down {
+        Response::text(200, "OK")
+    } else if shard.apps.is_empty() {
+        Response::text(503, "ERROR")
+    } else {
+        Response::text(200, "DEGRADED")
     }
 }
