@@ -31,24 +31,21 @@ pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(1);
 const ANSWER_TIMEOUT: Duration =
     Duration::from_millis(sockudo_io_shard::LOOKUP_TIMEOUT.as_millis() as u64 + 1000);
 
-/// The app `by` names: from the cache when it holds a fresh answer; an expired one is served while a refresh
-/// runs in the background; otherwise asked from the app database.
+/// The app `by` names: from the cache when it holds a fresh answer, otherwise from the app database (an
+/// expired entry is served again only when the database cannot answer).
 pub async fn resolve(apps: &Rc<AppRegistry>, by: Lookup) -> Result<Option<Rc<App>>, LookupError> {
     let now = Instant::now();
+    let database_down = apps.down_until.get().is_some_and(|t| t > now);
     match apps.cached(&by, now) {
         Hit::Fresh(answer) => return Ok(answer),
-        Hit::Stale(app) => {
-            if !apps.pending.borrow().contains_key(&by) {
-                start_fetch(apps, by);
-            }
-            return Ok(Some(app));
-        }
-        Hit::Miss => {}
+        // The database just failed: keep serving what we had.
+        Hit::Stale(app) if database_down => return Ok(Some(app)),
+        Hit::Stale(_) | Hit::Miss => {}
     }
     if !apps.is_database() {
         return Ok(None);
     }
-    if apps.down_until.get().is_some_and(|t| t > now) {
+    if database_down {
         return Err(LookupError::Unavailable(
             "the app database is unavailable; retry later".into(),
         ));

@@ -1,14 +1,15 @@
 //! App lookups for the worker shards: a shard that misses its cache asks here (`IoRequest::FindApp`) and
 //! awaits the answer. Concurrent lookups for the same key or id share one database query, and at most
 //! [`MAX_LOOKUPS_IN_FLIGHT`] distinct lookups wait for the database at once (beyond that the answer is
-//! [`SourceError::Busy`] at once), so a flood of unknown keys cannot pile up queries.
+//! [`SourceError::Busy`] at once), so a flood of unknown keys cannot pile up queries. While the database
+//! fails, a lookup that found an app before is answered with that app's last record.
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sockudo_apps::{AppSource, FindResult, Lookup, SourceError};
+use sockudo_apps::{AppRecord, AppSource, FindResult, Lookup, SourceError};
 use tokio::sync::{mpsc, oneshot};
 use tracing::warn;
 
@@ -27,6 +28,9 @@ pub(crate) type Done = (Lookup, FindResult);
 pub(crate) struct AppResolver {
     source: Option<Arc<dyn AppSource>>,
     waiting: HashMap<Lookup, Vec<oneshot::Sender<FindResult>>>,
+    /// The last record each lookup found, answered instead of an error while the database is down, so that
+    /// an app any shard knew keeps working on every shard.
+    last_good: HashMap<Lookup, AppRecord>,
     done: mpsc::UnboundedSender<Done>,
     stats: Arc<IoStats>,
 }
@@ -41,6 +45,7 @@ impl AppResolver {
             AppResolver {
                 source,
                 waiting: HashMap::new(),
+                last_good: HashMap::new(),
                 done,
                 stats,
             },
@@ -93,6 +98,20 @@ impl AppResolver {
 
     /// Hands a finished query's answer to everyone who asked for it.
     pub(crate) fn answer(&mut self, (by, result): Done) {
+        let result = match result {
+            Ok(Some(record)) => {
+                self.last_good.insert(by.clone(), record.clone());
+                Ok(Some(record))
+            }
+            Ok(None) => {
+                self.last_good.remove(&by);
+                Ok(None)
+            }
+            Err(e) => match self.last_good.get(&by) {
+                Some(record) => Ok(Some(record.clone())),
+                None => Err(e),
+            },
+        };
         for reply in self.waiting.remove(&by).unwrap_or_default() {
             let _ = reply.send(result.clone());
         }
