@@ -23,8 +23,15 @@ if [ "$memlock" != "unlimited" ] && [ "$memlock" -lt 1024 ]; then
 fi
 
 # One feature set for the build and the tests, so cargo test reuses the binaries instead of building them again.
-# `lambda` adds AWS Lambda webhook delivery (tested against moto_server below).
-FEATURES="sockudo/lambda"
+# `lambda` adds AWS Lambda webhook delivery (tested against moto_server below); `postgres`, `mysql` and
+# `dynamodb` the database app managers (tests/apps_db.rs, and the SDK suites once per driver below).
+FEATURES="sockudo/lambda,sockudo/postgres,sockudo/mysql,sockudo/dynamodb"
+
+# Services for the tests: throwaway instances on loopback ports of their own, stopped when this script exits.
+log "services (PostgreSQL, MariaDB, moto for DynamoDB)"
+source scripts/services/postgres.sh
+source scripts/services/mariadb.sh
+source scripts/services/moto.sh
 
 log "cargo build (server and bench binaries, features: $FEATURES)"
 cargo build --workspace --bins --features "$FEATURES"
@@ -37,6 +44,11 @@ log "SDK conformance tests (pusher-js, pusher)"
   cd tests/js
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
   SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
+  # The same suite with every app read from each database (tests/js/test/app-db.js mirrors the apps).
+  for driver in postgresql mysql dynamodb; do
+    log "SDK conformance tests (pusher-js) with APP_MANAGER_DRIVER=$driver"
+    SOCKUDO_TEST_APP_DRIVER=$driver SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
+  done
 )
 
 log "SDK conformance and webhook tests (Python pusher, moto_server for Lambda)"

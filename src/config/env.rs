@@ -290,6 +290,41 @@ mod tests {
     }
 
     #[test]
+    fn app_manager_cache_and_databases() {
+        let c = applied(&[
+            ("APP_MANAGER_DRIVER", "pgsql"),
+            ("APP_MANAGER_CACHE_ENABLED", "false"),
+            ("APP_MANAGER_CACHE_TTL", "7"),
+            ("DATABASE_CONNECTION_POOL_SIZE", "3"),
+            ("DATABASE_POSTGRES_HOST", "db"),
+            ("DATABASE_POSTGRES_PORT", "6543"),
+            ("DATABASE_POSTGRES_USERNAME", "u"),
+            ("DATABASE_POSTGRES_PASSWORD", "p"),
+            ("DATABASE_POSTGRES_DATABASE", "d"),
+            ("DATABASE_POSTGRES_TABLE_NAME", "apps"),
+            ("DATABASE_MYSQL_USER", "m"),
+            ("DATABASE_MYSQL_CONNECTION_POOL_SIZE", "5"),
+            ("DATABASE_DYNAMODB_REGION", "eu-west-1"),
+            ("DATABASE_DYNAMODB_TABLE_NAME", "t"),
+            ("DATABASE_DYNAMODB_ENDPOINT_URL", "http://127.0.0.1:8000"),
+        ])
+        .expect("valid");
+        assert_eq!(c.app_manager.driver, "pgsql");
+        assert!(!c.app_manager.cache.enabled);
+        assert_eq!(c.app_manager.cache.ttl, 7);
+        let pg = &c.database.postgres;
+        assert_eq!(
+            (pg.host.as_str(), pg.port, pg.username.as_str(), pg.password.as_str()),
+            ("db", 6543, "u", "p")
+        );
+        assert_eq!((pg.database.as_str(), pg.table_name.as_str(), pg.connection_pool_size), ("d", "apps", 3));
+        assert_eq!((c.database.mysql.username.as_str(), c.database.mysql.connection_pool_size), ("m", 5));
+        let dynamo = &c.database.dynamodb;
+        assert_eq!((dynamo.region.as_str(), dynamo.table_name.as_str()), ("eu-west-1", "t"));
+        assert_eq!(dynamo.endpoint_url.as_deref(), Some("http://127.0.0.1:8000"));
+    }
+
+    #[test]
     fn websocket_logging_metrics_drivers_webhooks_runtime() {
         let c = applied(&[
             ("WEBSOCKET_MAX_MESSAGES", "50"),

@@ -196,6 +196,20 @@ mod tests {
     }
 
     #[test]
+    fn app_manager_drivers_are_checked() {
+        let err = error_of(|c| c.app_manager.driver = "surrealdb".into());
+        assert!(
+            err.starts_with("app_manager.driver: \"surrealdb\" is not an app manager driver"),
+            "{err}"
+        );
+        for ok in ["memory", "array", "postgresql", "pgsql", "mysql", "dynamodb"] {
+            let mut c = Config::default();
+            c.app_manager.driver = ok.into();
+            validate(&c).expect(ok);
+        }
+    }
+
+    #[test]
     fn server_settings() {
         assert!(error_of(|c| c.port = 0).starts_with("port: must not be 0"));
         assert_eq!(error_of(|c| c.host = " ".into()), "host: must not be empty");
