@@ -616,3 +616,111 @@ impl AppDb for Mysql {
 }
 
 driver_tests!(mysql, "mysql", Mysql, "SOCKUDO_TEST_MYSQL_PORT");
+
+// ---- DynamoDB (moto) ----------------------------------------------------------------------------------------
+
+#[cfg(feature = "dynamodb")]
+struct Dynamo;
+
+#[cfg(feature = "dynamodb")]
+impl Dynamo {
+    /// One DynamoDB API call (JSON protocol) to moto, which does not check signatures.
+    fn call(&self, action: &str, body: serde_json::Value) -> serde_json::Value {
+        let port: u16 = env_var("SOCKUDO_TEST_DYNAMODB_PORT").parse().unwrap();
+        let body = body.to_string();
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("moto");
+        write!(
+            s,
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nX-Amz-Target: DynamoDB_20120810.{action}\r\n\
+             Content-Type: application/x-amz-json-1.0\r\nAuthorization: AWS4-HMAC-SHA256 \
+             Credential=test/20260101/us-east-1/dynamodb/aws4_request, SignedHeaders=host, Signature=x\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{action}: {head}\n{body}");
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
+    }
+
+    fn attribute(value: &str) -> serde_json::Value {
+        match value {
+            "true" | "false" => json!({"BOOL": value == "true"}),
+            v if v.starts_with('\'') => json!({"S": v.trim_matches('\'')}),
+            v => json!({"N": v}),
+        }
+    }
+}
+
+#[cfg(feature = "dynamodb")]
+impl AppDb for Dynamo {
+    fn env(&self, table: &str) -> Vec<(String, String)> {
+        [
+            ("APP_MANAGER_DRIVER", "dynamodb".to_string()),
+            ("DATABASE_DYNAMODB_REGION", "us-east-1".into()),
+            ("DATABASE_DYNAMODB_TABLE_NAME", table.into()),
+            ("DATABASE_DYNAMODB_ENDPOINT_URL", env_var("SOCKUDO_TEST_DYNAMODB_URL")),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    fn create(&self, table: &str) {
+        // Sockudo's layout: partition key `id` (string).
+        self.call(
+            "CreateTable",
+            json!({"TableName": table, "BillingMode": "PAY_PER_REQUEST",
+                   "AttributeDefinitions": [{"AttributeName": "id", "AttributeType": "S"}],
+                   "KeySchema": [{"AttributeName": "id", "KeyType": "HASH"}]}),
+        );
+    }
+
+    fn insert(&self, table: &str, id: &str, key: &str, secret: &str, enabled: bool, extra: &[(&str, &str)]) {
+        let mut item = json!({"id": {"S": id}, "key": {"S": key}, "secret": {"S": secret},
+                              "enabled": {"BOOL": enabled}, "max_connections": {"N": "100"},
+                              "max_client_events_per_second": {"N": "100"}});
+        for (c, v) in extra {
+            item[*c] = Dynamo::attribute(v);
+        }
+        self.call("PutItem", json!({"TableName": table, "Item": item}));
+    }
+
+    fn update(&self, table: &str, id: &str, set: &str) {
+        let (name, value) = set.split_once(" = ").expect("name = value");
+        let name = name.replace("{KEY}", "key");
+        self.call(
+            "UpdateItem",
+            json!({"TableName": table, "Key": {"id": {"S": id}},
+                   "UpdateExpression": "SET #a = :v",
+                   "ExpressionAttributeNames": {"#a": name},
+                   "ExpressionAttributeValues": {":v": Dynamo::attribute(value)}}),
+        );
+    }
+}
+
+driver_tests!(dynamodb, "dynamodb", Dynamo, "SOCKUDO_TEST_DYNAMODB_PORT");
+
+/// The table is created when missing, and an item in Sockudo's layout with `policy` as a JSON string works.
+#[cfg(feature = "dynamodb")]
+#[test]
+fn dynamodb_creates_the_table_and_reads_policy() {
+    let db = Dynamo;
+    let table = table("dynamodb_create");
+    let server = start(&db, &table, 300, None);
+    assert_eq!(connect(&server, APP_KEY), Err(4001), "the table was created empty");
+    db.insert(
+        &table,
+        APP_ID,
+        APP_KEY,
+        APP_SECRET,
+        true,
+        &[("policy", r#"'{"features":{"enable_client_messages":true}}'"#)],
+    );
+    db.insert(&table, "other", "other-key", "s", true, &[]);
+    assert!(connect(&server, "other-key").is_ok());
+}
