@@ -86,6 +86,9 @@ pub struct App {
     pub config: AppConfig,
     /// Webhook event types some webhook of this app wants; worker shards build no event outside this set.
     pub webhooks: KindSet,
+    /// The state shared by every shard's copy, and the version of its record this copy was built from.
+    pub(crate) shared: Arc<SlotShared>,
+    pub(crate) version: u64,
 }
 
 impl App {
@@ -304,6 +307,8 @@ impl App {
             read_requests: shared.read_requests.clone(),
             config: cfg.clone(),
             webhooks: app_webhooks(cfg).wanted(),
+            shared: shared.clone(),
+            version: shared.version(),
         }
     }
 }

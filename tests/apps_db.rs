@@ -661,7 +661,10 @@ impl AppDb for Dynamo {
             ("APP_MANAGER_DRIVER", "dynamodb".to_string()),
             ("DATABASE_DYNAMODB_REGION", "us-east-1".into()),
             ("DATABASE_DYNAMODB_TABLE_NAME", table.into()),
-            ("DATABASE_DYNAMODB_ENDPOINT_URL", env_var("SOCKUDO_TEST_DYNAMODB_URL")),
+            (
+                "DATABASE_DYNAMODB_ENDPOINT_URL",
+                env_var("SOCKUDO_TEST_DYNAMODB_URL"),
+            ),
             ("AWS_ACCESS_KEY_ID", "test".into()),
             ("AWS_SECRET_ACCESS_KEY", "test".into()),
         ]
@@ -680,7 +683,15 @@ impl AppDb for Dynamo {
         );
     }
 
-    fn insert(&self, table: &str, id: &str, key: &str, secret: &str, enabled: bool, extra: &[(&str, &str)]) {
+    fn insert(
+        &self,
+        table: &str,
+        id: &str,
+        key: &str,
+        secret: &str,
+        enabled: bool,
+        extra: &[(&str, &str)],
+    ) {
         let mut item = json!({"id": {"S": id}, "key": {"S": key}, "secret": {"S": secret},
                               "enabled": {"BOOL": enabled}, "max_connections": {"N": "100"},
                               "max_client_events_per_second": {"N": "100"}});
@@ -712,14 +723,21 @@ fn dynamodb_creates_the_table_and_reads_policy() {
     let db = Dynamo;
     let table = table("dynamodb_create");
     let server = start(&db, &table, 300, None);
-    assert_eq!(connect(&server, APP_KEY), Err(4001), "the table was created empty");
+    assert_eq!(
+        connect(&server, APP_KEY),
+        Err(4001),
+        "the table was created empty"
+    );
     db.insert(
         &table,
         APP_ID,
         APP_KEY,
         APP_SECRET,
         true,
-        &[("policy", r#"'{"features":{"enable_client_messages":true}}'"#)],
+        &[(
+            "policy",
+            r#"'{"features":{"enable_client_messages":true}}'"#,
+        )],
     );
     db.insert(&table, "other", "other-key", "s", true, &[]);
     assert!(connect(&server, "other-key").is_ok());

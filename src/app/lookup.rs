@@ -131,6 +131,7 @@ fn apply(apps: &AppRegistry, by: &Lookup, result: FindResult) -> Outcome {
         Some(cfg) => {
             let shared = apps.slots.intern(&cfg.id);
             let previous = apps.by_index(shared.slot);
+            shared.publish(Some(&cfg));
             let app = Rc::new(App::build(&cfg, &shared, &apps.defaults));
             if previous
                 .as_ref()
@@ -148,7 +149,10 @@ fn apply(apps: &AppRegistry, by: &Lookup, result: FindResult) -> Outcome {
             };
             apps.insert_missing(by, now + negative_ttl);
             if let Some(app) = gone {
-                if apps.by_index(app.index).is_none() {
+                // Not found by id: the app is gone. Not found by key: it may only have a new key, so
+                // nothing changes until a lookup by id says so.
+                if matches!(by, Lookup::Id(_)) {
+                    app.shared.publish(None);
                     if let Some(io) = &apps.io {
                         io.send(IoRequest::AppWebhooks {
                             slot: app.index,

@@ -148,9 +148,32 @@ impl AppRegistry {
         }
     }
 
-    /// The latest copy of the app in slot `slot`, while this shard knows it.
+    /// The latest copy of the app in slot `slot`. A shard that never looked the app up (the owner shard of a
+    /// channel whose subscribers are elsewhere) or holds an older copy than another shard found builds it from
+    /// the slot's latest record; otherwise this is one map lookup and one relaxed atomic load.
     pub fn by_index(&self, slot: u32) -> Option<Rc<App>> {
-        self.by_slot.borrow().get(&slot).cloned()
+        let current = self.by_slot.borrow().get(&slot).cloned();
+        if let Some(app) = &current {
+            if app.version == app.shared.version() {
+                return current;
+            }
+        }
+        let shared = match current {
+            Some(app) => app.shared.clone(),
+            None => self.slots.get(slot)?,
+        };
+        let (latest, _) = shared.latest();
+        match latest {
+            Some(cfg) => {
+                let app = Rc::new(App::build(&cfg, &shared, &self.defaults));
+                self.by_slot.borrow_mut().insert(slot, app.clone());
+                Some(app)
+            }
+            None => {
+                self.by_slot.borrow_mut().remove(&slot);
+                None
+            }
+        }
     }
 
     /// Number of apps this shard knows now.

@@ -314,14 +314,38 @@ mod tests {
         assert_eq!(c.app_manager.cache.ttl, 7);
         let pg = &c.database.postgres;
         assert_eq!(
-            (pg.host.as_str(), pg.port, pg.username.as_str(), pg.password.as_str()),
+            (
+                pg.host.as_str(),
+                pg.port,
+                pg.username.as_str(),
+                pg.password.as_str()
+            ),
             ("db", 6543, "u", "p")
         );
-        assert_eq!((pg.database.as_str(), pg.table_name.as_str(), pg.connection_pool_size), ("d", "apps", 3));
-        assert_eq!((c.database.mysql.username.as_str(), c.database.mysql.connection_pool_size), ("m", 5));
+        assert_eq!(
+            (
+                pg.database.as_str(),
+                pg.table_name.as_str(),
+                pg.connection_pool_size
+            ),
+            ("d", "apps", 3)
+        );
+        assert_eq!(
+            (
+                c.database.mysql.username.as_str(),
+                c.database.mysql.connection_pool_size
+            ),
+            ("m", 5)
+        );
         let dynamo = &c.database.dynamodb;
-        assert_eq!((dynamo.region.as_str(), dynamo.table_name.as_str()), ("eu-west-1", "t"));
-        assert_eq!(dynamo.endpoint_url.as_deref(), Some("http://127.0.0.1:8000"));
+        assert_eq!(
+            (dynamo.region.as_str(), dynamo.table_name.as_str()),
+            ("eu-west-1", "t")
+        );
+        assert_eq!(
+            dynamo.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
     }
 
     #[test]

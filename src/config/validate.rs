@@ -202,7 +202,14 @@ mod tests {
             err.starts_with("app_manager.driver: \"surrealdb\" is not an app manager driver"),
             "{err}"
         );
-        for ok in ["memory", "array", "postgresql", "pgsql", "mysql", "dynamodb"] {
+        for ok in [
+            "memory",
+            "array",
+            "postgresql",
+            "pgsql",
+            "mysql",
+            "dynamodb",
+        ] {
             let mut c = Config::default();
             c.app_manager.driver = ok.into();
             validate(&c).expect(ok);

@@ -13,7 +13,8 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::Credentials;
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType,
 };
 use aws_sdk_dynamodb::Client;
 use serde_json::Value;
@@ -33,7 +34,9 @@ pub(crate) struct DynamoDbSource {
 impl DynamoDbSource {
     pub(crate) async fn open(c: DynamoDbConfig) -> Result<DynamoDbSource, OpenError> {
         if c.table_name.is_empty() {
-            return Err(OpenError::Invalid("database.dynamodb.table_name is empty".into()));
+            return Err(OpenError::Invalid(
+                "database.dynamodb.table_name is empty".into(),
+            ));
         }
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(c.region.clone()))
@@ -48,7 +51,13 @@ impl DynamoDbSource {
             loader = loader.endpoint_url(url);
         }
         if let (Some(id), Some(secret)) = (&c.access_key_id, &c.secret_access_key) {
-            loader = loader.credentials_provider(Credentials::new(id, secret, None, None, "sockudo-config"));
+            loader = loader.credentials_provider(Credentials::new(
+                id,
+                secret,
+                None,
+                None,
+                "sockudo-config",
+            ));
         }
         let sdk = loader.load().await;
         Ok(DynamoDbSource {
@@ -64,9 +73,18 @@ impl DynamoDbSource {
         if *ready {
             return Ok(());
         }
-        match self.client.describe_table().table_name(&self.table).send().await {
+        match self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+        {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
                 let id = "id".to_string();
                 let created = self
                     .client
@@ -91,7 +109,10 @@ impl DynamoDbSource {
                     .await;
                 if let Err(e) = created {
                     // Someone else may have created it meanwhile.
-                    if !e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) {
+                    if !e
+                        .as_service_error()
+                        .is_some_and(|s| s.is_resource_in_use_exception())
+                    {
                         return Err(unavailable(DisplayErrorContext(e)));
                     }
                 }
@@ -106,21 +127,25 @@ impl DynamoDbSource {
     async fn query(&self, by: &Lookup) -> Result<Option<AppRecord>, SourceError> {
         self.ensure_table().await?;
         let item = match by {
-            Lookup::Id(id) => self
-                .client
-                .get_item()
-                .table_name(&self.table)
-                .key("id", AttributeValue::S(id.clone()))
-                .send()
-                .await
-                .map_err(|e| unavailable(DisplayErrorContext(e)))?
-                .item,
+            Lookup::Id(id) => {
+                self.client
+                    .get_item()
+                    .table_name(&self.table)
+                    .key("id", AttributeValue::S(id.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| unavailable(DisplayErrorContext(e)))?
+                    .item
+            }
             Lookup::Key(key) => self.scan_for_key(key).await?,
         };
         Ok(item.and_then(|item| record_of(&item)))
     }
 
-    async fn scan_for_key(&self, key: &str) -> Result<Option<HashMap<String, AttributeValue>>, SourceError> {
+    async fn scan_for_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, SourceError> {
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
             let page = self
@@ -173,11 +198,17 @@ fn text_of(value: &AttributeValue, kind: Kind) -> Option<String> {
 fn json_of(value: &AttributeValue) -> Value {
     match value {
         AttributeValue::S(s) => Value::String(s.clone()),
-        AttributeValue::N(n) => serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.clone())),
+        AttributeValue::N(n) => {
+            serde_json::from_str(n).unwrap_or_else(|_| Value::String(n.clone()))
+        }
         AttributeValue::Bool(b) => Value::Bool(*b),
         AttributeValue::L(items) => Value::Array(items.iter().map(json_of).collect()),
-        AttributeValue::M(map) => Value::Object(map.iter().map(|(k, v)| (k.clone(), json_of(v))).collect()),
-        AttributeValue::Ss(items) => Value::Array(items.iter().cloned().map(Value::String).collect()),
+        AttributeValue::M(map) => {
+            Value::Object(map.iter().map(|(k, v)| (k.clone(), json_of(v))).collect())
+        }
+        AttributeValue::Ss(items) => {
+            Value::Array(items.iter().cloned().map(Value::String).collect())
+        }
         _ => Value::Null,
     }
 }
@@ -204,7 +235,10 @@ mod tests {
             ("secret", AttributeValue::S("s".into())),
             ("enabled", AttributeValue::Bool(true)),
             ("max_connections", AttributeValue::N("7".into())),
-            ("policy", AttributeValue::S(r#"{"limits":{"max_event_batch_size":3}}"#.into())),
+            (
+                "policy",
+                AttributeValue::S(r#"{"limits":{"max_event_batch_size":3}}"#.into()),
+            ),
             (
                 "allowed_origins",
                 AttributeValue::L(vec![AttributeValue::S("https://a".into())]),
