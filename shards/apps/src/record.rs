@@ -97,6 +97,9 @@ fn convert(kind: Kind, text: &str) -> Result<Value, String> {
     })
 }
 
+/// App fields this server reads that have no column in Sockudo's table, only a place in `policy`.
+const POLICY_ONLY: &[&str] = &["enable_subscription_count"];
+
 /// Sockudo's nested `policy` column (`{limits, features, channels, webhooks}`) fills the flat fields the row
 /// leaves unset; the other policy sections (delta compression, history, ...) are not used by this server.
 pub fn merge_policy(record: &mut AppRecord, policy: &Value) {
@@ -113,7 +116,7 @@ pub fn merge_policy(record: &mut AppRecord, policy: &Value) {
     for section in ["limits", "features"] {
         if let Some(fields) = policy.get(section).and_then(Value::as_object) {
             for (name, value) in fields {
-                if kind_of(name).is_some() {
+                if kind_of(name).is_some() || POLICY_ONLY.contains(&name.as_str()) {
                     fill(name, Some(value));
                 }
             }
@@ -171,7 +174,7 @@ mod tests {
             (
                 "policy",
                 Some(
-                    r#"{"limits":{"max_connections":9,"max_event_batch_size":3},"features":{"enable_client_messages":true},"channels":{"allowed_origins":["https://a"]},"history":{"enabled":true}}"#
+                    r#"{"limits":{"max_connections":9,"max_event_batch_size":3},"features":{"enable_client_messages":true,"enable_subscription_count":true,"unknown":1},"channels":{"allowed_origins":["https://a"]},"history":{"enabled":true}}"#
                         .to_string(),
                 ),
             ),
@@ -180,6 +183,8 @@ mod tests {
         assert_eq!(r["max_connections"], "5");
         assert_eq!(r["max_event_batch_size"], 3);
         assert_eq!(r["enable_client_messages"], true);
+        assert_eq!(r["enable_subscription_count"], true);
+        assert!(!r.contains_key("unknown"));
         assert_eq!(r["allowed_origins"][0], "https://a");
         assert!(!r.contains_key("policy") && !r.contains_key("history"));
     }

@@ -33,14 +33,21 @@ function sqlValue(column, value) {
   return `'${String(value).replace(/'/g, "''")}'`;
 }
 
+/** Fields with no column of their own, kept in Sockudo's `policy` JSON column. */
+const POLICY_FEATURES = ['enable_subscription_count'];
+
 /** The app as table columns; the NOT NULL columns get what the memory driver would use when unset. */
 function columns(app) {
   const row = { max_connections: 0, max_client_events_per_second: 10, enable_client_messages: false, enabled: true };
   for (const [k, v] of Object.entries(app)) {
-    if (![...INT_COLUMNS, ...BOOL_COLUMNS, ...JSON_COLUMNS, 'id', 'key', 'secret'].includes(k)) {
+    if (POLICY_FEATURES.includes(k)) {
+      row.policy = row.policy || { features: {} };
+      row.policy.features[k] = v;
+    } else if ([...INT_COLUMNS, ...BOOL_COLUMNS, ...JSON_COLUMNS, 'id', 'key', 'secret'].includes(k)) {
+      row[k] = v;
+    } else {
       throw new Error(`app field ${k} has no column in Sockudo's applications table`);
     }
-    row[k] = v;
   }
   return row;
 }
