@@ -22,7 +22,7 @@ pub async fn run(shard: Rc<Shard>) {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         shard.tick();
         let now = shard.now();
-        if now % 10 == 0 {
+        if now.is_multiple_of(10) {
             shard.apps.purge(std::time::Instant::now());
         }
         let conns = shard.conns.borrow();
