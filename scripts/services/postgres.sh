@@ -2,7 +2,7 @@
 # Exports SOCKUDO_TEST_POSTGRES_PORT (user postgres, no password, database sockudo).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
 if [ -z "$pg_bin" ] || [ ! -x "$pg_bin/initdb" ]; then
   echo "installing postgresql (Debian package)"
   apt_install postgresql

@@ -117,3 +117,104 @@ impl AppResolver {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sockudo_apps::FindFuture;
+    use std::sync::atomic::{AtomicBool, AtomicUsize};
+
+    #[derive(Default)]
+    struct Fake {
+        calls: AtomicUsize,
+        fail: AtomicBool,
+    }
+
+    impl AppSource for Fake {
+        fn find<'a>(&'a self, by: &'a Lookup) -> FindFuture<'a> {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let fail = self.fail.load(Ordering::SeqCst);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                if fail {
+                    return Err(SourceError::Unavailable("down".into()));
+                }
+                let mut record = AppRecord::new();
+                record.insert("id".into(), "1".into());
+                Ok((by.value() == "k").then_some(record))
+            })
+        }
+
+        fn driver(&self) -> &'static str {
+            "fake"
+        }
+    }
+
+    async fn ask(
+        r: &mut AppResolver,
+        done: &mut mpsc::UnboundedReceiver<Done>,
+        keys: &[&str],
+    ) -> Vec<FindResult> {
+        let replies: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                let (tx, rx) = oneshot::channel();
+                r.find(Lookup::Key(k.to_string()), tx);
+                rx
+            })
+            .collect();
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        for _ in 0..distinct.len() {
+            r.answer(done.recv().await.expect("a finished query"));
+        }
+        let mut out = Vec::new();
+        for rx in replies {
+            out.push(rx.await.expect("answered"));
+        }
+        out
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn lookups_share_queries_and_failures_serve_the_last_record() {
+        let fake = Arc::new(Fake::default());
+        let stats = Arc::new(IoStats::default());
+        let (mut r, mut done) = AppResolver::new(Some(fake.clone()), stats.clone());
+
+        let answers = ask(&mut r, &mut done, &["k", "k", "k", "nope"]).await;
+        assert_eq!(
+            fake.calls.load(Ordering::SeqCst),
+            2,
+            "one query per distinct key"
+        );
+        assert!(answers[..3].iter().all(|a| matches!(a, Ok(Some(_)))));
+        assert!(matches!(answers[3], Ok(None)));
+        assert!(!stats.app_source_down());
+
+        fake.fail.store(true, Ordering::SeqCst);
+        let answers = ask(&mut r, &mut done, &["k", "other"]).await;
+        assert!(
+            matches!(answers[0], Ok(Some(_))),
+            "the last good record while down"
+        );
+        assert!(matches!(answers[1], Err(SourceError::Unavailable(_))));
+        assert!(stats.app_source_down());
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn too_many_waiting_lookups_are_refused_at_once() {
+        let (mut r, _done) = AppResolver::new(Some(Arc::new(Fake::default())), Arc::default());
+        let mut replies = Vec::new();
+        for i in 0..=MAX_LOOKUPS_IN_FLIGHT {
+            let (tx, rx) = oneshot::channel();
+            r.find(Lookup::Key(format!("key-{i}")), tx);
+            replies.push(rx);
+        }
+        let last = replies.pop().expect("one more than the cap");
+        assert_eq!(last.await.expect("answered"), Err(SourceError::Busy));
+        let (tx, rx) = oneshot::channel();
+        AppResolver::new(None, Arc::default())
+            .0
+            .find(Lookup::Id("1".into()), tx);
+        assert_eq!(rx.await.expect("answered"), Err(SourceError::NotConfigured));
+    }
+}
