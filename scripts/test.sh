@@ -31,12 +31,14 @@ if [ "$memlock" != "unlimited" ] && [ "$memlock" -lt 1024 ]; then
 fi
 
 # One feature set for the build and the tests, so cargo test reuses the binaries instead of building them again.
-# `lambda` adds AWS Lambda webhook delivery (tested against moto_server below).
-FEATURES="sockudo/lambda,sockudo/redis,sockudo/redis-cluster,sockudo/nats"
+# `lambda` adds AWS Lambda webhook delivery (tested against moto_server below); `redis`, `redis-cluster` and
+# `nats` the cluster adapters (tests/cluster.rs, and the SDK suites on a 2-node cluster below); `postgres`,
+# `mysql` and `dynamodb` the database app managers (tests/apps_db.rs, and the SDK suites once per driver).
+FEATURES="sockudo/full"
 
-log "test services (Redis, Redis Cluster, NATS on loopback ports of their own; stopped on exit)"
-# Each exports SOCKUDO_TEST_*_URL / _NODES and a _CTL script the outage tests use to stop and restart it.
-for service in redis redis-cluster nats; do
+log "test services (Redis, Redis Cluster, NATS, PostgreSQL, MariaDB, moto on loopback ports of their own; stopped on exit)"
+# Each exports SOCKUDO_TEST_*_URL / _NODES (and, for the buses, a _CTL script the outage tests use).
+for service in redis redis-cluster nats postgres mariadb moto; do
   # shellcheck source=/dev/null
   source "scripts/services/$service.sh" || { echo "could not start the $service test service" >&2; exit 1; }
 done
@@ -52,6 +54,15 @@ log "SDK conformance tests (pusher-js, pusher)"
   cd tests/js
   if [ -f package-lock.json ]; then npm ci --no-audit --no-fund; else npm install --no-audit --no-fund; fi
   SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
+  # The same suite against a 2-node cluster on one port (each connection on either node) for every adapter,
+  # each run with its apps read from one of the databases (tests/js/test/app-db.js mirrors the apps): every
+  # adapter driver and every app manager driver runs the whole suite once.
+  for pair in redis:postgresql redis-cluster:mysql nats:dynamodb; do
+    adapter=${pair%%:*} apps=${pair##*:}
+    log "SDK conformance tests (pusher-js) on a 2-node $adapter cluster with APP_MANAGER_DRIVER=$apps"
+    SOCKUDO_TEST_CLUSTER=$adapter SOCKUDO_TEST_APP_DRIVER=$apps \
+      SOCKUDO_BIN="$(pwd)/../../target/debug/sockudo" npm test
+  done
 )
 
 log "SDK conformance and webhook tests (Python pusher, moto_server for Lambda)"

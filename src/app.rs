@@ -1,17 +1,22 @@
-//! Applications: the memory app manager.
+//! Applications: the memory app manager and the shard-side cache of the database app managers.
 //!
-//! Every shard holds its own copy of the registry (built at start-up from the configuration, replaced whole on
-//! reload), so lookups on the per-message path touch only shard-local memory. The one cross-shard value is the
-//! per-app connection count, an atomic touched on connect and disconnect only, never per message.
-//!
-//! An app keeps its index for the life of the process: a reload matches apps by id, so an app that stays keeps
-//! its index and counters (and its open connections, which hold the old `Rc<App>` until they close), a new app is
-//! appended, and a removed app keeps its slot but can no longer be found by id or key.
+//! Every shard holds its own registry of apps (the configured ones, or those a database driver returned), so
+//! lookups on the per-message path touch only shard-local memory. A database lookup that misses the cache asks
+//! the I/O shard ([`lookup`]) and never blocks the shard. The cross-shard values are the per-app connection
+//! count and REST rate windows ([`slots`]), atomics touched on connect, disconnect and REST calls, never per
+//! message.
+
+pub mod lookup;
+pub mod registry;
+pub mod slots;
+pub mod source;
+
+pub use lookup::LookupError;
+pub use registry::AppRegistry;
+pub use slots::{AppSlots, SlotShared};
 
 use crate::config::{AppConfig, Config};
 use sockudo_webhooks::{AppWebhooks, EventKind, KindSet};
-use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -58,7 +63,8 @@ pub struct AppLimits {
 /// One application as the server uses it.
 #[derive(Debug)]
 pub struct App {
-    /// Position in the registry; identical on every shard, so shards can name an app by index in messages.
+    /// The app's slot ([`slots`]): stable for the life of the process and the same on every shard, so shards
+    /// name an app by slot in their messages. Never sent to another node (they use the id).
     pub index: u32,
     /// The app id used in REST paths.
     pub id: String,
@@ -82,6 +88,9 @@ pub struct App {
     pub webhooks: KindSet,
     /// `channel_delta_compression`, parsed (checked when the configuration was loaded).
     pub delta_rules: crate::delta::ChannelRules,
+    /// The state shared by every shard's copy, and the version of its record this copy was built from.
+    pub(crate) shared: Arc<SlotShared>,
+    pub(crate) version: u64,
 }
 
 impl App {
@@ -176,45 +185,40 @@ impl RateWindow {
     }
 }
 
-/// The apps of one shard, found by id or by key; replaced whole by [`AppRegistry::replace`] on reload.
-#[derive(Debug)]
-pub struct AppRegistry {
-    set: RefCell<AppSet>,
+/// Where a shard's apps come from and how long it keeps them.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AppPolicy {
+    /// The `memory` driver: the configured apps, never expiring; an unknown key or id is unknown at once.
+    Memory,
+    /// A database driver, asked through the I/O shard on a cache miss.
+    Database {
+        /// How long a found app is served before it is looked up again (`app_manager.cache.ttl`; 0 when the
+        /// cache is disabled).
+        ttl: std::time::Duration,
+        /// How long an unknown key or id is remembered as unknown.
+        negative_ttl: std::time::Duration,
+    },
 }
 
-#[derive(Debug, Default)]
-struct AppSet {
-    apps: Vec<Rc<App>>,
-    by_id: HashMap<String, usize>,
-    by_key: HashMap<String, usize>,
-}
-
-/// The per-app state every shard's copy of an app shares.
-#[derive(Debug, Clone, Default)]
-struct SharedCounters {
-    connections: Arc<AtomicU64>,
-    backend_events: Arc<RateWindow>,
-    read_requests: Arc<RateWindow>,
-}
-
-/// One app slot of an [`AppSeed`].
-#[derive(Debug, Clone)]
-struct SeedEntry {
-    config: AppConfig,
-    counters: SharedCounters,
-    /// Gone from the configuration since start-up: the slot stays (indexes never move) but cannot be found.
-    removed: bool,
-}
-
-/// What every shard needs to build its own registry: the configuration and the shared connection counters.
+/// What every shard needs to build its own registry: the configured apps, their slots and the cache policy.
 #[derive(Debug, Clone)]
 pub struct AppSeed {
-    apps: Vec<SeedEntry>,
+    apps: Vec<(AppConfig, Arc<SlotShared>)>,
+    /// Apps of an earlier configuration gone from this one (reload): `(id, key, slot)`.
+    removed: Vec<(String, String, u32)>,
     defaults: AppLimits,
+    /// The process-wide slot table.
+    pub slots: Arc<AppSlots>,
+    /// Where apps come from.
+    pub policy: AppPolicy,
 }
 
+/// Longest time an unknown key is remembered as unknown (shorter when the cache TTL is shorter).
+const MAX_NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl AppSeed {
-    /// Prepares the apps of `config`; call once per process.
+    /// Prepares the apps of `config`; call once per process. With a database driver the inline apps are not
+    /// used: every app comes from the database.
     pub fn new(config: &Config) -> Self {
         let defaults = AppLimits {
             max_connections: 0,
@@ -235,105 +239,133 @@ impl AppSeed {
             enable_subscription_count: false,
             enable_watchlist_events: false,
         };
-        let apps = config
-            .app_manager
-            .array
-            .apps
-            .iter()
-            .map(|a| SeedEntry {
-                config: a.clone(),
-                counters: SharedCounters::default(),
-                removed: false,
-            })
-            .collect();
-        AppSeed { apps, defaults }
+        let slots = Arc::new(AppSlots::default());
+        let policy = if crate::config::is_memory_driver(&config.app_manager.driver) {
+            AppPolicy::Memory
+        } else {
+            let cache = &config.app_manager.cache;
+            let ttl = if cache.enabled {
+                std::time::Duration::from_secs(cache.ttl)
+            } else {
+                std::time::Duration::ZERO
+            };
+            AppPolicy::Database {
+                ttl,
+                negative_ttl: ttl.min(MAX_NEGATIVE_TTL),
+            }
+        };
+        let apps = match policy {
+            AppPolicy::Memory => config
+                .app_manager
+                .array
+                .apps
+                .iter()
+                .map(|a| (a.clone(), slots.intern(&a.id)))
+                .collect(),
+            AppPolicy::Database { .. } => Vec::new(),
+        };
+        AppSeed {
+            apps,
+            removed: Vec::new(),
+            defaults,
+            slots,
+            policy,
+        }
     }
 
-    /// The seed for a reloaded `config`: apps matched by id keep their index and shared counters, new apps are
-    /// appended, removed ones keep their slot, unfindable.
+    /// The seed for a reloaded `config` (memory driver): the same slot table, so an app that stays keeps its
+    /// slot and shared counters (and its open connections their copy), a new app gets a new slot, and an app
+    /// gone from the configuration can no longer be found.
     pub fn reloaded(&self, config: &Config) -> AppSeed {
         let mut next = AppSeed::new(config);
-        let mut apps: Vec<SeedEntry> = self
+        next.slots = self.slots.clone();
+        next.apps = next
             .apps
-            .iter()
-            .map(|old| SeedEntry {
-                removed: true,
-                ..old.clone()
+            .into_iter()
+            .map(|(cfg, _)| {
+                let shared = next.slots.intern(&cfg.id);
+                shared.publish(Some(&cfg));
+                (cfg, shared)
             })
             .collect();
-        for entry in std::mem::take(&mut next.apps) {
-            match apps.iter_mut().find(|old| old.config.id == entry.config.id) {
-                Some(slot) => {
-                    slot.config = entry.config;
-                    slot.removed = false;
-                }
-                None => apps.push(entry),
-            }
-        }
-        next.apps = apps;
+        next.removed = self
+            .apps
+            .iter()
+            .filter(|(old, _)| !next.apps.iter().any(|(cfg, _)| cfg.id == old.id))
+            .map(|(old, shared)| (old.id.clone(), old.key.clone(), shared.slot))
+            .collect();
         next
     }
 
-    /// Every app slot's credentials and webhooks, by index, for the I/O shard.
-    pub fn webhooks(&self) -> Vec<AppWebhooks> {
-        self.apps.iter().map(|e| app_webhooks(&e.config)).collect()
+    /// Ids of the configured apps.
+    pub fn app_ids(&self) -> Vec<&str> {
+        self.apps.iter().map(|(cfg, _)| cfg.id.as_str()).collect()
     }
 
-    /// Ids of the apps that can be found.
-    pub fn app_ids(&self) -> Vec<&str> {
+    /// Each configured app's slot and webhooks, then each removed app's slot with `None`, for the I/O shard.
+    pub fn slot_webhooks(&self) -> Vec<(u32, Option<AppWebhooks>)> {
         self.apps
             .iter()
-            .filter(|e| !e.removed)
-            .map(|e| e.config.id.as_str())
+            .map(|(cfg, shared)| (shared.slot, Some(app_webhooks(cfg))))
+            .chain(self.removed.iter().map(|(_, _, slot)| (*slot, None)))
             .collect()
     }
 
-    /// Number of app slots (found or removed); app indexes are below it.
-    pub fn slots(&self) -> usize {
-        self.apps.len()
+    /// The webhooks of the configured apps, in slot order (slot `i` at position `i`).
+    pub fn webhooks(&self) -> Vec<AppWebhooks> {
+        self.apps.iter().map(|(cfg, _)| app_webhooks(cfg)).collect()
     }
 
-    /// Builds a shard-local registry.
-    pub fn registry(&self) -> AppRegistry {
-        AppRegistry {
-            set: RefCell::new(self.app_set()),
-        }
-    }
-
-    fn app_set(&self) -> AppSet {
-        let mut registry = AppSet {
-            apps: Vec::with_capacity(self.apps.len()),
-            by_id: HashMap::new(),
-            by_key: HashMap::new(),
-        };
-        for (index, entry) in self.apps.iter().enumerate() {
-            let (cfg, counter) = (&entry.config, &entry.counters);
-            let limits = effective_limits(cfg, &self.defaults);
-            let app = App {
-                index: index as u32,
-                id: cfg.id.clone(),
-                key: cfg.key.clone(),
-                secret: cfg.secret.clone(),
-                enabled: cfg.enabled,
-                limits,
-                connections: counter.connections.clone(),
-                backend_events: counter.backend_events.clone(),
-                read_requests: counter.read_requests.clone(),
-                config: cfg.clone(),
-                webhooks: app_webhooks(cfg).wanted(),
-                delta_rules: cfg
-                    .channel_delta_compression
-                    .as_ref()
-                    .and_then(|m| crate::delta::ChannelRules::parse(m).ok())
-                    .unwrap_or_default(),
-            };
-            if !entry.removed {
-                registry.by_id.insert(app.id.clone(), index);
-                registry.by_key.insert(app.key.clone(), index);
-            }
-            registry.apps.push(Rc::new(app));
-        }
+    /// Builds a shard-local registry; `io` answers cache misses of a database driver.
+    pub fn registry(&self, io: Option<sockudo_io_shard::IoSender>) -> AppRegistry {
+        let registry = AppRegistry::new(
+            self.slots.clone(),
+            self.defaults.clone(),
+            self.policy.clone(),
+            io,
+        );
+        self.fill(&registry);
         registry
+    }
+
+    /// Puts this seed's apps into `registry` (start-up, or a reload replacing the memory driver's apps).
+    pub fn fill(&self, registry: &AppRegistry) {
+        for (id, key, _) in &self.removed {
+            registry.forget(id, key);
+        }
+        for (cfg, shared) in &self.apps {
+            registry.insert(Rc::new(self.build(cfg, shared)), None);
+        }
+    }
+
+    fn build(&self, cfg: &AppConfig, shared: &Arc<SlotShared>) -> App {
+        App::build(cfg, shared, &self.defaults)
+    }
+}
+
+impl App {
+    /// The server's view of app record `cfg`, sharing the per-app state of its slot.
+    pub fn build(cfg: &AppConfig, shared: &Arc<SlotShared>, defaults: &AppLimits) -> App {
+        App {
+            index: shared.slot,
+            id: cfg.id.clone(),
+            key: cfg.key.clone(),
+            secret: cfg.secret.clone(),
+            enabled: cfg.enabled,
+            limits: effective_limits(cfg, defaults),
+            connections: shared.connections.clone(),
+            backend_events: shared.backend_events.clone(),
+            read_requests: shared.read_requests.clone(),
+            config: cfg.clone(),
+            webhooks: app_webhooks(cfg).wanted(),
+            delta_rules: cfg
+                .channel_delta_compression
+                .as_ref()
+                .and_then(|m| crate::delta::ChannelRules::parse(m).ok())
+                .unwrap_or_default(),
+            shared: shared.clone(),
+            version: shared.version(),
+        }
     }
 }
 
@@ -382,41 +414,6 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
     }
 }
 
-impl AppRegistry {
-    /// The app with REST id `id`.
-    pub fn by_id(&self, id: &str) -> Option<Rc<App>> {
-        let set = self.set.borrow();
-        set.by_id.get(id).map(|&i| set.apps[i].clone())
-    }
-
-    /// The app with public key `key`.
-    pub fn by_key(&self, key: &str) -> Option<Rc<App>> {
-        let set = self.set.borrow();
-        set.by_key.get(key).map(|&i| set.apps[i].clone())
-    }
-
-    /// The app at registry position `index` (the same on every shard), removed or not.
-    pub fn by_index(&self, index: u32) -> Option<Rc<App>> {
-        self.set.borrow().apps.get(index as usize).cloned()
-    }
-
-    /// Number of app slots; every app index is below it.
-    pub fn len(&self) -> usize {
-        self.set.borrow().apps.len()
-    }
-
-    /// True when no app is configured.
-    pub fn is_empty(&self) -> bool {
-        self.set.borrow().apps.is_empty()
-    }
-
-    /// Replaces this shard's apps with those of `seed` (a reload). Connections keep the `Rc<App>` they started
-    /// with; new lookups see the new settings.
-    pub fn replace(&self, seed: &AppSeed) {
-        *self.set.borrow_mut() = seed.app_set();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,80 +428,5 @@ mod tests {
         assert!(!w.try_take(101, 6, 10));
         assert!(w.try_take(101, 5, 10));
         assert!(w.try_take(102, 1000, 0), "0 means unlimited");
-    }
-
-    fn config_with(apps: &[(&str, &str, &str)]) -> Config {
-        let mut config = Config::default();
-        config.app_manager.array.apps = apps
-            .iter()
-            .map(|(id, key, secret)| AppConfig {
-                id: (*id).into(),
-                key: (*key).into(),
-                secret: (*secret).into(),
-                enabled: true,
-                ..AppConfig::default()
-            })
-            .collect();
-        config
-    }
-
-    #[test]
-    fn reload_keeps_indexes_and_counters_appends_new_apps_and_hides_removed_ones() {
-        let seed = AppSeed::new(&config_with(&[("1", "k1", "s1"), ("2", "k2", "s2")]));
-        let registry = seed.registry();
-        let two = registry.by_id("2").expect("app 2");
-        assert!(two.try_acquire_connection());
-
-        let next = seed.reloaded(&config_with(&[("2", "k2b", "s2b"), ("3", "k3", "s3")]));
-        registry.replace(&next);
-        assert!(registry.by_id("1").is_none(), "removed app cannot be found");
-        assert!(registry.by_key("k1").is_none());
-        assert_eq!(registry.by_index(0).expect("slot kept").id, "1");
-        let two_now = registry.by_key("k2b").expect("new key of app 2");
-        assert_eq!((two_now.index, two_now.secret.as_str()), (1, "s2b"));
-        assert!(registry.by_key("k2").is_none(), "old key gone");
-        assert_eq!(two_now.connection_count(), 1, "counters survive a reload");
-        assert_eq!(registry.by_id("3").expect("new app").index, 2);
-        assert_eq!(registry.len(), 3);
-        assert_eq!(next.app_ids(), vec!["2", "3"]);
-
-        // Bringing app 1 back finds its old slot.
-        let again = next.reloaded(&config_with(&[("1", "k1", "s1")]));
-        registry.replace(&again);
-        assert_eq!(registry.by_id("1").expect("back").index, 0);
-        assert!(registry.by_id("3").is_none());
-    }
-
-    #[test]
-    fn reloaded_webhooks_follow_the_new_configuration_by_index() {
-        let hook = |url: &str| {
-            Some(vec![
-                serde_json::json!({"url": url, "event_types": ["channel_occupied"]}),
-            ])
-        };
-        let mut first = config_with(&[("1", "k1", "s1")]);
-        first.app_manager.array.apps[0].webhooks = hook("http://127.0.0.1:1/a");
-        let seed = AppSeed::new(&first);
-        let mut second = config_with(&[("2", "k2", "s2"), ("1", "k1", "s1b")]);
-        second.app_manager.array.apps[0].webhooks = hook("http://127.0.0.1:1/b");
-        let next = seed.reloaded(&second);
-        let registry = next.registry();
-        assert!(!registry
-            .by_id("1")
-            .unwrap()
-            .wants_webhook(EventKind::ChannelOccupied));
-        assert!(registry
-            .by_id("2")
-            .unwrap()
-            .wants_webhook(EventKind::ChannelOccupied));
-        let webhooks = next.webhooks();
-        assert_eq!(webhooks.len(), 2);
-        assert_eq!(
-            (webhooks[0].app_id.as_str(), webhooks[0].secret.as_str()),
-            ("1", "s1b")
-        );
-        assert!(webhooks[0].webhooks.is_empty());
-        assert_eq!(webhooks[1].app_id, "2");
-        assert_eq!(webhooks[1].webhooks.len(), 1);
     }
 }

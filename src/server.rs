@@ -76,15 +76,10 @@ impl Server {
             ));
         }
         let pin = nr_shards <= cpus.len();
+        let apps = AppSeed::new(&config);
         let metrics = Arc::new(MetricsRegistry::new(
             nr_shards,
-            config
-                .app_manager
-                .array
-                .apps
-                .iter()
-                .map(|a| a.id.clone())
-                .collect(),
+            apps.slots.clone(),
             &config.metrics.prometheus_prefix,
         ));
         // Bind before any shard starts, so a taken metrics port fails start-up with nothing to undo.
@@ -130,13 +125,8 @@ impl Server {
             None
         };
         let (io_shard, io) = sockudo_io_shard::start(IoShardConfig {
-            apps: config
-                .app_manager
-                .array
-                .apps
-                .iter()
-                .map(crate::app::app_webhooks)
-                .collect(),
+            apps: apps.webhooks(),
+            app_source: crate::app::source::source_config(&config),
             batching: config
                 .webhooks
                 .batching
@@ -246,11 +236,13 @@ impl Server {
     pub fn reload_apps(&mut self, config: &Config) -> Vec<String> {
         let next = self.apps.reloaded(config);
         let mut problems = Vec::new();
-        if !self.io.send(IoRequest::ReplaceApps(next.webhooks())) {
-            problems.push(
-                "the I/O shard's queue is full: webhooks keep their previous definitions until the next reload"
-                    .to_string(),
-            );
+        for (slot, hooks) in next.slot_webhooks() {
+            if !self.io.send(IoRequest::AppWebhooks { slot, hooks }) {
+                problems.push(format!(
+                    "the I/O shard's queue is full: the webhooks of app slot {slot} keep their previous \
+                     definitions until the next reload"
+                ));
+            }
         }
         self.tell_every_shard(|| ShardControl::ReplaceApps(next.clone()));
         self.apps = next;

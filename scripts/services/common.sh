@@ -70,3 +70,19 @@ svc_on_exit() {
   # shellcheck disable=SC2064
   trap "eval \"\$SVC_EXIT_HOOKS\"" EXIT
 }
+
+# The same exit hooks under the names the database service scripts use.
+on_exit() { svc_on_exit "$1"; }
+# wait_until TENTHS COMMAND...: waits until COMMAND succeeds, at most TENTHS tenths of a second.
+wait_until() {
+  local tries=$1; shift
+  while ! "$@" >/dev/null 2>&1; do
+    tries=$((tries - 1))
+    if [ "$tries" -le 0 ]; then return 1; fi
+    sleep 0.1
+  done
+}
+apt_install() {
+  if [ -z "${SOCKUDO_APT_UPDATED:-}" ]; then apt-get update -qq; SOCKUDO_APT_UPDATED=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}

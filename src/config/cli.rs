@@ -49,6 +49,12 @@ Environment variables (config key in brackets; see config/README.md):
   SOCKUDO_IO_MEMORY_KB [runtime.io_memory_kb]  SOCKUDO_PREEMPT_TIMER_MS [runtime.preempt_timer_ms]
   SOCKUDO_SPIN_BEFORE_PARK_US [runtime.spin_before_park_us]  SOCKUDO_RING_DEPTH [runtime.ring_depth]
   TAG_FILTERING_ENABLED [tag_filtering.enabled]
+  APP_MANAGER_CACHE_ENABLED [app_manager.cache.enabled]  APP_MANAGER_CACHE_TTL, CACHE_TTL_SECONDS [app_manager.cache.ttl]
+  DATABASE_POSTGRES_*, DATABASE_MYSQL_* (HOST, PORT, USERNAME, USER, PASSWORD, DATABASE, TABLE_NAME,
+  CONNECTION_POOL_SIZE) [database.postgres.*, database.mysql.*]
+  DATABASE_CONNECTION_POOL_SIZE [database.*.connection_pool_size]
+  DATABASE_DYNAMODB_REGION, DATABASE_DYNAMODB_TABLE_NAME, DATABASE_DYNAMODB_ENDPOINT_URL (or _ENDPOINT),
+  DATABASE_DYNAMODB_AWS_ACCESS_KEY_ID, DATABASE_DYNAMODB_AWS_SECRET_ACCESS_KEY [database.dynamodb.*]
   UNIX_SOCKET_ENABLED [unix_socket.enabled]  UNIX_SOCKET_PATH [unix_socket.path]
   UNIX_SOCKET_PERMISSION_MODE [unix_socket.permission_mode]
   SSL_ENABLED [ssl.enabled]  TLS is not implemented yet: true stops the start

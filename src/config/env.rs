@@ -50,6 +50,12 @@ impl<'a> Env<'a> {
         }
     }
 
+    fn opt_string(&self, name: &str, slot: &mut Option<String>) {
+        if let Some(v) = self.var(name) {
+            *slot = Some(v.trim().to_string());
+        }
+    }
+
     fn flag(&self, name: &str, slot: &mut bool) -> Result<(), ConfigError> {
         if let Some(v) = self.parsed(name, parse_bool)? {
             *slot = v;
@@ -175,6 +181,49 @@ impl<'a> Env<'a> {
             &mut c.adapter.cluster_health.node_timeout_ms,
         )?;
         self.string("APP_MANAGER_DRIVER", &mut c.app_manager.driver);
+        self.flag(
+            "APP_MANAGER_CACHE_ENABLED",
+            &mut c.app_manager.cache.enabled,
+        )?;
+        self.uint("CACHE_TTL_SECONDS", &mut c.app_manager.cache.ttl)?;
+        self.uint("APP_MANAGER_CACHE_TTL", &mut c.app_manager.cache.ttl)?;
+        self.uint(
+            "DATABASE_CONNECTION_POOL_SIZE",
+            &mut c.database.postgres.connection_pool_size,
+        )?;
+        self.uint(
+            "DATABASE_CONNECTION_POOL_SIZE",
+            &mut c.database.mysql.connection_pool_size,
+        )?;
+        for (prefix, db) in [
+            ("DATABASE_MYSQL", &mut c.database.mysql),
+            ("DATABASE_POSTGRES", &mut c.database.postgres),
+        ] {
+            self.string(&format!("{prefix}_HOST"), &mut db.host);
+            self.port(&format!("{prefix}_PORT"), &mut db.port)?;
+            self.string(&format!("{prefix}_USER"), &mut db.username);
+            self.string(&format!("{prefix}_USERNAME"), &mut db.username);
+            self.string(&format!("{prefix}_PASSWORD"), &mut db.password);
+            self.string(&format!("{prefix}_DATABASE"), &mut db.database);
+            self.string(&format!("{prefix}_TABLE_NAME"), &mut db.table_name);
+            self.uint(
+                &format!("{prefix}_CONNECTION_POOL_SIZE"),
+                &mut db.connection_pool_size,
+            )?;
+        }
+        let dynamo = &mut c.database.dynamodb;
+        self.string("DATABASE_DYNAMODB_REGION", &mut dynamo.region);
+        self.string("DATABASE_DYNAMODB_TABLE_NAME", &mut dynamo.table_name);
+        self.opt_string("DATABASE_DYNAMODB_ENDPOINT_URL", &mut dynamo.endpoint_url);
+        self.opt_string("DATABASE_DYNAMODB_ENDPOINT", &mut dynamo.endpoint_url);
+        self.opt_string(
+            "DATABASE_DYNAMODB_AWS_ACCESS_KEY_ID",
+            &mut dynamo.aws_access_key_id,
+        );
+        self.opt_string(
+            "DATABASE_DYNAMODB_AWS_SECRET_ACCESS_KEY",
+            &mut dynamo.aws_secret_access_key,
+        );
 
         self.flag("WEBHOOK_BATCHING_ENABLED", &mut c.webhooks.batching.enabled)?;
         self.uint(
@@ -340,6 +389,65 @@ mod tests {
             (3, 4, 6)
         );
         assert_eq!(c.websocket.max_subscriptions, 50);
+    }
+
+    #[test]
+    fn app_manager_cache_and_databases() {
+        let c = applied(&[
+            ("APP_MANAGER_DRIVER", "pgsql"),
+            ("APP_MANAGER_CACHE_ENABLED", "false"),
+            ("APP_MANAGER_CACHE_TTL", "7"),
+            ("DATABASE_CONNECTION_POOL_SIZE", "3"),
+            ("DATABASE_POSTGRES_HOST", "db"),
+            ("DATABASE_POSTGRES_PORT", "6543"),
+            ("DATABASE_POSTGRES_USERNAME", "u"),
+            ("DATABASE_POSTGRES_PASSWORD", "p"),
+            ("DATABASE_POSTGRES_DATABASE", "d"),
+            ("DATABASE_POSTGRES_TABLE_NAME", "apps"),
+            ("DATABASE_MYSQL_USER", "m"),
+            ("DATABASE_MYSQL_CONNECTION_POOL_SIZE", "5"),
+            ("DATABASE_DYNAMODB_REGION", "eu-west-1"),
+            ("DATABASE_DYNAMODB_TABLE_NAME", "t"),
+            ("DATABASE_DYNAMODB_ENDPOINT_URL", "http://127.0.0.1:8000"),
+        ])
+        .expect("valid");
+        assert_eq!(c.app_manager.driver, "pgsql");
+        assert!(!c.app_manager.cache.enabled);
+        assert_eq!(c.app_manager.cache.ttl, 7);
+        let pg = &c.database.postgres;
+        assert_eq!(
+            (
+                pg.host.as_str(),
+                pg.port,
+                pg.username.as_str(),
+                pg.password.as_str()
+            ),
+            ("db", 6543, "u", "p")
+        );
+        assert_eq!(
+            (
+                pg.database.as_str(),
+                pg.table_name.as_str(),
+                pg.connection_pool_size
+            ),
+            ("d", "apps", 3)
+        );
+        assert_eq!(
+            (
+                c.database.mysql.username.as_str(),
+                c.database.mysql.connection_pool_size
+            ),
+            ("m", 5)
+        );
+        let dynamo = &c.database.dynamodb;
+        assert_eq!(
+            (dynamo.region.as_str(), dynamo.table_name.as_str()),
+            ("eu-west-1", "t")
+        );
+        assert_eq!(
+            dynamo.endpoint_url.as_deref(),
+            Some("http://127.0.0.1:8000")
+        );
     }
 
     #[test]

@@ -228,7 +228,7 @@ mod tests {
     #[test]
     fn ignored_sections_are_removed_whole_and_applied_ones_kept() {
         let mut tree = json!({
-            "database": {},
+            "cors": {},
             "adapter": {"driver": "local", "kafka": {"brokers": []}},
             "app_manager": {"array": {"apps": []}},
             "apps": []
@@ -241,7 +241,7 @@ mod tests {
         assert_eq!(report.honoured, vec!["adapter.driver"]);
         assert_eq!(
             report.ignored,
-            vec!["adapter.kafka.brokers", "apps", "database"]
+            vec!["adapter.kafka.brokers", "apps", "cors"]
         );
     }
 }

@@ -40,10 +40,11 @@ pub use error::ConfigError;
 pub use file::{FileFormat, DEFAULT_PATHS};
 pub use key_check::KeyReport;
 pub use model::{
-    AdapterConfig, AppArrayConfig, AppManagerConfig, ChannelLimits, Config, DeltaCompressionConfig,
+    is_memory_driver, AdapterConfig, AppArrayConfig, AppCacheConfig, AppManagerConfig,
+    ChannelLimits, Config, DatabaseConfig, DeltaCompressionConfig, DynamoDbDatabaseConfig,
     EventLimits, HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig,
-    RuntimeConfig, TagFilteringConfig, UnixSocketConfig, WebhookBatchingConfig, WebhooksConfig,
-    WebsocketConfig,
+    RuntimeConfig, SqlDatabaseConfig, TagFilteringConfig, UnixSocketConfig, WebhookBatchingConfig,
+    WebhooksConfig, WebsocketConfig, APP_MANAGER_DRIVERS,
 };
 
 /// The result of [`load`].

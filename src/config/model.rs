@@ -48,6 +48,8 @@ pub struct Config {
     pub adapter: AdapterConfig,
     /// Where apps come from.
     pub app_manager: AppManagerConfig,
+    /// Connection settings of the database app managers.
+    pub database: DatabaseConfig,
     /// Webhook delivery.
     pub webhooks: WebhooksConfig,
     /// glommio executor tuning.
@@ -81,6 +83,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             adapter: AdapterConfig::default(),
             app_manager: AppManagerConfig::default(),
+            database: DatabaseConfig::default(),
             webhooks: WebhooksConfig::default(),
             runtime: RuntimeConfig::default(),
             unix_socket: UnixSocketConfig::default(),
@@ -453,10 +456,13 @@ impl Default for ClusterHealthConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AppManagerConfig {
-    /// `memory` = the apps listed in `array.apps`. Env `APP_MANAGER_DRIVER`.
+    /// `memory` (alias `array`) = the apps listed in `array.apps`; `mysql`, `postgresql` (alias `postgres`,
+    /// `pgsql`) or `dynamodb` = apps read from that database (`database.*`). Env `APP_MANAGER_DRIVER`.
     pub driver: String,
     /// Apps of the `memory` driver.
     pub array: AppArrayConfig,
+    /// Each shard's cache of database apps.
+    pub cache: AppCacheConfig,
 }
 
 impl Default for AppManagerConfig {
@@ -464,9 +470,157 @@ impl Default for AppManagerConfig {
         AppManagerConfig {
             driver: "memory".into(),
             array: AppArrayConfig::default(),
+            cache: AppCacheConfig::default(),
         }
     }
 }
+
+/// The cache of database apps (Sockudo's `app_manager.cache`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AppCacheConfig {
+    /// Keep found apps for `ttl` seconds; when false every lookup asks the database (concurrent lookups
+    /// still share one query). Env `APP_MANAGER_CACHE_ENABLED`.
+    pub enabled: bool,
+    /// Seconds an app is served from the cache before it is read again: how long a change made in the
+    /// database takes to apply. Env `APP_MANAGER_CACHE_TTL` (or Sockudo's `CACHE_TTL_SECONDS`).
+    pub ttl: u64,
+}
+
+impl Default for AppCacheConfig {
+    fn default() -> Self {
+        AppCacheConfig {
+            enabled: true,
+            ttl: 300,
+        }
+    }
+}
+
+/// Connection settings of the database app managers (Sockudo's `database` section).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Env `DATABASE_MYSQL_*`.
+    #[serde(deserialize_with = "mysql_section")]
+    pub mysql: SqlDatabaseConfig,
+    /// Env `DATABASE_POSTGRES_*`.
+    pub postgres: SqlDatabaseConfig,
+    /// Env `DATABASE_DYNAMODB_*`.
+    pub dynamodb: DynamoDbDatabaseConfig,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig {
+            mysql: SqlDatabaseConfig::mysql_default(),
+            postgres: SqlDatabaseConfig::default(),
+            dynamodb: DynamoDbDatabaseConfig::default(),
+        }
+    }
+}
+
+/// One SQL database (`database.mysql`, `database.postgres`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqlDatabaseConfig {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    pub password: String,
+    pub database: String,
+    /// The apps table (Sockudo's schema); created when missing.
+    pub table_name: String,
+    /// Connections kept open at most.
+    pub connection_pool_size: u32,
+    /// Accepted for Sockudo files; the pool opens connections on demand up to `connection_pool_size`.
+    pub pool_min: Option<u32>,
+    /// Accepted for Sockudo files; when set, caps `connection_pool_size`.
+    pub pool_max: Option<u32>,
+}
+
+impl SqlDatabaseConfig {
+    /// MySQL/MariaDB's defaults (the `Default` is PostgreSQL's).
+    pub fn mysql_default() -> SqlDatabaseConfig {
+        SqlDatabaseConfig {
+            port: 3306,
+            username: "root".into(),
+            ..SqlDatabaseConfig::default()
+        }
+    }
+}
+
+/// `database.mysql`: the keys given, over MySQL's defaults (a plain `#[serde(default)]` would fill the missing
+/// ones with PostgreSQL's port and user).
+fn mysql_section<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SqlDatabaseConfig, D::Error> {
+    use serde::de::Error;
+    let given = serde_json::Value::deserialize(d)?;
+    let mut merged =
+        serde_json::to_value(SqlDatabaseConfig::mysql_default()).map_err(D::Error::custom)?;
+    if let (Some(base), serde_json::Value::Object(given)) = (merged.as_object_mut(), given) {
+        for (k, v) in given {
+            base.insert(k, v);
+        }
+    }
+    SqlDatabaseConfig::deserialize(merged).map_err(D::Error::custom)
+}
+
+impl Default for SqlDatabaseConfig {
+    fn default() -> Self {
+        SqlDatabaseConfig {
+            host: "localhost".into(),
+            port: 5432,
+            username: "postgres".into(),
+            password: String::new(),
+            database: "sockudo".into(),
+            table_name: "applications".into(),
+            connection_pool_size: 10,
+            pool_min: None,
+            pool_max: None,
+        }
+    }
+}
+
+/// DynamoDB (`database.dynamodb`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DynamoDbDatabaseConfig {
+    pub region: String,
+    /// The apps table; items keyed by `id`. Created when missing.
+    pub table_name: String,
+    /// Endpoint override (DynamoDB Local, moto); unset = AWS.
+    pub endpoint_url: Option<String>,
+    /// Static credentials; unset = the default AWS chain (`AWS_ACCESS_KEY_ID`, profile, role...).
+    pub aws_access_key_id: Option<String>,
+    pub aws_secret_access_key: Option<String>,
+}
+
+impl Default for DynamoDbDatabaseConfig {
+    fn default() -> Self {
+        DynamoDbDatabaseConfig {
+            region: "us-east-1".into(),
+            table_name: "sockudo-applications".into(),
+            endpoint_url: None,
+            aws_access_key_id: None,
+            aws_secret_access_key: None,
+        }
+    }
+}
+
+/// True when `driver` names the memory app manager.
+pub fn is_memory_driver(driver: &str) -> bool {
+    matches!(driver, "memory" | "array")
+}
+
+/// The app manager drivers, as `app_manager.driver` spells them.
+pub const APP_MANAGER_DRIVERS: &[&str] = &[
+    "memory",
+    "array",
+    "mysql",
+    "postgresql",
+    "postgres",
+    "pgsql",
+    "dynamodb",
+];
 
 /// The inline app list (Sockudo's `app_manager.array`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -239,12 +239,12 @@ fn sockudo_sections_are_ignored_with_one_warning() {
         .load(&[])
         .expect("loads");
     assert_eq!(loaded.config.port, 6002);
+    assert!(!loaded.config.app_manager.cache.enabled);
     assert_eq!(
         loaded.notes,
         vec![
-            "WARNING: 5 Sockudo setting(s) of features this server does not have were ignored \
-             (see config/README.md): keys app_manager.cache.{enabled,ttl}, cache.driver, ssl.enabled; \
-             environment SSL_ENABLED"
+            "WARNING: 3 Sockudo setting(s) of features this server does not have were ignored \
+             (see config/README.md): keys cache.driver, ssl.enabled; environment SSL_ENABLED"
         ]
     );
 }
@@ -375,8 +375,6 @@ fn a_sockudo_shaped_file_carries_over() {
     assert_eq!(
         ignored,
         vec![
-            "app_manager.cache.enabled",
-            "app_manager.cache.ttl",
             "cache.driver",
             "cleanup.async_enabled",
             "cors.origin",
@@ -394,7 +392,7 @@ fn a_sockudo_shaped_file_carries_over() {
     let warnings: Vec<&String> = loaded
         .notes
         .iter()
-        .filter(|n| n.starts_with("WARNING: 14 Sockudo"))
+        .filter(|n| n.starts_with("WARNING: 12 Sockudo"))
         .collect();
     assert_eq!(
         warnings.len(),

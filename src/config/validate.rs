@@ -99,6 +99,16 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     non_empty("adapter.driver", &c.adapter.driver)?;
     non_empty("app_manager.driver", &c.app_manager.driver)?;
+    if !super::APP_MANAGER_DRIVERS.contains(&c.app_manager.driver.as_str()) {
+        return Err(ConfigError::invalid(
+            "app_manager.driver",
+            format!(
+                "\"{}\" is not an app manager driver (use one of {})",
+                c.app_manager.driver,
+                super::APP_MANAGER_DRIVERS.join(", ")
+            ),
+        ));
+    }
     if c.webhooks.batching.enabled {
         at_least_one("webhooks.batching.duration", c.webhooks.batching.duration)?;
     }
@@ -235,6 +245,27 @@ mod tests {
     #[test]
     fn defaults_are_valid() {
         validate(&Config::default()).expect("defaults validate");
+    }
+
+    #[test]
+    fn app_manager_drivers_are_checked() {
+        let err = error_of(|c| c.app_manager.driver = "surrealdb".into());
+        assert!(
+            err.starts_with("app_manager.driver: \"surrealdb\" is not an app manager driver"),
+            "{err}"
+        );
+        for ok in [
+            "memory",
+            "array",
+            "postgresql",
+            "pgsql",
+            "mysql",
+            "dynamodb",
+        ] {
+            let mut c = Config::default();
+            c.app_manager.driver = ok.into();
+            validate(&c).expect(ok);
+        }
     }
 
     #[test]

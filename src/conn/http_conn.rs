@@ -77,7 +77,7 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                     crate::conn::websocket::upgrade(shard, stream, req, leftover).await;
                     return;
                 }
-                let admission = match rest::admit(&shard, &req) {
+                let admission = match rest::admit(&shard, &req).await {
                     Ok(a) => a,
                     Err(resp) => {
                         // The body (if any) is never buffered: answer and close, discarding what the client is

@@ -34,7 +34,19 @@ pub async fn upgrade(shard: Rc<Shard>, stream: Stream, req: Request, leftover: V
     let _ = write!(out, "X-Sockudo-Shard: {}\r\n\r\n", shard.id);
 
     let app_key = req.path.trim_start_matches("/app/").trim_end_matches('/');
-    let app = match check_handshake(&shard, app_key, &req.query, req.headers.origin()) {
+    let found = shard
+        .find_app(sockudo_io_shard::Lookup::Key(app_key.to_string()))
+        .await;
+    let app = match found
+        .map_err(|e| {
+            tracing::warn!(app_key, error = %e, "app lookup failed; refusing WebSocket");
+            Refusal(
+                codes::APP_LOOKUP_UNAVAILABLE,
+                "Application lookup unavailable; retry later",
+            )
+        })
+        .and_then(|app| check_handshake(&shard, app, &req.query, req.headers.origin()))
+    {
         Ok(app) => app,
         Err(Refusal(code, message)) => {
             tracing::debug!(code, message, app_key, "refusing WebSocket");
@@ -72,7 +84,7 @@ async fn serve(shard: Rc<Shard>, conn: Rc<Connection>, leftover: Vec<u8>) {
 
 fn check_handshake(
     shard: &Shard,
-    app_key: &str,
+    app: Option<Rc<crate::app::App>>,
     query: &str,
     origin_header: Option<&str>,
 ) -> Result<Rc<crate::app::App>, Refusal> {
@@ -102,10 +114,7 @@ fn check_handshake(
             }
         },
     }
-    let app = shard
-        .apps
-        .by_key(app_key)
-        .ok_or(Refusal(codes::APP_NOT_FOUND, "Application does not exist"))?;
+    let app = app.ok_or(Refusal(codes::APP_NOT_FOUND, "Application does not exist"))?;
     if !app.enabled {
         return Err(Refusal(codes::APP_DISABLED, "Application is disabled"));
     }

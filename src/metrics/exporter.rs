@@ -133,7 +133,15 @@ mod tests {
 
     #[test]
     fn routes_metrics_usage_and_404() {
-        let r = MetricsRegistry::new(1, vec!["1".into()], "sockudo_");
+        let r = MetricsRegistry::new(
+            1,
+            {
+                let slots = Arc::new(crate::app::AppSlots::default());
+                slots.intern("1");
+                slots
+            },
+            "sockudo_",
+        );
         let m = answer(&Method::Get, "/metrics", &r);
         assert_eq!(m.status, 200);
         assert_eq!(m.content_type, TEXT_FORMAT);
@@ -147,7 +155,11 @@ mod tests {
     fn serves_over_tcp() {
         let listener = bind("127.0.0.1", 0).unwrap();
         let port = listener.local_addr().unwrap().port();
-        spawn(listener, Arc::new(MetricsRegistry::new(1, vec![], "x_"))).unwrap();
+        spawn(
+            listener,
+            Arc::new(MetricsRegistry::new(1, Default::default(), "x_")),
+        )
+        .unwrap();
         let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();

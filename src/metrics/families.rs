@@ -108,10 +108,9 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
         "new_disconnections_total",
         "WebSocket connections closed, by app.",
     );
-    for (a, app_id) in r.app_ids.iter().enumerate() {
-        let o: u64 = r.shards.iter().map(|s| s.connections_opened[a].get()).sum();
-        let c: u64 = r.shards.iter().map(|s| s.connections_closed[a].get()).sum();
-        let l = [("app_id", app_id.as_str())];
+    for app in r.apps.all() {
+        let (o, c) = r.app_connections(app.slot);
+        let l = [("app_id", &*app.id)];
         connected = connected.value(&l, o.saturating_sub(c) as f64);
         opened = opened.value(&l, o as f64);
         closed = closed.value(&l, c as f64);
@@ -282,6 +281,21 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "Requests to the I/O shard (webhook events) dropped because its queue was full.",
         )
         .value(&[], io(|s| &s.dropped_queue_full)),
+        counter(
+            "app_manager_queries_total",
+            "Queries sent to the app database (cache misses; concurrent misses for one app share one).",
+        )
+        .value(&[], io(|s| &s.app_queries)),
+        counter(
+            "app_manager_query_errors_total",
+            "App database queries that failed or timed out.",
+        )
+        .value(&[], io(|s| &s.app_query_errors)),
+        counter(
+            "app_manager_lookups_refused_total",
+            "App lookups refused at once because too many were waiting for the database.",
+        )
+        .value(&[], io(|s| &s.app_lookups_refused)),
         gauge(
             "webhooks_pending",
             "Webhook requests not finished yet: in flight, waiting for a connection slot or a retry.",
@@ -322,7 +336,9 @@ mod tests {
 
     #[test]
     fn renders_summed_counters_with_prefix_and_labels() {
-        let r = MetricsRegistry::new(2, vec!["app-1".into()], "sockudo_");
+        let slots = std::sync::Arc::new(crate::app::AppSlots::default());
+        slots.intern("app-1");
+        let r = MetricsRegistry::new(2, slots, "sockudo_");
         r.shards[0].connection_opened(0);
         r.shards[1].connection_opened(0);
         r.shards[1].connection_opened(0);

@@ -277,10 +277,10 @@ fn error_slot(code: Option<u16>) -> usize {
 #[derive(Debug)]
 #[repr(align(128))]
 pub struct ShardMetrics {
-    /// Connections accepted past the handshake, per app position.
-    pub connections_opened: Counters,
-    /// Connections gone, per app position.
-    pub connections_closed: Counters,
+    /// Connections accepted past the handshake, per app slot.
+    pub connections_opened: SlotCounters,
+    /// Connections gone, per app slot.
+    pub connections_closed: SlotCounters,
     /// WebSocket messages (frames after reassembly) received.
     pub ws_messages_received: Counter,
     /// Bytes read from WebSocket sockets.
@@ -322,16 +322,49 @@ pub struct ShardMetrics {
     pub cluster_echo_timeouts: Counter,
 }
 
+/// Counters by app slot that grow as slots appear: chunks of 64, 128, 256... counters, each allocated the
+/// first time one of its slots is counted. Written by one shard, read by the exporter, without a lock.
+#[derive(Debug, Default)]
+pub struct SlotCounters {
+    chunks: [std::sync::OnceLock<Counters>; SLOT_CHUNKS],
+}
+
+/// Chunks of [`SlotCounters`]: 64 * 2^31 slots in all.
+const SLOT_CHUNKS: usize = 32;
+
+impl SlotCounters {
+    /// (chunk, offset in chunk, chunk length) of `slot`.
+    fn place(slot: u32) -> (usize, usize, usize) {
+        let n = slot as u64 / 64 + 1;
+        let chunk = 63 - n.leading_zeros() as usize;
+        let first = 64 * ((1u64 << chunk) - 1);
+        (chunk, (slot as u64 - first) as usize, 64usize << chunk)
+    }
+
+    /// The counter of `slot`, if its chunk exists.
+    pub fn get(&self, slot: u32) -> Option<&Counter> {
+        let (chunk, offset, _) = Self::place(slot);
+        self.chunks.get(chunk)?.get()?.get(offset)
+    }
+
+    /// The counter of `slot`, allocating its chunk on first use.
+    pub fn grow_to(&self, slot: u32) -> &Counter {
+        let (chunk, offset, len) = Self::place(slot);
+        let counters = self.chunks[chunk.min(SLOT_CHUNKS - 1)].get_or_init(|| Counters::new(len));
+        &counters[offset]
+    }
+}
+
 fn counters(n: usize) -> Counters {
     Counters::new(n)
 }
 
 impl ShardMetrics {
-    /// Counters for `nr_apps` apps and `nr_shards` shards.
-    pub fn new(nr_apps: usize, nr_shards: usize) -> Self {
+    /// Counters for `nr_shards` shards (per-app counters grow as apps appear).
+    pub fn new(nr_shards: usize) -> Self {
         ShardMetrics {
-            connections_opened: counters(nr_apps),
-            connections_closed: counters(nr_apps),
+            connections_opened: SlotCounters::default(),
+            connections_closed: SlotCounters::default(),
             ws_messages_received: Counter::default(),
             ws_bytes_received: Counter::default(),
             ws_messages_sent: Counter::default(),
@@ -356,20 +389,16 @@ impl ShardMetrics {
         }
     }
 
-    /// A connection of app `app` (its [`crate::app::App::index`]) passed the handshake.
+    /// A connection of app `app` (its slot, [`crate::app::App::index`]) passed the handshake.
     #[inline]
     pub fn connection_opened(&self, app: u32) {
-        if let Some(c) = self.connections_opened.get(app as usize) {
-            c.inc();
-        }
+        self.connections_opened.grow_to(app).inc();
     }
 
     /// A connection of app `app` is gone.
     #[inline]
     pub fn connection_closed(&self, app: u32) {
-        if let Some(c) = self.connections_closed.get(app as usize) {
-            c.inc();
-        }
+        self.connections_closed.grow_to(app).inc();
     }
 
     /// Counts `event` when it is a client event.
@@ -414,8 +443,8 @@ impl ShardMetrics {
 pub struct MetricsRegistry {
     /// One per shard, by shard id.
     pub shards: Vec<Arc<ShardMetrics>>,
-    /// App ids by app position, for the `app_id` label.
-    pub app_ids: Vec<String>,
+    /// App ids by slot, for the `app_id` label.
+    pub apps: Arc<crate::app::AppSlots>,
     /// Metric name prefix, e.g. `sockudo_`.
     pub prefix: String,
     /// When the process started serving.
@@ -425,13 +454,13 @@ pub struct MetricsRegistry {
 }
 
 impl MetricsRegistry {
-    /// Counters for `nr_shards` shards serving the apps `app_ids` (in app position order).
-    pub fn new(nr_shards: usize, app_ids: Vec<String>, prefix: &str) -> Self {
+    /// Counters for `nr_shards` shards serving the apps of `apps`.
+    pub fn new(nr_shards: usize, apps: Arc<crate::app::AppSlots>, prefix: &str) -> Self {
         MetricsRegistry {
             shards: (0..nr_shards)
-                .map(|_| Arc::new(ShardMetrics::new(app_ids.len(), nr_shards)))
+                .map(|_| Arc::new(ShardMetrics::new(nr_shards)))
                 .collect(),
-            app_ids,
+            apps,
             prefix: prefix.to_string(),
             started: Instant::now(),
             io: std::sync::OnceLock::new(),
@@ -455,21 +484,29 @@ impl MetricsRegistry {
 
     /// Open connections over all shards.
     pub fn connected(&self) -> u64 {
-        (0..self.app_ids.len())
+        self.apps
+            .all()
+            .iter()
             .map(|a| {
-                let opened: u64 = self
-                    .shards
-                    .iter()
-                    .map(|s| s.connections_opened[a].get())
-                    .sum();
-                let closed: u64 = self
-                    .shards
-                    .iter()
-                    .map(|s| s.connections_closed[a].get())
-                    .sum();
+                let (opened, closed) = self.app_connections(a.slot);
                 opened.saturating_sub(closed)
             })
             .sum()
+    }
+
+    /// Connections of the app in `slot` opened and closed so far, over all shards.
+    pub fn app_connections(&self, slot: u32) -> (u64, u64) {
+        let sum = |f: fn(&ShardMetrics) -> &SlotCounters| -> u64 {
+            self.shards
+                .iter()
+                .filter_map(|s| f(s).get(slot))
+                .map(Counter::get)
+                .sum()
+        };
+        (
+            sum(|s| &s.connections_opened),
+            sum(|s| &s.connections_closed),
+        )
     }
 
     /// The whole `/metrics` page in Prometheus text format.
@@ -510,8 +547,25 @@ mod tests {
     }
 
     #[test]
+    fn slot_counters_grow_by_chunks() {
+        let c = SlotCounters::default();
+        assert!(c.get(0).is_none());
+        for slot in [0u32, 63, 64, 127, 128, 191, 192, 5000, 1 << 20] {
+            c.grow_to(slot).inc();
+            assert_eq!(c.get(slot).map(Counter::get), Some(1), "slot {slot}");
+        }
+        assert_eq!(SlotCounters::place(0), (0, 0, 64));
+        assert_eq!(SlotCounters::place(64), (1, 0, 128));
+        assert_eq!(SlotCounters::place(191), (1, 127, 128));
+        assert_eq!(SlotCounters::place(192), (2, 0, 256));
+    }
+
+    #[test]
     fn totals_sum_every_shard() {
-        let r = MetricsRegistry::new(3, vec!["a".into(), "b".into()], "sockudo_");
+        let slots = Arc::new(crate::app::AppSlots::default());
+        slots.intern("a");
+        slots.intern("b");
+        let r = MetricsRegistry::new(3, slots, "sockudo_");
         r.shards[0].ws_messages_sent.add(5);
         r.shards[2].ws_messages_sent.add(7);
         assert_eq!(r.total(|s| &s.ws_messages_sent), 12);
@@ -519,8 +573,9 @@ mod tests {
         r.shards[1].connection_opened(1);
         r.shards[1].connection_opened(1);
         r.shards[2].connection_closed(1);
-        r.shards[2].connection_opened(9); // unknown app: ignored
+        r.shards[2].connection_opened(9); // a slot not (yet) in the table: not exported
         assert_eq!(r.connected(), 2);
+        assert_eq!(r.app_connections(9), (1, 0));
     }
 
     #[test]
@@ -557,7 +612,7 @@ mod tests {
 
     #[test]
     fn http_calls_are_counted_by_route_and_status() {
-        let m = ShardMetrics::new(1, 1);
+        let m = ShardMetrics::new(1);
         m.http_call(Route::Events, 200, Duration::from_millis(1), 100, 50);
         m.http_call(Route::Events, 200, Duration::from_millis(1), 100, 50);
         m.http_call(Route::Events, 599, Duration::from_millis(1), 1, 1);

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn live_usage_has_memory() {
-        let r = MetricsRegistry::new(1, vec![], "sockudo_");
+        let r = MetricsRegistry::new(1, Default::default(), "sockudo_");
         let u = Usage::now(&r);
         assert!(u.rss_bytes > 0 && u.virtual_bytes >= u.rss_bytes, "{u:?}");
         let v: serde_json::Value = serde_json::from_str(&u.to_json()).unwrap();

@@ -60,6 +60,9 @@ pub const UNAUTHORIZED: u16 = 4009;
 
 /// The server is over capacity. Backoff: the client reconnects after >= 1 s, so load can drain.
 pub const OVER_CAPACITY: u16 = 4100;
+/// The app could not be looked up: its database is down or overloaded and the app is not cached. Backoff:
+/// pusher-js retries after a second or more, by which time the database may answer.
+pub const APP_LOOKUP_UNAVAILABLE: u16 = 4101;
 
 // ---- 4200–4299, retry immediately --------------------------------------------------------------
 
@@ -119,6 +122,7 @@ mod tests {
             (NO_PROTOCOL, 4008),
             (UNAUTHORIZED, 4009),
             (OVER_CAPACITY, 4100),
+            (APP_LOOKUP_UNAVAILABLE, 4101),
             (RECONNECT, 4200),
             (PONG_NOT_RECEIVED, 4201),
             (INACTIVITY, 4202),

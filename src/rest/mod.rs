@@ -9,6 +9,7 @@ pub use signed::Authorized;
 use crate::http::{Method, Request, Response};
 use crate::protocol::rest_auth::percent_decode;
 use crate::shard::Shard;
+use sockudo_io_shard::Lookup;
 
 /// What a request head proved, before its body is read.
 pub enum Admission {
@@ -21,11 +22,17 @@ pub enum Admission {
 /// Checks a request head before its body is read: `/apps/{id}/...` must name a known app, be signed (query
 /// signature, timestamp, `auth_version`) and announce a body no larger than the route allows (for publishing, what
 /// the app's event limits can need). `Err` is the answer to send; the body is then never read.
-pub fn admit(shard: &Shard, req: &Request) -> Result<Admission, Response> {
+pub async fn admit(shard: &Shard, req: &Request) -> Result<Admission, Response> {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     let ["apps", app_id, rest @ ..] = segments.as_slice() else {
         return Ok(Admission::Public);
     };
+    // A database app manager may have to look the app up (never blocking the shard); a lookup that cannot be
+    // answered now is a 503, not an unknown app.
+    if let Err(e) = shard.find_app(Lookup::Id(app_id.to_string())).await {
+        tracing::warn!(app_id, error = %e, "app lookup failed; answering 503");
+        return Err(lookup_unavailable());
+    }
     let http_limit = shard.config.http_api.request_limit_in_mb * 1024 * 1024;
     let post = req.method == Method::Post;
     let max_body = |app: &crate::app::App| match rest {
@@ -40,8 +47,8 @@ pub fn admit(shard: &Shard, req: &Request) -> Result<Admission, Response> {
 pub async fn handle(shard: &Shard, req: &Request, admission: Admission, body: &[u8]) -> Response {
     let segments: Vec<&str> = req.path.trim_matches('/').split('/').collect();
     match (segments.as_slice(), admission) {
-        (["up"], _) => health(shard, None),
-        (["up", app_id], _) => health(shard, Some(app_id)),
+        (["up"], _) => health(shard, None).await,
+        (["up", app_id], _) => health(shard, Some(app_id)).await,
         (["apps", _, rest @ ..], Admission::Api(auth)) => {
             if let Err(resp) = signed::check_body(&auth, body) {
                 return resp;
@@ -105,16 +112,36 @@ fn method_not_allowed(allowed: &'static str) -> Response {
     Response::error(405, "Method not allowed").with_header("Allow", allowed)
 }
 
-fn health(shard: &Shard, app_id: Option<&str>) -> Response {
+/// 503 for a REST call whose app could not be looked up (app database down and the app not cached).
+fn lookup_unavailable() -> Response {
+    Response::error(503, "Application lookup unavailable; retry later")
+        .with_header("Retry-After", "1")
+}
+
+/// `GET /up` and `GET /up/{app_id}`. With a database app manager whose last query failed: `DEGRADED` (200)
+/// while this shard still serves cached apps, `ERROR` (503) when it has none.
+async fn health(shard: &Shard, app_id: Option<&str>) -> Response {
     if shard.is_shutting_down() {
         return Response::text(503, "DRAINING");
     }
-    match app_id {
-        None => Response::text(200, "OK"),
-        Some(id) => match shard.app_by_id(id) {
-            Some(app) if app.enabled => Response::text(200, "OK"),
-            Some(_) => Response::text(503, "DISABLED"),
-            None => Response::text(404, "NOT_FOUND"),
-        },
+    let database_down = shard.apps.is_database()
+        && shard
+            .io
+            .as_ref()
+            .is_some_and(|io| io.stats().app_source_down());
+    if let Some(id) = app_id {
+        match shard.find_app(Lookup::Id(id.to_string())).await {
+            Ok(Some(app)) if app.enabled => {}
+            Ok(Some(_)) => return Response::text(503, "DISABLED"),
+            Ok(None) => return Response::text(404, "NOT_FOUND"),
+            Err(_) => return Response::text(503, "ERROR"),
+        }
+    }
+    if !database_down {
+        Response::text(200, "OK")
+    } else if shard.apps.is_empty() {
+        Response::text(503, "ERROR")
+    } else {
+        Response::text(200, "DEGRADED")
     }
 }

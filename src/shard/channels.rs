@@ -23,30 +23,29 @@ impl ChannelEntry {
     }
 }
 
-/// Channels of every app on one shard, indexed by app position then channel name.
-#[derive(Debug)]
+/// Channels of every app on one shard, by app slot then channel name. An app's map is created with its first
+/// channel and freed with its last.
+#[derive(Debug, Default)]
 pub struct ChannelIndex {
-    apps: Vec<HashMap<Box<str>, ChannelEntry>>,
+    apps: HashMap<u32, HashMap<Box<str>, ChannelEntry>>,
 }
 
 impl ChannelIndex {
-    /// An empty index for `nr_apps` apps.
-    pub fn new(nr_apps: usize) -> Self {
-        ChannelIndex {
-            apps: (0..nr_apps).map(|_| HashMap::new()).collect(),
-        }
+    /// An empty index.
+    pub fn new() -> Self {
+        ChannelIndex::default()
     }
 
-    /// Makes room for apps added by a reload (app indexes only grow).
-    pub fn ensure_apps(&mut self, nr_apps: usize) {
-        while self.apps.len() < nr_apps {
-            self.apps.push(HashMap::new());
+    /// Frees the map of `app` once it has no channel left.
+    fn release(&mut self, app: u32) {
+        if self.apps.get(&app).is_some_and(HashMap::is_empty) {
+            self.apps.remove(&app);
         }
     }
 
     /// The entry of `channel`, if anyone anywhere subscribes to it.
     pub fn get(&self, app: u32, channel: &str) -> Option<&ChannelEntry> {
-        self.apps.get(app as usize)?.get(channel)
+        self.apps.get(&app)?.get(channel)
     }
 
     /// Adds a local subscriber (held back from deliveries while `pending`, see [`ChannelEntry::pending`]); true
@@ -58,9 +57,7 @@ impl ChannelIndex {
         conn: Rc<Connection>,
         pending: bool,
     ) -> bool {
-        let Some(map) = self.apps.get_mut(app as usize) else {
-            return false;
-        };
+        let map = self.apps.entry(app).or_default();
         let entry = match map.get_mut(channel) {
             Some(e) => e,
             None => map.entry(channel.into()).or_default(),
@@ -74,18 +71,14 @@ impl ChannelIndex {
 
     /// Lets deliveries reach a subscriber added as pending: its snapshot is queued.
     pub fn confirm(&mut self, app: u32, channel: &str, conn_id: u64) {
-        if let Some(entry) = self
-            .apps
-            .get_mut(app as usize)
-            .and_then(|m| m.get_mut(channel))
-        {
+        if let Some(entry) = self.apps.get_mut(&app).and_then(|m| m.get_mut(channel)) {
             entry.pending.retain(|&id| id != conn_id);
         }
     }
 
     /// Removes a local subscriber; true when it was the last one on this shard.
     pub fn remove_local(&mut self, app: u32, channel: &str, conn_id: u64) -> bool {
-        let Some(map) = self.apps.get_mut(app as usize) else {
+        let Some(map) = self.apps.get_mut(&app) else {
             return false;
         };
         let Some(entry) = map.get_mut(channel) else {
@@ -101,31 +94,28 @@ impl ChannelIndex {
         let last = entry.local.is_empty();
         if entry.is_unused() {
             map.remove(channel);
+            self.release(app);
         }
         last
     }
 
     /// Records whether shard `shard` has subscribers for `channel`.
     pub fn set_remote(&mut self, app: u32, channel: &str, shard: usize, interested: bool) {
-        if interested {
-            // An app added by a reload may be used on a peer before this shard applied the reload; app indexes
-            // are the process's own (never from the network), so growing to it is bounded.
-            self.ensure_apps(app as usize + 1);
-        }
-        let Some(map) = self.apps.get_mut(app as usize) else {
-            return;
-        };
         let bit = 1u64 << shard;
         if interested {
+            let map = self.apps.entry(app).or_default();
             let entry = match map.get_mut(channel) {
                 Some(e) => e,
                 None => map.entry(channel.into()).or_default(),
             };
             entry.remote |= bit;
-        } else if let Some(entry) = map.get_mut(channel) {
-            entry.remote &= !bit;
-            if entry.is_unused() {
-                map.remove(channel);
+        } else if let Some(map) = self.apps.get_mut(&app) {
+            if let Some(entry) = map.get_mut(channel) {
+                entry.remote &= !bit;
+                if entry.is_unused() {
+                    map.remove(channel);
+                    self.release(app);
+                }
             }
         }
     }
@@ -133,7 +123,7 @@ impl ChannelIndex {
     /// Channels of `app` with at least one local subscriber, with their local subscriber counts.
     pub fn local_channels(&self, app: u32) -> impl Iterator<Item = (&str, usize)> {
         self.apps
-            .get(app as usize)
+            .get(&app)
             .into_iter()
             .flat_map(|m| m.iter())
             .filter(|(_, e)| !e.local.is_empty())
@@ -147,7 +137,7 @@ mod tests {
 
     #[test]
     fn interest_for_an_app_added_by_a_reload_elsewhere_is_kept() {
-        let mut index = ChannelIndex::new(1);
+        let mut index = ChannelIndex::new();
         index.set_remote(2, "news", 1, true);
         assert_eq!(index.get(2, "news").map(|e| e.remote), Some(0b10));
         index.set_remote(2, "news", 1, false);

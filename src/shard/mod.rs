@@ -49,8 +49,8 @@ pub struct Shard {
     pub id: usize,
     /// The configuration, as loaded.
     pub config: Rc<Config>,
-    /// This shard's copy of the apps.
-    pub apps: AppRegistry,
+    /// This shard's apps (and its cache of database apps).
+    pub apps: Rc<AppRegistry>,
     /// Open WebSocket connections by shard-local id.
     pub conns: RefCell<HashMap<u64, Rc<Connection>>>,
     next_conn_id: Cell<u64>,
@@ -905,9 +905,18 @@ impl Shard {
         }
     }
 
-    /// The app with REST id `id`.
+    /// The cached app with REST id `id` (see [`Shard::find_app`] to fill the cache).
     pub fn app_by_id(&self, id: &str) -> Option<Rc<App>> {
         self.apps.by_id(id)
+    }
+
+    /// The app `by` names, from this shard's cache or (database drivers) the app database, without blocking
+    /// the shard.
+    pub async fn find_app(
+        &self,
+        by: sockudo_io_shard::Lookup,
+    ) -> Result<Option<Rc<App>>, crate::app::LookupError> {
+        crate::app::lookup::resolve(&self.apps, by).await
     }
 }
 
@@ -966,11 +975,11 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
     } else {
         (0, None, None)
     };
-    let apps = seed.apps.registry();
+    let apps = Rc::new(seed.apps.registry(seed.io.clone()));
     let max_bytes = config.websocket.max_bytes.unwrap_or(usize::MAX);
     let shard = Rc::new(Shard {
         id,
-        channels: RefCell::new(ChannelIndex::new(apps.len())),
+        channels: RefCell::new(ChannelIndex::new()),
         presence: RefCell::new(PresenceRegistry::default()),
         cache: RefCell::new(cache::ChannelCache::default()),
         watch: RefCell::new(Default::default()),
@@ -1047,9 +1056,12 @@ async fn obey(shard: Rc<Shard>, mut control: ControlReceiver) {
                 shard.phase_changed.notify_one();
             }
             Some(ShardControl::ReplaceApps(seed)) => {
-                shard.apps.replace(&seed);
-                shard.channels.borrow_mut().ensure_apps(seed.slots());
-                tracing::debug!(shard = shard.id, apps = seed.slots(), "apps replaced");
+                seed.fill(&shard.apps);
+                tracing::debug!(
+                    shard = shard.id,
+                    apps = seed.app_ids().len(),
+                    "apps replaced"
+                );
             }
             Some(ShardControl::ServeUnix(fd)) => {
                 use std::os::fd::IntoRawFd;

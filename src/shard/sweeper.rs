@@ -22,6 +22,9 @@ pub async fn run(shard: Rc<Shard>) {
         glommio::timer::sleep(Duration::from_secs(1)).await;
         shard.tick();
         let now = shard.now();
+        if now.is_multiple_of(10) {
+            shard.apps.purge(std::time::Instant::now());
+        }
         let conns = shard.conns.borrow();
         shard.metrics.set_backlog(&shard.peers.backlog());
         let mut queued = 0;

@@ -6,6 +6,7 @@
 //! each event for every matching webhook of its app and starts one task per request; tasks retry on their
 //! own clock, with at most 64 requests in flight at once.
 
+mod apps;
 mod bridge;
 pub mod cluster;
 mod deliver;
@@ -22,7 +23,11 @@ pub use sockudo_webhooks::{AppWebhooks, EventKind, KindSet, WebhookEvent};
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::warn;
 
-pub use stats::IoStats;
+pub use apps::{LOOKUP_TIMEOUT, MAX_LOOKUPS_IN_FLIGHT};
+pub use sockudo_apps::{
+    AppRecord, DynamoDbConfig, FindResult, Lookup, SourceConfig, SourceError, SqlConfig,
+};
+pub use stats::{IoStats, SOURCE_DOWN, SOURCE_UNKNOWN, SOURCE_UP};
 
 use deliver::{Shared, Transport, MAX_IN_FLIGHT};
 use router::Router;
@@ -35,9 +40,16 @@ pub enum IoRequest {
     Webhook(WebhookEvent),
     /// Publish a message to other nodes of the cluster (dropped when the node runs alone).
     Cluster(cluster::ClusterOut),
-    /// Replace every app's credentials and webhooks (a configuration reload), at the indexes
-    /// [`WebhookEvent::app`] uses. Deliveries already started keep what they were signed with.
-    ReplaceApps(Vec<AppWebhooks>),
+    /// Look an app up in the app database; the answer goes to `reply` (awaitable from any runtime).
+    FindApp {
+        by: Lookup,
+        reply: oneshot::Sender<FindResult>,
+    },
+    /// The webhooks of the app in slot `slot` (`WebhookEvent::app`) are now `hooks`; `None`: the app is gone.
+    AppWebhooks {
+        slot: u32,
+        hooks: Option<AppWebhooks>,
+    },
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.
@@ -77,8 +89,11 @@ pub const DEFAULT_MAX_PENDING_DELIVERIES: usize = 10_000;
 /// How the I/O shard runs.
 #[derive(Debug)]
 pub struct IoShardConfig {
-    /// Every app, at the index [`WebhookEvent::app`] uses.
+    /// The apps known at start: the app at position `i` has slot `i` ([`WebhookEvent::app`]). Apps found
+    /// later arrive with [`IoRequest::AppWebhooks`].
     pub apps: Vec<AppWebhooks>,
+    /// The app database that answers [`IoRequest::FindApp`]; `None`: the memory app manager.
+    pub app_source: Option<SourceConfig>,
     /// Batching window (`webhooks.batching.duration`); `None`: one event per request.
     pub batching: Option<Duration>,
     /// Capacity of the queue from the worker shards (default [`DEFAULT_QUEUE_CAPACITY`]).
@@ -94,6 +109,7 @@ impl Default for IoShardConfig {
     fn default() -> IoShardConfig {
         IoShardConfig {
             apps: Vec::new(),
+            app_source: None,
             batching: None,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
@@ -162,7 +178,18 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                 stats: thread_stats,
                 shutdown: deadline_rx,
             });
-            let mut router = Router::new(config.apps, config.batching, shared);
+            let source = match &config.app_source {
+                None => None,
+                Some(source) => match runtime.block_on(sockudo_apps::open(source)) {
+                    Ok(source) => Some(source),
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e.to_string()));
+                        return;
+                    }
+                },
+            };
+            let (resolver, resolved) = apps::AppResolver::new(source, Arc::clone(&shared.stats));
+            let mut router = Router::new(config.apps, config.batching, shared, resolver);
             let mut cluster_task = None;
             if let Some(cluster) = cluster_config {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -184,7 +211,7 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
             }
             let _ = ready_tx.send(Ok(()));
             runtime.block_on(async {
-                let router = router.run(forward_rx, shutdown_rx, deadline_tx);
+                let router = router.run(forward_rx, resolved, shutdown_rx, deadline_tx);
                 match cluster_task {
                     Some(cluster) => {
                         tokio::join!(router, cluster);

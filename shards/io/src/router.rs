@@ -1,6 +1,7 @@
 //! The I/O shard's main loop: takes events off the queue, hands each to every matching webhook of its app
 //! (through the batcher), starts one delivery task per request, and on shutdown flushes within the bound.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -11,15 +12,18 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tracing::debug;
 
+use crate::apps::{AppResolver, Done};
 use crate::deliver::{deliver, Job, PendingGuard, Shared};
 use crate::IoRequest;
 
-/// (app index, webhook index within the app).
+/// (app slot, webhook index within the app).
 type HookKey = (u32, usize);
 
 /// Routes events to webhooks and owns the delivery tasks.
 pub(crate) struct Router {
-    apps: Vec<App>,
+    /// By app slot.
+    apps: HashMap<u32, App>,
+    resolver: AppResolver,
     batcher: Batcher<HookKey, String>,
     tasks: JoinSet<()>,
     shared: Arc<Shared>,
@@ -33,14 +37,30 @@ struct App {
     hooks: AppWebhooks,
 }
 
+impl App {
+    fn new(hooks: AppWebhooks) -> App {
+        App {
+            id: hooks.app_id.as_str().into(),
+            hooks,
+        }
+    }
+}
+
 impl Router {
     pub(crate) fn new(
         apps: Vec<AppWebhooks>,
         batching: Option<Duration>,
         shared: Arc<Shared>,
+        resolver: AppResolver,
     ) -> Router {
+        let apps = apps
+            .into_iter()
+            .enumerate()
+            .map(|(slot, hooks)| (slot as u32, App::new(hooks)))
+            .collect();
         Router {
-            apps: Self::apps(apps),
+            apps,
+            resolver,
             batcher: Batcher::new(batching),
             tasks: JoinSet::new(),
             shared,
@@ -48,19 +68,11 @@ impl Router {
         }
     }
 
-    fn apps(apps: Vec<AppWebhooks>) -> Vec<App> {
-        apps.into_iter()
-            .map(|hooks| App {
-                id: hooks.app_id.as_str().into(),
-                hooks,
-            })
-            .collect()
-    }
-
     /// Runs until `shutdown` gives the deadline (or its sender is dropped: deadline now), then flushes.
     pub(crate) async fn run(
         mut self,
         mut requests: mpsc::Receiver<IoRequest>,
+        mut resolved: mpsc::UnboundedReceiver<Done>,
         mut shutdown: oneshot::Receiver<Instant>,
         deadline_tx: watch::Sender<Option<Instant>>,
     ) {
@@ -76,6 +88,7 @@ impl Router {
                     Some(request) => self.handle(request, Instant::now()),
                     None => requests_open = false,
                 },
+                Some(done) = resolved.recv() => self.resolver.answer(done),
                 _ = tokio::time::sleep_until(due.into()) => {
                     for (key, events) in self.batcher.take_due(Instant::now()) {
                         self.start(key, events);
@@ -120,16 +133,24 @@ impl Router {
                     let _ = cluster.send(out);
                 }
             }
-            IoRequest::ReplaceApps(apps) => self.apps = Self::apps(apps),
+            IoRequest::FindApp { by, reply } => self.resolver.find(by, reply),
+            IoRequest::AppWebhooks { slot, hooks } => match hooks {
+                Some(hooks) => {
+                    self.apps.insert(slot, App::new(hooks));
+                }
+                None => {
+                    self.apps.remove(&slot);
+                }
+            },
         }
     }
 
     /// Hands `event` to every webhook of its app that wants it.
     fn route(&mut self, event: &WebhookEvent, now: Instant) {
-        let Some(app) = self.apps.get(event.app as usize) else {
+        let Some(app) = self.apps.get(&event.app) else {
             debug!(
                 app = event.app,
-                "webhook event for an unknown app index; dropped"
+                "webhook event for an unknown app slot; dropped"
             );
             return;
         };
@@ -153,7 +174,7 @@ impl Router {
 
     /// Signs `events` for the webhook `key` and starts delivering them.
     fn start(&mut self, (app, index): HookKey, events: Vec<String>) {
-        let Some(app) = self.apps.get(app as usize) else {
+        let Some(app) = self.apps.get(&app) else {
             return;
         };
         let Some(hook) = app.hooks.webhooks.get(index) else {

@@ -1,6 +1,13 @@
 //! Counters of the I/O shard, read by the metrics exporter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+
+/// [`IoStats::app_source_state`]: no app database configured, or nothing asked yet.
+pub const SOURCE_UNKNOWN: u8 = 0;
+/// [`IoStats::app_source_state`]: the last query was answered.
+pub const SOURCE_UP: u8 = 1;
+/// [`IoStats::app_source_state`]: the last query failed (unreachable, error or timeout).
+pub const SOURCE_DOWN: u8 = 2;
 
 /// Counters of the I/O shard, read by the metrics exporter.
 #[derive(Debug, Default)]
@@ -21,6 +28,14 @@ pub struct IoStats {
     pub webhooks_dropped_pending: AtomicU64,
     /// The cluster link's counters.
     pub cluster: std::sync::Arc<crate::cluster::ClusterStats>,
+    /// Queries sent to the app database (one per distinct lookup in flight).
+    pub app_queries: AtomicU64,
+    /// App database queries that failed or timed out.
+    pub app_query_errors: AtomicU64,
+    /// App lookups answered "busy" because too many distinct lookups were waiting for the database.
+    pub app_lookups_refused: AtomicU64,
+    /// State of the app database as the last query found it ([`SOURCE_UNKNOWN`], [`SOURCE_UP`], [`SOURCE_DOWN`]).
+    pub app_source_state: AtomicU8,
 }
 
 impl IoStats {
@@ -30,5 +45,10 @@ impl IoStats {
 
     pub(crate) fn sub(counter: &AtomicU64) {
         counter.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// True when an app database is configured and its last query failed.
+    pub fn app_source_down(&self) -> bool {
+        self.app_source_state.load(Ordering::Relaxed) == SOURCE_DOWN
     }
 }

@@ -14,6 +14,7 @@ const path = require('node:path');
 const PusherJS = require('pusher-js'); // Node build (dist/node), bundles faye-websocket
 const PusherServer = require('pusher');
 const WebSocket = require('ws');
+const { mirrorApps } = require('./app-db');
 
 const SOCKUDO_BIN = process.env.SOCKUDO_BIN
   ? path.resolve(process.env.SOCKUDO_BIN)
@@ -159,6 +160,8 @@ async function startNode({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockudo-js-'));
   const configPath = path.join(dir, 'config.json');
   fs.writeFileSync(configPath, JSON.stringify({ ...config, app_manager: { array: { apps } } }, null, 2));
+  // SOCKUDO_TEST_APP_DRIVER: the same apps, read from a database instead (see app-db.js).
+  const dbEnv = await mirrorApps(apps);
 
   const proc = spawn(SOCKUDO_BIN, ['--config', configPath], {
     env: {
@@ -170,6 +173,7 @@ async function startNode({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {
       RUST_LOG: 'warn',
       // No drain period: stop() closes with 4200 at once, as the tests expect (draining is tested in Rust).
       SHUTDOWN_GRACE_PERIOD: '0',
+      ...(dbEnv || {}),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
