@@ -78,6 +78,8 @@ pub struct App {
     pub limits: AppLimits,
     /// Open connections across all shards; shared by every shard's copy of this app.
     connections: Arc<AtomicU64>,
+    /// Open connections on the other nodes of the cluster (0 alone), counted against `max_connections` too.
+    remote_connections: Arc<AtomicU64>,
     /// Events published through the REST API in the current second, across all shards.
     pub backend_events: Arc<RateWindow>,
     /// REST read requests in the current second, across all shards.
@@ -121,9 +123,10 @@ impl App {
     /// Reserves a connection slot; false when the app is at `max_connections`.
     pub fn try_acquire_connection(&self) -> bool {
         let max = self.limits.max_connections;
+        let elsewhere = self.remote_connections.load(Ordering::Relaxed);
         let mut current = self.connections.load(Ordering::Relaxed);
         loop {
-            if max != 0 && current >= max {
+            if max != 0 && current.saturating_add(elsewhere) >= max {
                 return false;
             }
             match self.connections.compare_exchange_weak(
@@ -354,6 +357,7 @@ impl App {
             enabled: cfg.enabled,
             limits: effective_limits(cfg, defaults),
             connections: shared.connections.clone(),
+            remote_connections: shared.remote_connections.clone(),
             backend_events: shared.backend_events.clone(),
             read_requests: shared.read_requests.clone(),
             config: cfg.clone(),

@@ -31,6 +31,12 @@ pub struct SlotShared {
     latest: Mutex<Option<Arc<AppConfig>>>,
     /// Bumped whenever `latest` changes; a shard's copy built from an older version is rebuilt.
     version: AtomicU64,
+    /// Open connections of this app on the other nodes of the cluster (their last announcements, summed).
+    pub remote_connections: Arc<AtomicU64>,
+    /// Each other node's last announced count; touched only when a node announces or goes away.
+    remote_by_node: Mutex<HashMap<u64, u64>>,
+    /// This node's count as last announced to the others.
+    pub announced: AtomicU64,
 }
 
 impl SlotShared {
@@ -53,6 +59,21 @@ impl SlotShared {
     pub fn latest(&self) -> (Option<Arc<AppConfig>>, u64) {
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         (latest.clone(), self.version.load(Ordering::Relaxed))
+    }
+
+    /// Node `node` has `count` connections of this app (`0` also when it is gone).
+    pub fn set_remote_connections(&self, node: u64, count: u64) {
+        let mut by_node = self
+            .remote_by_node
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if count == 0 {
+            by_node.remove(&node);
+        } else {
+            by_node.insert(node, count);
+        }
+        self.remote_connections
+            .store(by_node.values().sum(), Ordering::Relaxed);
     }
 
     /// The current version (one relaxed load).
@@ -88,6 +109,9 @@ impl AppSlots {
             read_requests: Arc::default(),
             latest: Mutex::new(None),
             version: AtomicU64::new(0),
+            remote_connections: Arc::default(),
+            remote_by_node: Mutex::new(HashMap::new()),
+            announced: AtomicU64::new(0),
         });
         table.by_id.insert(id.into(), Arc::clone(&shared));
         table.in_order.push(Arc::clone(&shared));

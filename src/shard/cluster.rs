@@ -354,6 +354,26 @@ impl Shard {
         });
     }
 
+    /// Tells the other nodes this node's open connections per app (all of them with `all`, else those that
+    /// changed since last told), so `max_connections` counts the whole cluster. Run by shard 0 only.
+    pub fn announce_connections(&self, all: bool) {
+        if self.cluster.is_none() {
+            return;
+        }
+        for slot in self.apps.slots.all() {
+            let now = slot.connections.load(std::sync::atomic::Ordering::Relaxed);
+            let told = slot
+                .announced
+                .swap(now, std::sync::atomic::Ordering::Relaxed);
+            if now != told || (all && now > 0) {
+                self.cluster_broadcast(&ClusterMsg::Connections {
+                    app_id: slot.id.to_string(),
+                    count: now,
+                });
+            }
+        }
+    }
+
     /// Tells the other nodes that this node gained its first or lost its last socket signed in as `user`.
     pub fn announce_online(&self, app: u32, user: &str, online: bool) {
         if self.cluster.is_none()
@@ -459,6 +479,11 @@ impl Shard {
             }
             ClusterIn::NodeGone(node) => {
                 link.peers.borrow_mut().remove(&node);
+                if self.id == 0 {
+                    for slot in self.apps.slots.all() {
+                        slot.set_remote_connections(node, 0);
+                    }
+                }
                 let gone = self.presence.borrow_mut().drop_node(node);
                 for (app, channel, change) in gone {
                     self.apply_presence_transition(app, &channel, change);
@@ -479,6 +504,9 @@ impl Shard {
             ClusterIn::Bus(ready) => link.bus_ready.set(ready),
             ClusterIn::SyncRequested => {
                 self.publish_sync_part();
+                if self.id == 0 {
+                    self.announce_connections(true);
+                }
                 for (app, channel, count) in self.subscription_counts.borrow().local_totals() {
                     self.announce_count(app, &channel, count);
                 }
@@ -718,6 +746,12 @@ impl Shard {
                         },
                     );
                 }
+            }
+            ClusterMsg::Connections { app_id, count } => {
+                self.apps
+                    .slots
+                    .intern(&app_id)
+                    .set_remote_connections(origin, count);
             }
             ClusterMsg::Hello | ClusterMsg::Bye | ClusterMsg::Heartbeat => {}
         }

@@ -113,6 +113,9 @@ impl SubscriptionCounts {
 pub async fn run(shard: Rc<Shard>) {
     loop {
         glommio::timer::sleep(FLUSH_INTERVAL).await;
+        if shard.id == 0 {
+            shard.announce_connections(false);
+        }
         let changed = shard.subscription_counts.borrow_mut().take_changed();
         for Changed {
             app,

@@ -101,7 +101,8 @@ fn convert(kind: Kind, text: &str) -> Result<Value, String> {
 const POLICY_ONLY: &[&str] = &["enable_subscription_count"];
 
 /// Sockudo's nested `policy` column (`{limits, features, channels, webhooks}`) fills the flat fields the row
-/// leaves unset; the other policy sections (delta compression, history, ...) are not used by this server.
+/// leaves unset (`channels.allowed_origins`, `channels.channel_delta_compression`); the other policy sections
+/// (history, idempotency, ...) are not used by this server.
 pub fn merge_policy(record: &mut AppRecord, policy: &Value) {
     let Some(policy) = policy.as_object() else {
         return;
@@ -127,6 +128,12 @@ pub fn merge_policy(record: &mut AppRecord, policy: &Value) {
         policy
             .get("channels")
             .and_then(|c| c.get("allowed_origins")),
+    );
+    fill(
+        "channel_delta_compression",
+        policy
+            .get("channels")
+            .and_then(|c| c.get("channel_delta_compression")),
     );
     fill("webhooks", policy.get("webhooks"));
 }

@@ -41,8 +41,11 @@ function columns(app) {
   const row = { max_connections: 0, max_client_events_per_second: 10, enable_client_messages: false, enabled: true };
   for (const [k, v] of Object.entries(app)) {
     if (POLICY_FEATURES.includes(k)) {
-      row.policy = row.policy || { features: {} };
-      row.policy.features[k] = v;
+      row.policy = row.policy || {};
+      row.policy.features = { ...(row.policy.features || {}), [k]: v };
+    } else if (k === 'channel_delta_compression') {
+      row.policy = row.policy || {};
+      row.policy.channels = { ...(row.policy.channels || {}), channel_delta_compression: v };
     } else if ([...INT_COLUMNS, ...BOOL_COLUMNS, ...JSON_COLUMNS, 'id', 'key', 'secret'].includes(k)) {
       row[k] = v;
     } else {

@@ -177,6 +177,13 @@ pub enum ClusterMsg {
         /// Subscriptions on the sending node.
         count: u64,
     },
+    /// The sending node's number of open connections of an app changed to `count`.
+    Connections {
+        /// The app id.
+        app_id: String,
+        /// Open connections on the sending node.
+        count: u64,
+    },
     /// The sending node gained its first (`occupied`) or lost its last subscriber of a channel.
     Occupancy {
         /// The app id.
@@ -211,6 +218,7 @@ mod kind {
     pub const ANSWER: u8 = 11;
     pub const COUNT: u8 = 12;
     pub const OCCUPANCY: u8 = 13;
+    pub const CONNECTIONS: u8 = 14;
 }
 
 impl ClusterMsg {
@@ -337,6 +345,11 @@ impl ClusterMsg {
                 w.u8(kind::COUNT);
                 w.str(app_id);
                 w.str(channel);
+                w.u64(*count);
+            }
+            ClusterMsg::Connections { app_id, count } => {
+                w.u8(kind::CONNECTIONS);
+                w.str(app_id);
                 w.u64(*count);
             }
             ClusterMsg::Occupancy {
@@ -511,6 +524,10 @@ impl ClusterMsg {
             kind::COUNT => ClusterMsg::Count {
                 app_id: r.str()?,
                 channel: r.str()?,
+                count: r.u64()?,
+            },
+            kind::CONNECTIONS => ClusterMsg::Connections {
+                app_id: r.str()?,
                 count: r.u64()?,
             },
             kind::OCCUPANCY => ClusterMsg::Occupancy {
@@ -760,6 +777,10 @@ mod tests {
                 app_id: "a".into(),
                 channel: "c".into(),
                 occupied: true,
+            },
+            ClusterMsg::Connections {
+                app_id: "a".into(),
+                count: 17,
             },
         ]
     }
