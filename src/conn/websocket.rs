@@ -127,6 +127,7 @@ fn check_handshake(
             "Application is over connection quota",
         ));
     }
+    shard.connections_changed(&app);
     Ok(app)
 }
 

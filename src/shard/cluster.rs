@@ -50,6 +50,17 @@ pub struct Link {
     echo_waiting: RefCell<HashMap<u64, tokio::sync::oneshot::Sender<EchoAcks>>>,
     /// Tokens of this node's events delivered here (by this shard), so a copy is delivered once.
     seen: RefCell<SeenTokens>,
+    /// Presence joins (on channels this shard owns) waiting for their barrier, by token.
+    joins: RefCell<HashMap<u64, PendingJoin>>,
+}
+
+/// A presence join whose snapshot waits for its barrier.
+#[derive(Debug)]
+struct PendingJoin {
+    app: u32,
+    channel: Box<str>,
+    socket: super::mesh::SocketRef,
+    reply: tokio::sync::oneshot::Sender<Result<(), super::presence::JoinRefused>>,
 }
 
 /// Answers of the other shards of this node once they queued an event.
@@ -110,10 +121,12 @@ impl Link {
             next_token: Cell::new((shard as u64) << 56),
             echo_waiting: RefCell::new(HashMap::new()),
             seen: RefCell::new(SeenTokens::default()),
+            joins: RefCell::new(HashMap::new()),
         }
     }
 
-    fn new_token(&self) -> u64 {
+    /// A fresh token of this shard (the shard id in the top byte).
+    pub fn new_token(&self) -> u64 {
         let token = self.next_token.get() + 1;
         self.next_token.set(token);
         token
@@ -174,6 +187,18 @@ impl Shard {
     pub fn cluster_broadcast(&self, msg: &ClusterMsg) {
         if self.cluster.is_some() {
             self.cluster_send(ClusterOut::Broadcast(msg.encode()));
+        }
+    }
+
+    /// Sends `msg` about presence channel `channel` to every node, routed like the channel's events, so that
+    /// on every node all presence messages of the channel (this node's barriers included) are applied in the
+    /// bus's order.
+    fn cluster_send_routed(&self, app_id: &str, channel: &str, msg: &ClusterMsg) {
+        if self.cluster.is_some() {
+            self.cluster_send(ClusterOut::Event {
+                route: route_of(app_id, channel),
+                body: msg.encode(),
+            });
         }
     }
 
@@ -311,6 +336,58 @@ impl Shard {
         self.send_to(waiter, ShardMsg::EchoDelivered { token, acks });
     }
 
+    /// Holds a presence join's snapshot until a barrier for the channel comes back from the bus.
+    pub fn await_presence_barrier(
+        &self,
+        app: u32,
+        channel: &str,
+        socket: super::mesh::SocketRef,
+        token: u64,
+        reply: tokio::sync::oneshot::Sender<Result<(), super::presence::JoinRefused>>,
+    ) {
+        let (Some(link), Some(app_id)) = (&self.cluster, self.app_id(app)) else {
+            return;
+        };
+        link.joins.borrow_mut().insert(
+            token,
+            PendingJoin {
+                app,
+                channel: channel.into(),
+                socket,
+                reply,
+            },
+        );
+        let body = ClusterMsg::Barrier {
+            app_id: app_id.clone(),
+            channel: channel.into(),
+            token,
+        }
+        .encode();
+        self.cluster_send(ClusterOut::Event {
+            route: route_of(&app_id, channel),
+            body,
+        });
+    }
+
+    /// The barrier of a waiting join came back (or its joiner gave up waiting): its snapshot, as of now.
+    pub fn presence_barrier_passed(&self, token: u64) {
+        let Some(link) = &self.cluster else { return };
+        let Some(join) = link.joins.borrow_mut().remove(&token) else {
+            return;
+        };
+        let snapshot = self.presence.borrow().snapshot(join.app, &join.channel);
+        self.send_to(
+            join.socket.shard,
+            ShardMsg::PresenceJoined {
+                app: join.app,
+                channel: join.channel,
+                conn_id: join.socket.conn_id,
+                outcome: Ok(snapshot),
+                reply: join.reply,
+            },
+        );
+    }
+
     /// One of this shard's events was delivered on this node; `acks` answer once the other shards queued it.
     pub fn echo_delivered(&self, token: u64, acks: Vec<tokio::sync::oneshot::Receiver<()>>) {
         if let Some(link) = &self.cluster {
@@ -343,15 +420,19 @@ impl Shard {
         let Some(app_id) = self.app_id(app) else {
             return;
         };
-        self.cluster_broadcast(&ClusterMsg::Presence {
-            app_id,
-            channel: channel.into(),
-            member: WireMember {
-                user_id: user.into(),
-                info: info.map(Into::into),
+        self.cluster_send_routed(
+            &app_id,
+            channel,
+            &ClusterMsg::Presence {
+                app_id: app_id.clone(),
+                channel: channel.into(),
+                member: WireMember {
+                    user_id: user.into(),
+                    info: info.map(Into::into),
+                },
+                present,
             },
-            present,
-        });
+        );
     }
 
     /// Tells the other nodes this node's open connections per app (all of them with `all`, else those that
@@ -372,6 +453,24 @@ impl Shard {
                 });
             }
         }
+    }
+
+    /// A connection of `app` opened or closed here: an app with `max_connections` tells the other nodes at once
+    /// (the others wait for the 100 ms announcement), so the limit holds for the cluster as closely as the bus
+    /// allows.
+    pub fn connections_changed(&self, app: &crate::app::App) {
+        if self.cluster.is_none() || app.limits.max_connections == 0 {
+            return;
+        }
+        let count = app.connection_count();
+        if let Some(slot) = self.apps.slots.get(app.index) {
+            slot.announced
+                .store(count, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.cluster_broadcast(&ClusterMsg::Connections {
+            app_id: app.id.clone(),
+            count,
+        });
     }
 
     /// Tells the other nodes that this node gained its first or lost its last socket signed in as `user`.
@@ -544,15 +643,44 @@ impl Shard {
                 })
             })
             .collect();
-        self.cluster_broadcast(&ClusterMsg::Sync {
-            part: self.id as u16,
-            parts: self.peers.nr_shards() as u16,
-            channels,
-        });
+        // One message per channel, routed like the channel's announcements (one order per channel).
+        for c in channels {
+            let (app_id, channel) = (c.app_id.clone(), c.channel.clone());
+            self.cluster_send_routed(
+                &app_id,
+                &channel,
+                &ClusterMsg::Sync {
+                    part: self.id as u16,
+                    parts: self.peers.nr_shards() as u16,
+                    channels: vec![c],
+                },
+            );
+        }
     }
 
     fn apply_remote(self: &Rc<Self>, origin: u64, msg: ClusterMsg) {
         let app_of = |app_id: &str| self.apps.by_id(app_id).map(|a| a.index);
+        let mine = self.cluster.as_ref().is_some_and(|l| l.node_id == origin);
+        if mine {
+            // Only events and barriers come back to their own node; presence state was applied when made.
+            match msg {
+                ClusterMsg::Event { .. } => {}
+                ClusterMsg::Barrier {
+                    app_id,
+                    channel,
+                    token,
+                } => {
+                    if let Some(app) = app_of(&app_id) {
+                        self.send_to(
+                            self.owner_of(app, &channel),
+                            ShardMsg::BarrierPassed { token },
+                        );
+                    }
+                    return;
+                }
+                _ => return,
+            }
+        }
         match msg {
             ClusterMsg::Event {
                 app_id,
@@ -753,7 +881,10 @@ impl Shard {
                     .intern(&app_id)
                     .set_remote_connections(origin, count);
             }
-            ClusterMsg::Hello | ClusterMsg::Bye | ClusterMsg::Heartbeat => {}
+            ClusterMsg::Hello
+            | ClusterMsg::Bye
+            | ClusterMsg::Heartbeat
+            | ClusterMsg::Barrier { .. } => {}
         }
     }
 

@@ -50,6 +50,8 @@ pub enum ShardMsg {
         max_members: usize,
         /// The joining socket (gets the snapshot, and no `member_added` about itself).
         socket: SocketRef,
+        /// The joiner's token for a cluster barrier (see [`ShardMsg::BarrierPassed`]).
+        token: u64,
         /// Handed back with [`ShardMsg::PresenceJoined`] to the socket's shard.
         reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
     },
@@ -88,6 +90,11 @@ pub enum ShardMsg {
         node: u64,
         /// Online there now.
         online: bool,
+    },
+    /// A presence join's barrier came back from the bus (or the joiner gave up waiting): send the snapshot now.
+    BarrierPassed {
+        /// The joiner's token.
+        token: u64,
     },
     /// This node's own event whose copy the bus did not bring back in time: deliver it here, once.
     LoopbackDeliver {

@@ -217,6 +217,7 @@ impl Shard {
         self.forget_socket(conn.id);
         self.conns.borrow_mut().remove(&conn.id);
         conn.app.release_connection();
+        self.connections_changed(&conn.app);
         self.metrics.connection_closed(conn.app.index);
     }
 
@@ -348,9 +349,11 @@ impl Shard {
         conn: &Connection,
     ) -> Result<(), JoinRefused> {
         let app = conn.app.index;
-        let (reply, rx) = tokio::sync::oneshot::channel();
+        let (reply, mut rx) = tokio::sync::oneshot::channel();
+        let token = self.cluster.as_ref().map_or(0, |l| l.new_token());
+        let owner = self.owner_of(app, channel);
         self.send_to(
-            self.owner_of(app, channel),
+            owner,
             ShardMsg::PresenceJoin {
                 app,
                 channel: channel.into(),
@@ -362,10 +365,25 @@ impl Shard {
                     conn_id: conn.id,
                     socket_id: conn.socket_id.clone(),
                 },
+                token,
                 reply,
             },
         );
-        rx.await.unwrap_or(Err(JoinRefused::Unavailable))
+        let answer = glommio::timer::timeout(cluster::ECHO_TIMEOUT, async {
+            (&mut rx)
+                .await
+                .map_err(|_| glommio::GlommioError::<()>::IoError(std::io::Error::other("gone")))
+        })
+        .await;
+        match answer {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // The bus did not bring the barrier back: take the snapshot as the owner knows it now.
+                self.metrics.cluster_echo_timeouts.inc();
+                self.send_to(owner, ShardMsg::BarrierPassed { token });
+                rx.await.unwrap_or(Err(JoinRefused::Unavailable))
+            }
+        }
     }
 
     fn apply_presence_join(
@@ -376,6 +394,7 @@ impl Shard {
         info: Option<&str>,
         max_members: usize,
         socket: mesh::SocketRef,
+        token: u64,
         reply: tokio::sync::oneshot::Sender<Result<(), JoinRefused>>,
     ) {
         let joined = self
@@ -390,16 +409,23 @@ impl Shard {
             self.announce_presence(app, channel, user_id, info, true);
         }
         let except = socket.socket_id.clone();
-        self.send_to(
-            socket.shard,
-            ShardMsg::PresenceJoined {
-                app,
-                channel: channel.into(),
-                conn_id: socket.conn_id,
-                outcome,
-                reply,
-            },
-        );
+        match outcome {
+            // In a cluster the snapshot waits for a barrier to go round the bus, so it holds every member
+            // announced anywhere before this join.
+            Ok(_) if self.loopback() && token != 0 => {
+                self.await_presence_barrier(app, channel, socket, token, reply)
+            }
+            outcome => self.send_to(
+                socket.shard,
+                ShardMsg::PresenceJoined {
+                    app,
+                    channel: channel.into(),
+                    conn_id: socket.conn_id,
+                    outcome,
+                    reply,
+                },
+            ),
+        }
         if let Some(added) = member_added {
             let news = self.is_home(app, channel)
                 && self
@@ -789,6 +815,7 @@ impl Shard {
                 info,
                 max_members,
                 socket,
+                token,
                 reply,
             } => self.apply_presence_join(
                 app,
@@ -797,8 +824,10 @@ impl Shard {
                 info.as_deref(),
                 max_members,
                 socket,
+                token,
                 reply,
             ),
+            ShardMsg::BarrierPassed { token } => self.presence_barrier_passed(token),
             ShardMsg::RemotePresence {
                 app,
                 channel,

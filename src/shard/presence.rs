@@ -274,6 +274,14 @@ impl PresenceRegistry {
             .collect()
     }
 
+    /// The `subscription_succeeded` data of the channel as it is now (empty when nobody is in it).
+    pub fn snapshot(&self, app: u32, channel: &str) -> String {
+        match self.channels.get(&(app, channel.into())) {
+            Some(entry) => snapshot_json(entry),
+            None => snapshot_json(&PresenceChannel::default()),
+        }
+    }
+
     /// User ids in the channel, in join order.
     pub fn user_ids(&self, app: u32, channel: &str) -> Vec<String> {
         self.channels

@@ -177,6 +177,17 @@ pub enum ClusterMsg {
         /// Subscriptions on the sending node.
         count: u64,
     },
+    /// Marks a point in the bus's order for a presence channel: when the sending node receives it back, every
+    /// presence announcement for the channel published before it has been applied there (a joining socket's
+    /// snapshot is taken then).
+    Barrier {
+        /// The app id.
+        app_id: String,
+        /// The presence channel.
+        channel: String,
+        /// The joining socket's token.
+        token: u64,
+    },
     /// The sending node's number of open connections of an app changed to `count`.
     Connections {
         /// The app id.
@@ -219,6 +230,7 @@ mod kind {
     pub const COUNT: u8 = 12;
     pub const OCCUPANCY: u8 = 13;
     pub const CONNECTIONS: u8 = 14;
+    pub const BARRIER: u8 = 15;
 }
 
 impl ClusterMsg {
@@ -346,6 +358,16 @@ impl ClusterMsg {
                 w.str(app_id);
                 w.str(channel);
                 w.u64(*count);
+            }
+            ClusterMsg::Barrier {
+                app_id,
+                channel,
+                token,
+            } => {
+                w.u8(kind::BARRIER);
+                w.str(app_id);
+                w.str(channel);
+                w.u64(*token);
             }
             ClusterMsg::Connections { app_id, count } => {
                 w.u8(kind::CONNECTIONS);
@@ -525,6 +547,11 @@ impl ClusterMsg {
                 app_id: r.str()?,
                 channel: r.str()?,
                 count: r.u64()?,
+            },
+            kind::BARRIER => ClusterMsg::Barrier {
+                app_id: r.str()?,
+                channel: r.str()?,
+                token: r.u64()?,
             },
             kind::CONNECTIONS => ClusterMsg::Connections {
                 app_id: r.str()?,
@@ -781,6 +808,11 @@ mod tests {
             ClusterMsg::Connections {
                 app_id: "a".into(),
                 count: 17,
+            },
+            ClusterMsg::Barrier {
+                app_id: "a".into(),
+                channel: "presence-c".into(),
+                token: 3,
             },
         ]
     }
