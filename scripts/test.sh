@@ -49,6 +49,9 @@ cargo build --workspace --bins --features "$FEATURES"
 log "cargo test (unit + integration against the real binary)"
 cargo test --workspace --features "$FEATURES"
 
+log "fuzz smoke (every fuzz target for a few seconds, from the committed seeds)"
+FUZZ_SECONDS="${FUZZ_SECONDS:-3}" scripts/fuzz-smoke.sh
+
 log "SDK conformance tests (pusher-js, pusher)"
 (
   cd tests/js

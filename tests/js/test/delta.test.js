@@ -155,13 +155,13 @@ describe('delta compression (SHARDS=2)', () => {
     await raw.rawSubscribe(ref, 'sync');
     const items = (from, n) => Array.from({ length: n }, (_, i) => ({ name: 'e', channel: 'sync', data: payload(from + i, 'BTC') }));
     await publishAll(port, items(0, 5));
-    await h.until(() => (c.events.get('sync') || []).length === 5, 5000);
+    await h.until(() => [c, ref].every((x) => (x.events.get('sync') || []).length === 5), 5000);
     // The client loses its state (as sockudo-js does when it cannot find a base) and reports it.
     c.channels.delete('sync');
     c.send({ event: 'pusher:delta_sync_error', data: { channel: 'sync' } });
     await h.sleep(100);
     await publishAll(port, items(5, 5));
-    await h.until(() => (c.events.get('sync') || []).length === 10, 5000);
+    await h.until(() => [c, ref].every((x) => (x.events.get('sync') || []).length === 10), 5000);
     assertSame(c, ref, 'sync', 'after sync error');
     assert.equal(c.stats.syncErrors, 0, 'no delta arrived without a base');
     const isEvent = (m) => m.channel === 'sync' && !m.event.startsWith('pusher_internal:');
@@ -171,7 +171,7 @@ describe('delta compression (SHARDS=2)', () => {
 
     // delta:false: a plain frame, and the delta stream continues against the previous base.
     await publishAll(port, [{ name: 'e', channel: 'sync', data: payload(50, 'BTC'), delta: false }, ...items(51, 2)]);
-    await h.until(() => (c.events.get('sync') || []).length === 13, 5000);
+    await h.until(() => [c, ref].every((x) => (x.events.get('sync') || []).length === 13), 5000);
     assertSame(c, ref, 'sync', 'with delta:false');
     const last = c.messages.filter(isEvent).slice(10);
     assert.equal(last[0].event, 'e');
