@@ -244,7 +244,7 @@ impl Server {
                 ));
             }
         }
-        self.tell_every_shard(|| ShardControl::ReplaceApps(next.clone()));
+        self.tell_every_shard(|| ShardControl::ReplaceApps(Box::new(next.clone())));
         self.apps = next;
         problems
     }

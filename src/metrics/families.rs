@@ -196,6 +196,11 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             .map(|s| f(s).load(std::sync::atomic::Ordering::Relaxed) as f64)
             .unwrap_or(0.0)
     };
+    let bus = |f: fn(&sockudo_io_shard::cluster::ClusterStats) -> &std::sync::atomic::AtomicU64| {
+        r.io.get()
+            .map(|s| f(&s.cluster).load(std::sync::atomic::Ordering::Relaxed) as f64)
+            .unwrap_or(0.0)
+    };
     let process = usage::Usage::now(r);
     let families = [
         connected,
@@ -296,6 +301,33 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "App lookups refused at once because too many were waiting for the database.",
         )
         .value(&[], io(|s| &s.app_lookups_refused)),
+        gauge(
+            "cluster_bus_up",
+            "1 while the cluster bus is connected (0 alone or while it is down).",
+        )
+        .value(&[], bus(|s| &s.bus_up)),
+        gauge("cluster_peers", "Other live nodes of the cluster.")
+            .value(&[], bus(|s| &s.peers)),
+        counter(
+            "cluster_published_total",
+            "Messages this node published on the cluster bus.",
+        )
+        .value(&[], bus(|s| &s.published)),
+        counter(
+            "cluster_received_total",
+            "Messages received from other nodes.",
+        )
+        .value(&[], bus(|s| &s.received)),
+        counter(
+            "cluster_dropped_inbound_total",
+            "Messages from the bus dropped because a worker shard's queue was full.",
+        )
+        .value(&[], bus(|s| &s.dropped_inbound)),
+        counter(
+            "cluster_gaps_total",
+            "Times messages from another node were found missing (its sequence jumped); each asks for state again.",
+        )
+        .value(&[], bus(|s| &s.gaps)),
         gauge(
             "webhooks_pending",
             "Webhook requests not finished yet: in flight, waiting for a connection slot or a retry.",

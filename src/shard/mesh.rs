@@ -22,6 +22,27 @@ pub struct SocketRef {
     pub socket_id: Box<str>,
 }
 
+/// A socket of a user joining a presence channel, for the channel's owner.
+#[derive(Debug)]
+pub struct JoinRequest {
+    /// App position.
+    pub app: u32,
+    /// Presence channel.
+    pub channel: Box<str>,
+    /// The member's user id.
+    pub user_id: Box<str>,
+    /// `user_info` JSON text, if any.
+    pub info: Option<Box<str>>,
+    /// The app's member limit.
+    pub max_members: usize,
+    /// The joining socket (gets the snapshot, and no `member_added` about itself).
+    pub socket: SocketRef,
+    /// The joiner's token for a cluster barrier (see [`ShardMsg::BarrierPassed`]).
+    pub token: u64,
+    /// Handed back with [`ShardMsg::PresenceJoined`] to the socket's shard.
+    pub reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
+}
+
 /// A message from one shard to another.
 #[derive(Debug)]
 pub enum ShardMsg {
@@ -37,24 +58,7 @@ pub enum ShardMsg {
         ack: Option<oneshot::Sender<()>>,
     },
     /// Add a socket of a user to a presence channel this shard owns; answer the snapshot or the refusal.
-    PresenceJoin {
-        /// App position.
-        app: u32,
-        /// Presence channel.
-        channel: Box<str>,
-        /// The member's user id.
-        user_id: Box<str>,
-        /// `user_info` JSON text, if any.
-        info: Option<Box<str>>,
-        /// The app's member limit.
-        max_members: usize,
-        /// The joining socket (gets the snapshot, and no `member_added` about itself).
-        socket: SocketRef,
-        /// The joiner's token for a cluster barrier (see [`ShardMsg::BarrierPassed`]).
-        token: u64,
-        /// Handed back with [`ShardMsg::PresenceJoined`] to the socket's shard.
-        reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
-    },
+    PresenceJoin(JoinRequest),
     /// Another node's presence announcement (`present: Some`, one member) or state sync (`present: None`: the
     /// node's members of the channel are exactly `members`), for the owner of the channel.
     RemotePresence {

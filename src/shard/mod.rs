@@ -160,7 +160,7 @@ pub enum ShardControl {
     /// End the drain period now (a second SIGTERM/SIGINT).
     CloseNow,
     /// Replace this shard's apps (SIGHUP with the memory driver); connections stay open.
-    ReplaceApps(crate::app::AppSeed),
+    ReplaceApps(Box<crate::app::AppSeed>),
     /// Serve a connection accepted on the Unix socket listener.
     ServeUnix(std::os::fd::OwnedFd),
 }
@@ -354,7 +354,7 @@ impl Shard {
         let owner = self.owner_of(app, channel);
         self.send_to(
             owner,
-            ShardMsg::PresenceJoin {
+            ShardMsg::PresenceJoin(mesh::JoinRequest {
                 app,
                 channel: channel.into(),
                 user_id: user_id.into(),
@@ -367,7 +367,7 @@ impl Shard {
                 },
                 token,
                 reply,
-            },
+            }),
         );
         let answer = glommio::timer::timeout(cluster::ECHO_TIMEOUT, async {
             (&mut rx)
@@ -386,17 +386,18 @@ impl Shard {
         }
     }
 
-    fn apply_presence_join(
-        &self,
-        app: u32,
-        channel: &str,
-        user_id: &str,
-        info: Option<&str>,
-        max_members: usize,
-        socket: mesh::SocketRef,
-        token: u64,
-        reply: tokio::sync::oneshot::Sender<Result<(), JoinRefused>>,
-    ) {
+    fn apply_presence_join(&self, request: mesh::JoinRequest) {
+        let mesh::JoinRequest {
+            app,
+            channel,
+            user_id,
+            info,
+            max_members,
+            socket,
+            token,
+            reply,
+        } = request;
+        let (channel, user_id, info) = (&*channel, &*user_id, info.as_deref());
         let joined = self
             .presence
             .borrow_mut()
@@ -808,25 +809,7 @@ impl Shard {
                     let _ = ack.send(());
                 }
             }
-            ShardMsg::PresenceJoin {
-                app,
-                channel,
-                user_id,
-                info,
-                max_members,
-                socket,
-                token,
-                reply,
-            } => self.apply_presence_join(
-                app,
-                &channel,
-                &user_id,
-                info.as_deref(),
-                max_members,
-                socket,
-                token,
-                reply,
-            ),
+            ShardMsg::PresenceJoin(request) => self.apply_presence_join(request),
             ShardMsg::BarrierPassed { token } => self.presence_barrier_passed(token),
             ShardMsg::RemotePresence {
                 app,

@@ -29,6 +29,9 @@ impl Member {
     }
 }
 
+/// `(user id, user_info)` pairs of one channel.
+pub type MemberList = Vec<(String, Option<String>)>;
+
 /// A change of the member list, as `member_added` / `member_removed` announce it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Transition {
@@ -257,7 +260,7 @@ impl PresenceRegistry {
     }
 
     /// Members with a socket on this node, per channel: this node's part of a state sync.
-    pub fn local_members(&self) -> Vec<(u32, &str, Vec<(String, Option<String>)>)> {
+    pub fn local_members(&self) -> Vec<(u32, &str, MemberList)> {
         self.channels
             .iter()
             .filter_map(|((app, channel), entry)| {
@@ -457,7 +460,7 @@ mod tests {
         r.join(0, "presence-x", "a", None, 100).unwrap();
         r.set_remote(1, "presence-y", 9, "c", None, true);
         let mut gone = r.drop_node(9);
-        gone.sort_by(|a, b| a.0.cmp(&b.0));
+        gone.sort_by_key(|g| g.0);
         assert_eq!(
             gone,
             vec![(

@@ -330,7 +330,14 @@ fn replaced_apps_sign_with_the_new_secret_and_reach_the_new_webhooks() {
     let mut replaced = app(json!([{"url": new_receiver.url, "event_types": ["channel_occupied"]}]));
     replaced.secret = "a-new-secret".into();
     let second = app(json!([{"url": new_receiver.url, "event_types": ["channel_vacated"]}]));
-    assert!(sender.send(IoRequest::ReplaceApps(vec![replaced, second])));
+    assert!(sender.send(IoRequest::AppWebhooks {
+        slot: 0,
+        hooks: Some(replaced)
+    }));
+    assert!(sender.send(IoRequest::AppWebhooks {
+        slot: 1,
+        hooks: Some(second)
+    }));
     assert!(sender.send(occupied("c")));
     assert!(sender.send(IoRequest::Webhook(WebhookEvent::new(
         1,
