@@ -210,8 +210,20 @@ impl Shard {
         }
     }
 
+    /// The id of the app in slot `app`, from the process-wide slot table: a shard that never looked the app up
+    /// (a database app manager caches per shard) still knows it.
     fn app_id(&self, app: u32) -> Option<String> {
-        self.apps.by_index(app).map(|a| a.id.clone())
+        self.apps.slots.get(app).map(|s| s.id.to_string())
+    }
+
+    /// The slot of app `app_id` named by another node: a configured app (memory driver), or with a database
+    /// driver any id (its slot is stable; its subscribers, if any, are in the channel index by slot).
+    fn slot_of(&self, app_id: &str) -> Option<u32> {
+        self.apps.by_id(app_id).map(|a| a.index).or_else(|| {
+            self.apps
+                .is_database()
+                .then(|| self.apps.slots.intern(app_id).slot)
+        })
     }
 
     /// True when events go round the bus: this node is in a cluster and its own messages come back. Then
@@ -659,7 +671,7 @@ impl Shard {
     }
 
     fn apply_remote(self: &Rc<Self>, origin: u64, msg: ClusterMsg) {
-        let app_of = |app_id: &str| self.apps.by_id(app_id).map(|a| a.index);
+        let app_of = |app_id: &str| self.slot_of(app_id);
         let mine = self.cluster.as_ref().is_some_and(|l| l.node_id == origin);
         if mine {
             // Only events and barriers come back to their own node; presence state was applied when made.
