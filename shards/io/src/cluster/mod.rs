@@ -309,8 +309,16 @@ impl<T: Transport> Node<T> {
         if origin == self.setup.node_id {
             if route != 0 {
                 self.to_worker(route, ClusterIn::Message { origin, body });
-            } else if !self.ready && body.first() == Some(&ClusterMsg::Hello.encode()[0]) {
-                // Our own hello came round: what we publish reaches every node, us included.
+            } else if !self.ready
+                && [
+                    ClusterMsg::Hello.encode()[0],
+                    ClusterMsg::Heartbeat.encode()[0],
+                ]
+                .contains(body.first().unwrap_or(&0))
+            {
+                // Our own hello or heartbeat came round: what we publish reaches every node, us included (a
+                // message published before the subscription was in place never comes back, so heartbeats keep
+                // trying).
                 self.ready = true;
                 self.to_all(|| ClusterIn::Bus(true));
             }
@@ -549,6 +557,26 @@ mod tests {
         n.tick(t + Duration::from_secs(6));
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::NodeUp(9))));
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::NodeGone(9))));
+    }
+
+    #[test]
+    fn the_bus_counts_as_working_once_an_own_hello_or_heartbeat_comes_back() {
+        let (mut n, _, mut rx) = node(1, 1);
+        let t = Instant::now();
+        n.on_event(
+            TransportEvent::Message(envelope(1, 2, 0, &ClusterMsg::Heartbeat.encode())),
+            t,
+        );
+        assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::Bus(true))));
+        n.on_event(TransportEvent::Down("reset".into()), t);
+        assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::Bus(false))));
+        // Own channel events come back to the worker their route names.
+        let event = envelope(1, 3, 7, b"x");
+        n.on_event(TransportEvent::Message(event), t);
+        assert!(matches!(
+            rx[0].try_recv(),
+            Ok(ClusterIn::Message { origin: 1, .. })
+        ));
     }
 
     #[test]
