@@ -487,20 +487,28 @@ impl Shard {
 
     /// Tells the other nodes that this node gained its first or lost its last socket signed in as `user`.
     pub fn announce_online(&self, app: u32, user: &str, online: bool) {
-        if self.cluster.is_none()
-            || !self
-                .apps
-                .by_index(app)
-                .is_some_and(|a| a.limits.enable_watchlist_events)
+        if !self
+            .apps
+            .by_index(app)
+            .is_some_and(|a| a.limits.enable_watchlist_events)
         {
             return;
         }
+        self.broadcast_for_app(app, |app_id| ClusterMsg::Online {
+            app_id,
+            user: user.into(),
+            online,
+        });
+    }
+
+    /// Sends the message `make` builds from app `app`'s id to every other node; nothing alone (then `make` is
+    /// not called) or for an app without an id.
+    fn broadcast_for_app(&self, app: u32, make: impl FnOnce(String) -> ClusterMsg) {
+        if self.cluster.is_none() {
+            return;
+        }
         if let Some(app_id) = self.app_id(app) {
-            self.cluster_broadcast(&ClusterMsg::Online {
-                app_id,
-                user: user.into(),
-                online,
-            });
+            self.cluster_broadcast(&make(app_id));
         }
     }
 
@@ -517,30 +525,20 @@ impl Shard {
 
     /// Tells the other nodes this node's subscriptions of `channel` (owner shard, coalesced).
     pub fn announce_count(&self, app: u32, channel: &str, count: i64) {
-        if self.cluster.is_none() {
-            return;
-        }
-        if let Some(app_id) = self.app_id(app) {
-            self.cluster_broadcast(&ClusterMsg::Count {
-                app_id,
-                channel: channel.into(),
-                count: count.max(0) as u64,
-            });
-        }
+        self.broadcast_for_app(app, |app_id| ClusterMsg::Count {
+            app_id,
+            channel: channel.into(),
+            count: count.max(0) as u64,
+        });
     }
 
     /// Tells the other nodes that this node gained its first or lost its last subscriber of `channel`.
     pub fn announce_occupancy(&self, app: u32, channel: &str, occupied: bool) {
-        if self.cluster.is_none() {
-            return;
-        }
-        if let Some(app_id) = self.app_id(app) {
-            self.cluster_broadcast(&ClusterMsg::Occupancy {
-                app_id,
-                channel: channel.into(),
-                occupied,
-            });
-        }
+        self.broadcast_for_app(app, |app_id| ClusterMsg::Occupancy {
+            app_id,
+            channel: channel.into(),
+            occupied,
+        });
     }
 
     /// Applies a member change of the union on this (owner) shard: member events to this node's sockets, and
