@@ -327,6 +327,63 @@ fn cache_channels_replay_the_last_http_event_or_send_cache_miss() {
     assert_eq!(r.next_event()["event"], "pusher:cache_miss");
 }
 
+/// A subscriber joining while events are published gets the last event as of its join and then exactly the
+/// events after it: never one twice, none missing, on either shard, for cache and presence-cache channels.
+#[test]
+fn cache_replay_and_live_events_neither_repeat_nor_skip_while_publishing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let server = Server::start();
+    let stop = AtomicBool::new(false);
+    let channels = ["cache-live", "presence-cache-live"];
+    let number = |event: &serde_json::Value| -> Option<u64> {
+        event["data"].as_str().and_then(|d| d.parse().ok())
+    };
+    /// Stops the publisher however the checks end (a failed assert must not leave the scope waiting forever).
+    struct StopOnDrop<'a>(&'a AtomicBool);
+    impl Drop for StopOnDrop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    std::thread::scope(|scope| {
+        let _stop = StopOnDrop(&stop);
+        scope.spawn(|| {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                server.publish(&channels, "tick", &n.to_string());
+            }
+        });
+        for i in 0..40 {
+            let mut c = server.client_on_shard(i % 2);
+            let presence = i % 4 >= 2;
+            let channel = channels[usize::from(presence)];
+            if presence {
+                c.join_presence(channel, &format!("u{i}"), json!({}));
+            } else {
+                c.subscribe(channel);
+            }
+            let replay = c.next_event();
+            let mut last = match replay["event"].as_str() {
+                Some("pusher:cache_miss") => 0,
+                Some("tick") => number(&replay).expect("numbered replay"),
+                _ => panic!("expected the replay right after subscription_succeeded, got {replay}"),
+            };
+            for _ in 0..3 {
+                let next = c.next_event();
+                assert_eq!(next["channel"], channel, "{next}");
+                assert_eq!(
+                    number(&next),
+                    Some(last + 1),
+                    "after {last} on shard {}: {next}",
+                    c.shard
+                );
+                last += 1;
+            }
+        }
+    });
+}
+
 /// Every message until nothing arrives for `quiet`.
 fn drain(c: &mut Client, quiet: Duration) -> Vec<serde_json::Value> {
     let mut out = Vec::new();

@@ -10,7 +10,6 @@ use crate::shard::{counts_subscriptions, Shard};
 use crate::tags::{FilterLimits, TagFilter};
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::rc::Rc;
 
 /// A presence member as `channel_data` describes it.
@@ -125,14 +124,24 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         });
     }
     shard.set_subscription_options(conn, name, filter, delta);
+    // On one node a cache channel's replay comes from its owner shard through the path its events take, the
+    // socket held back until then (see `shard::cache`); across nodes it is read after joining (docs/scaling.md).
+    let owner_replays = channel::classify(name).cache && !shard.loopback();
     shard
-        .join(conn.app.index, name, conn, member.is_some())
+        .join(
+            conn.app.index,
+            name,
+            conn,
+            member.is_some() || owner_replays,
+        )
         .await;
     if counts_subscriptions(conn, name) {
         shard.count_subscription(conn.app.index, name, 1);
     }
     let Some(member) = member else {
-        if conn.is_open() {
+        if owner_replays {
+            shard.subscribe_with_replay(conn, name).await;
+        } else if conn.is_open() {
             conn.send_control(&messages::subscription_succeeded(name));
             replay_cache(shard, conn, name).await;
         }
@@ -144,13 +153,14 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             &member.user_id,
             member.info.as_deref(),
             limits.max_presence_members,
+            owner_replays,
             conn,
         )
         .await;
     match joined {
-        // The snapshot is queued already (by `Shard::presence_join`), ahead of every later member event.
+        // The snapshot (and the replay when the owner sent it) is queued already, ahead of every later event.
         Ok(()) => {
-            if conn.is_open() {
+            if conn.is_open() && !owner_replays {
                 replay_cache(shard, conn, name).await;
             }
         }
@@ -235,7 +245,7 @@ pub fn unsubscribe(shard: &Shard, conn: &Connection, name: &str) {
     }
 }
 
-/// After subscribing to a cache channel: the last HTTP event, or `pusher:cache_miss` (PROTOCOL.md 1.11).
+/// After subscribing to a cache channel on a cluster: the last HTTP event, or `pusher:cache_miss` (PROTOCOL.md 1.11).
 async fn replay_cache(shard: &Shard, conn: &Connection, name: &str) {
     if !channel::classify(name).cache {
         return;
@@ -243,20 +253,9 @@ async fn replay_cache(shard: &Shard, conn: &Connection, name: &str) {
     let query = Query::Cache {
         channel: name.to_string(),
     };
-    match shard.ask_owner(conn.app.index, name, query).await {
-        Ok(Answer::Cached(Some((text, _)))) => conn.send_control(&text),
-        _ => {
-            if conn.app.wants_webhook(EventKind::CacheMiss) {
-                shard.emit_webhook(WebhookEvent::new(
-                    conn.app.index,
-                    EventKind::CacheMiss,
-                    name,
-                ));
-            }
-            let mut miss = String::from("{\"event\":\"pusher:cache_miss\",\"channel\":");
-            messages::push_json_string(&mut miss, name);
-            miss.push('}');
-            conn.send_control(&miss);
-        }
-    }
+    let cached = match shard.ask_owner(conn.app.index, name, query).await {
+        Ok(Answer::Cached(Some((text, _)))) => Some(text),
+        _ => None,
+    };
+    shard.send_cache_replay(conn, name, cached.as_deref());
 }

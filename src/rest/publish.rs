@@ -147,7 +147,10 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
 }
 
 async fn publish(shard: &Shard, app: &App, p: &Publication) {
+    // On one node cache channels' events go through their owner shard (see `shard::cache`).
+    let through_owner = !shard.loopback();
     let mut cached = Vec::new();
+    let mut owned = Vec::new();
     let details = Arc::new(EventDetails {
         name: p.name.as_str().into(),
         tags: p.tags.clone(),
@@ -157,7 +160,7 @@ async fn publish(shard: &Shard, app: &App, p: &Publication) {
     let items: Vec<Outgoing> = p
         .channels
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             // A channel rule's `enable_tags` wins over the server-wide one; stripped after routing.
             let keep = app
                 .delta_rules
@@ -165,20 +168,33 @@ async fn publish(shard: &Shard, app: &App, p: &Publication) {
                 .map_or(keep_tags, |r| r.enable_tags);
             let tags = p.tags.as_ref().filter(|_| keep);
             let text = messages::tagged_channel_event(&p.name, c, &p.data_json, None, tags);
-            if channel::classify(c).cache {
-                cached.push((c.as_str(), text.clone()));
-            }
-            Outgoing {
+            let item = Outgoing {
                 channel: c.as_str().into(),
                 frame: ws::encode_text(text.as_bytes()),
                 event: Some(details.clone()),
+            };
+            if !channel::classify(c).cache {
+                return Some(item);
             }
+            if through_owner {
+                owned.push(item);
+                return None;
+            }
+            cached.push((c.as_str(), text));
+            Some(item)
         })
         .collect();
     for (c, text) in cached {
         shard.cache_store_everywhere(app.index, c, &text).await;
     }
-    shard.publish(app.index, items, p.except.as_deref()).await;
+    if !owned.is_empty() {
+        shard
+            .publish_cached(app.index, owned, p.except.as_deref())
+            .await;
+    }
+    if !items.is_empty() {
+        shard.publish(app.index, items, p.except.as_deref()).await;
+    }
 }
 
 /// The largest body a publish to `app` can need, so a bigger one is refused before it is read.

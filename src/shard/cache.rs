@@ -1,6 +1,12 @@
 //! The last HTTP-published event of each cache channel (`cache-`, `private-cache-`, `private-encrypted-cache-`,
 //! `presence-cache-`) this shard owns, replayed to new subscribers until it expires.
 
+use super::fanout::{frame_payload, Outgoing};
+use super::mesh::{ShardMsg, SocketRef};
+use super::Shard;
+use crate::conn::Connection;
+use crate::protocol::messages;
+use sockudo_webhooks::{EventKind, WebhookEvent};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -41,6 +47,170 @@ impl ChannelCache {
             return None;
         }
         Some((cached.text.to_string(), (cached.expires - now).as_secs()))
+    }
+}
+
+/// Cache channels on one node go through their owner shard: it stores each event and delivers it, and it
+/// answers a new subscriber's replay through the same ordered path, so the subscriber (held back from the
+/// channel until then) gets the last event as of its join and then exactly the events after it.
+impl Shard {
+    /// Stores and delivers events of cache channels through their owner shards (and tells the other nodes);
+    /// resolves once every shard has queued them.
+    pub async fn publish_cached(&self, app: u32, items: Vec<Outgoing>, except: Option<&str>) {
+        if let Some(app_id) = self.app_id(app) {
+            for item in &items {
+                if let Ok(text) = std::str::from_utf8(&frame_payload(&item.frame)) {
+                    self.cluster_broadcast(
+                        &sockudo_io_shard::cluster::wire::ClusterMsg::CacheStore {
+                            app_id: app_id.clone(),
+                            channel: item.channel.to_string(),
+                            text: text.into(),
+                        },
+                    );
+                }
+            }
+        }
+        self.cluster_publish(app, &items, except);
+        let mut per_owner: HashMap<usize, Vec<Outgoing>> = HashMap::new();
+        for item in items {
+            per_owner
+                .entry(self.owner_of(app, &item.channel))
+                .or_default()
+                .push(item);
+        }
+        let mut acks = Vec::with_capacity(per_owner.len());
+        for (owner, items) in per_owner {
+            let (ack, done) = tokio::sync::oneshot::channel();
+            self.send_to(
+                owner,
+                ShardMsg::CachePublish {
+                    app,
+                    items,
+                    except: except.map(Into::into),
+                    ack,
+                },
+            );
+            acks.push(done);
+        }
+        for done in acks {
+            // A shard that stopped (shutdown) has no subscribers left to order against.
+            let _ = done.await;
+        }
+    }
+
+    /// On the owner: keeps each event as its channel's last and delivers it everywhere.
+    pub(super) fn apply_cache_publish(
+        &self,
+        app: u32,
+        items: Vec<Outgoing>,
+        except: Option<&str>,
+        ack: tokio::sync::oneshot::Sender<()>,
+    ) {
+        for item in &items {
+            if let Ok(text) = std::str::from_utf8(&frame_payload(&item.frame)) {
+                self.apply_cache_store(app, &item.channel, text);
+            }
+        }
+        let acks = self.publish_now(app, items, except, true);
+        if acks.is_empty() {
+            let _ = ack.send(());
+            return;
+        }
+        glommio::spawn_local(async move {
+            for done in acks {
+                let _ = done.await;
+            }
+            let _ = ack.send(());
+        })
+        .detach();
+    }
+
+    /// For a socket that joined cache channel `channel` as pending: asks the owner for the replay and resolves
+    /// once `subscription_succeeded` and the replay (or `pusher:cache_miss`) are queued and the socket gets the
+    /// channel's events.
+    pub async fn subscribe_with_replay(&self, conn: &Connection, channel: &str) {
+        let (reply, queued) = tokio::sync::oneshot::channel();
+        self.send_to(
+            self.owner_of(conn.app.index, channel),
+            ShardMsg::CacheReplay {
+                app: conn.app.index,
+                channel: channel.into(),
+                socket: SocketRef {
+                    shard: self.id,
+                    conn_id: conn.id,
+                    socket_id: conn.socket_id.clone(),
+                },
+                reply,
+            },
+        );
+        let _ = queued.await;
+    }
+
+    /// On the owner: the channel's last event, to the subscriber's shard behind every event delivered before.
+    pub(super) fn apply_cache_replay(
+        &self,
+        app: u32,
+        channel: Box<str>,
+        socket: SocketRef,
+        reply: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let cached = self.cached_event(app, &channel);
+        self.send_to(
+            socket.shard,
+            ShardMsg::CacheReplayed {
+                app,
+                channel,
+                conn_id: socket.conn_id,
+                cached,
+                reply,
+            },
+        );
+    }
+
+    /// The last event of cache channel `channel` owned here, if it has not expired.
+    pub(super) fn cached_event(&self, app: u32, channel: &str) -> Option<String> {
+        self.cache
+            .borrow_mut()
+            .get(app, channel, Instant::now())
+            .map(|(text, _)| text)
+    }
+
+    /// On the subscriber's shard: `subscription_succeeded`, the replay, then the channel's events.
+    pub(super) fn apply_cache_replayed(
+        &self,
+        app: u32,
+        channel: &str,
+        conn_id: u64,
+        cached: Option<String>,
+        reply: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let conn = self.conns.borrow().get(&conn_id).cloned();
+        if let Some(conn) = conn.filter(|c| c.is_open()) {
+            conn.send_control(&messages::subscription_succeeded(channel));
+            self.send_cache_replay(&conn, channel, cached.as_deref());
+        }
+        self.channels.borrow_mut().confirm(app, channel, conn_id);
+        let _ = reply.send(());
+    }
+
+    /// Queues a cache channel's replay to `conn`: its last event, or `pusher:cache_miss` (PROTOCOL.md 1.11)
+    /// with the `cache_miss` webhook.
+    pub fn send_cache_replay(&self, conn: &Connection, channel: &str, cached: Option<&str>) {
+        if let Some(text) = cached {
+            conn.send_control(text);
+            return;
+        }
+        if conn.app.wants_webhook(EventKind::CacheMiss) {
+            self.emit_webhook(WebhookEvent::new(
+                conn.app.index,
+                EventKind::CacheMiss,
+                channel,
+            ));
+        }
+        let mut miss = String::from("{\"event\":\"pusher:cache_miss\",\"channel\":");
+        messages::push_json_string(&mut miss, channel);
+        miss.push('}');
+        conn.send_control(&miss);
     }
 }
 

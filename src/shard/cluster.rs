@@ -60,6 +60,7 @@ struct PendingJoin {
     app: u32,
     channel: Box<str>,
     socket: super::mesh::SocketRef,
+    replay_cache: bool,
     reply: tokio::sync::oneshot::Sender<Result<(), super::presence::JoinRefused>>,
 }
 
@@ -212,7 +213,7 @@ impl Shard {
 
     /// The id of the app in slot `app`, from the process-wide slot table: a shard that never looked the app up
     /// (a database app manager caches per shard) still knows it.
-    fn app_id(&self, app: u32) -> Option<String> {
+    pub(super) fn app_id(&self, app: u32) -> Option<String> {
         self.apps.slots.get(app).map(|s| s.id.to_string())
     }
 
@@ -355,6 +356,7 @@ impl Shard {
         channel: &str,
         socket: super::mesh::SocketRef,
         token: u64,
+        replay_cache: bool,
         reply: tokio::sync::oneshot::Sender<Result<(), super::presence::JoinRefused>>,
     ) {
         let (Some(link), Some(app_id)) = (&self.cluster, self.app_id(app)) else {
@@ -366,6 +368,7 @@ impl Shard {
                 app,
                 channel: channel.into(),
                 socket,
+                replay_cache,
                 reply,
             },
         );
@@ -388,6 +391,9 @@ impl Shard {
             return;
         };
         let snapshot = self.presence.borrow().snapshot(join.app, &join.channel);
+        let cached = join
+            .replay_cache
+            .then(|| self.cached_event(join.app, &join.channel));
         self.send_to(
             join.socket.shard,
             ShardMsg::PresenceJoined {
@@ -395,6 +401,7 @@ impl Shard {
                 channel: join.channel,
                 conn_id: join.socket.conn_id,
                 outcome: Ok(snapshot),
+                cached,
                 reply: join.reply,
             },
         );

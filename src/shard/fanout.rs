@@ -48,7 +48,7 @@ impl From<(String, Bytes)> for Outgoing {
 }
 
 /// The payload of a server (unmasked) frame: the envelope text, without a copy.
-fn frame_payload(frame: &Bytes) -> Bytes {
+pub(super) fn frame_payload(frame: &Bytes) -> Bytes {
     let header = match frame.get(1).map(|b| b & 0x7f) {
         Some(126) => 4,
         Some(127) => 10,

@@ -39,6 +39,8 @@ pub struct JoinRequest {
     pub socket: SocketRef,
     /// The joiner's token for a cluster barrier (see [`ShardMsg::BarrierPassed`]).
     pub token: u64,
+    /// A cache channel's replay goes with the snapshot (see [`ShardMsg::PresenceJoined`]).
+    pub replay_cache: bool,
     /// Handed back with [`ShardMsg::PresenceJoined`] to the socket's shard.
     pub reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
 }
@@ -136,6 +138,9 @@ pub enum ShardMsg {
         conn_id: u64,
         /// The `subscription_succeeded` data, or why the join was refused.
         outcome: Result<String, crate::shard::presence::JoinRefused>,
+        /// Asked for with [`JoinRequest::replay_cache`]: the cache channel's last event (`None`: a cache miss),
+        /// queued right after the snapshot.
+        cached: Option<Option<String>>,
         /// Answered once the snapshot is queued.
         reply: oneshot::Sender<Result<(), crate::shard::presence::JoinRefused>>,
     },
@@ -147,6 +152,44 @@ pub enum ShardMsg {
         channel: Box<str>,
         /// The member's user id.
         user_id: Box<str>,
+    },
+    /// Events of cache channels this shard owns: keep each as its channel's last event and deliver them, so
+    /// that a new subscriber's replay (see [`ShardMsg::CacheReplay`]) and the channel's events reach it
+    /// through one ordered path.
+    CachePublish {
+        /// App position.
+        app: u32,
+        /// Channel frames.
+        items: Vec<crate::shard::fanout::Outgoing>,
+        /// Socket id excluded from delivery.
+        except: Option<Box<str>>,
+        /// Answered once every shard has queued the frames.
+        ack: oneshot::Sender<()>,
+    },
+    /// A socket joined (as pending) a cache channel this shard owns: answer with [`ShardMsg::CacheReplayed`].
+    CacheReplay {
+        /// App position.
+        app: u32,
+        /// Cache channel.
+        channel: Box<str>,
+        /// The subscribing socket.
+        socket: SocketRef,
+        /// Answered by the socket's shard once the replay is queued.
+        reply: oneshot::Sender<()>,
+    },
+    /// The owner's answer to [`ShardMsg::CacheReplay`], sent after every event it delivered before: queue
+    /// `subscription_succeeded` and the replay (or `pusher:cache_miss`), then let the channel's events through.
+    CacheReplayed {
+        /// App position.
+        app: u32,
+        /// Cache channel.
+        channel: Box<str>,
+        /// The subscribing connection on the receiving shard.
+        conn_id: u64,
+        /// The channel's last event, if it has one.
+        cached: Option<String>,
+        /// Answered once queued.
+        reply: oneshot::Sender<()>,
     },
     /// Keep this event as the last one of a cache channel this shard owns.
     CacheStore {

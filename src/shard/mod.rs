@@ -346,6 +346,7 @@ impl Shard {
         user_id: &str,
         info: Option<&str>,
         max_members: usize,
+        replay_cache: bool,
         conn: &Connection,
     ) -> Result<(), JoinRefused> {
         let app = conn.app.index;
@@ -366,6 +367,7 @@ impl Shard {
                     socket_id: conn.socket_id.clone(),
                 },
                 token,
+                replay_cache,
                 reply,
             }),
         );
@@ -395,6 +397,7 @@ impl Shard {
             max_members,
             socket,
             token,
+            replay_cache,
             reply,
         } = request;
         let (channel, user_id, info) = (&*channel, &*user_id, info.as_deref());
@@ -414,18 +417,23 @@ impl Shard {
             // In a cluster the snapshot waits for a barrier to go round the bus, so it holds every member
             // announced anywhere before this join.
             Ok(_) if self.loopback() && token != 0 => {
-                self.await_presence_barrier(app, channel, socket, token, reply)
+                self.await_presence_barrier(app, channel, socket, token, replay_cache, reply)
             }
-            outcome => self.send_to(
-                socket.shard,
-                ShardMsg::PresenceJoined {
-                    app,
-                    channel: channel.into(),
-                    conn_id: socket.conn_id,
-                    outcome,
-                    reply,
-                },
-            ),
+            outcome => {
+                let cached =
+                    (replay_cache && outcome.is_ok()).then(|| self.cached_event(app, channel));
+                self.send_to(
+                    socket.shard,
+                    ShardMsg::PresenceJoined {
+                        app,
+                        channel: channel.into(),
+                        conn_id: socket.conn_id,
+                        outcome,
+                        cached,
+                        reply,
+                    },
+                )
+            }
         }
         if let Some(added) = member_added {
             let news = self.is_home(app, channel)
@@ -450,24 +458,27 @@ impl Shard {
         }
     }
 
-    /// On the joining socket's shard: queues the snapshot (then lets the channel's deliveries reach the
-    /// socket) and tells the waiting subscribe which way the join went.
+    /// On the joining socket's shard: queues the snapshot and a cache channel's replay (then lets the channel's
+    /// deliveries reach the socket) and tells the waiting subscribe which way the join went.
     fn apply_presence_joined(
         &self,
         app: u32,
         channel: &str,
         conn_id: u64,
         outcome: Result<String, JoinRefused>,
+        cached: Option<Option<String>>,
         reply: tokio::sync::oneshot::Sender<Result<(), JoinRefused>>,
     ) {
         let outcome = outcome.map(|snapshot| {
-            if let Some(conn) = self.conns.borrow().get(&conn_id) {
-                if conn.is_open() {
-                    conn.send_control(&messages::internal_event(
-                        "pusher_internal:subscription_succeeded",
-                        Some(channel),
-                        &snapshot,
-                    ));
+            let conn = self.conns.borrow().get(&conn_id).cloned();
+            if let Some(conn) = conn.filter(|c| c.is_open()) {
+                conn.send_control(&messages::internal_event(
+                    "pusher_internal:subscription_succeeded",
+                    Some(channel),
+                    &snapshot,
+                ));
+                if let Some(cached) = cached {
+                    self.send_cache_replay(&conn, channel, cached.as_deref());
                 }
             }
             self.channels.borrow_mut().confirm(app, channel, conn_id);
@@ -846,8 +857,9 @@ impl Shard {
                 channel,
                 conn_id,
                 outcome,
+                cached,
                 reply,
-            } => self.apply_presence_joined(app, &channel, conn_id, outcome, reply),
+            } => self.apply_presence_joined(app, &channel, conn_id, outcome, cached, reply),
             ShardMsg::PresenceLeave {
                 app,
                 channel,
@@ -856,6 +868,25 @@ impl Shard {
             ShardMsg::Query { app, query, reply } => {
                 let _ = reply.send(self.answer(app, &query));
             }
+            ShardMsg::CachePublish {
+                app,
+                items,
+                except,
+                ack,
+            } => self.apply_cache_publish(app, items, except.as_deref(), ack),
+            ShardMsg::CacheReplay {
+                app,
+                channel,
+                socket,
+                reply,
+            } => self.apply_cache_replay(app, channel, socket, reply),
+            ShardMsg::CacheReplayed {
+                app,
+                channel,
+                conn_id,
+                cached,
+                reply,
+            } => self.apply_cache_replayed(app, &channel, conn_id, cached, reply),
             ShardMsg::CacheStore {
                 app,
                 channel,

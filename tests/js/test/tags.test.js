@@ -84,10 +84,11 @@ describe('tag filtering (SHARDS=2, tag_filtering.enabled)', () => {
       }
     }
     await publish(server.port, 'match', EVENTS);
-    await h.sleep(300);
+    const events = (c) => c.messages.filter((m) => m.channel === 'match' && !m.event.startsWith('pusher')).map((m) => m.event);
+    await h.until(() => subs.every(([, c, want]) => events(c).length >= want.length), 10000, 'every subscriber\'s events');
+    await h.sleep(200); // anything a filter should have dropped would have arrived by now
     for (const [what, c, want] of subs) {
-      const got = c.messages.filter((m) => m.channel === 'match' && !m.event.startsWith('pusher')).map((m) => m.event);
-      assert.deepEqual(got, want, what);
+      assert.deepEqual(events(c), want, what);
     }
     // Tags are kept in delivered envelopes by default.
     const [, first] = subs[0];
@@ -117,9 +118,11 @@ describe('tag filtering (SHARDS=2, tag_filtering.enabled)', () => {
     conns.push(r);
     await raw.rawSubscribe(r, 'resub', { tags_filter: { key: 'type', cmp: 'eq', val: 'goal' } });
     r.send({ event: 'pusher:subscribe', data: { channel: 'resub', tags_filter: { key: 'type', cmp: 'eq', val: 'shot' } } });
-    await h.sleep(100);
+    // The re-subscribe has no reply: a ping behind it on the same socket is answered once it was applied.
+    r.send({ event: 'pusher:ping', data: {} });
+    await r.next((m) => m.event === 'pusher:pong');
     await publish(server.port, 'resub', [['g', { type: 'goal' }], ['s', { type: 'shot' }]]);
-    await h.until(() => r.messages.some((m) => m.event === 's'), 3000);
+    await h.until(() => r.messages.some((m) => m.event === 's'), 5000);
     await h.sleep(100);
     assert.deepEqual(r.messages.filter((m) => m.channel === 'resub' && !m.event.startsWith('pusher')).map((m) => m.event), ['s']);
     assert.equal(r.messages.filter((m) => m.event === 'pusher_internal:subscription_succeeded').length, 1);
@@ -134,7 +137,8 @@ describe('tag filtering (SHARDS=2, tag_filtering.enabled)', () => {
     await raw.rawSubscribe(f, 'notags-a', { tags_filter: { key: 'type', cmp: 'eq', val: 'goal' } });
     await raw.rawSubscribe(plain, 'notags-a');
     await publish(server.port, 'notags-a', [['g', { type: 'goal' }], ['s', { type: 'shot' }]]);
-    await h.until(() => plain.messages.filter((m) => m.channel === 'notags-a' && !m.event.startsWith('pusher')).length === 2, 3000);
+    await h.until(() => plain.messages.filter((m) => m.channel === 'notags-a' && !m.event.startsWith('pusher')).length === 2, 5000);
+    await h.until(() => f.messages.some((m) => m.event === 'g'), 5000, 'the filtered subscriber\'s event');
     await h.sleep(100);
     const got = f.messages.filter((m) => m.channel === 'notags-a' && !m.event.startsWith('pusher'));
     assert.deepEqual(got.map((m) => m.event), ['g']);
