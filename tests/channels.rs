@@ -364,21 +364,20 @@ fn cache_replay_and_live_events_neither_repeat_nor_skip_while_publishing() {
                 c.subscribe(channel);
             }
             let replay = c.next_event();
-            let mut last = match replay["event"].as_str() {
+            let last = match replay["event"].as_str() {
                 Some("pusher:cache_miss") => 0,
                 Some("tick") => number(&replay).expect("numbered replay"),
                 _ => panic!("expected the replay right after subscription_succeeded, got {replay}"),
             };
-            for _ in 0..3 {
+            for expected in last + 1..=last + 3 {
                 let next = c.next_event();
                 assert_eq!(next["channel"], channel, "{next}");
                 assert_eq!(
                     number(&next),
-                    Some(last + 1),
-                    "after {last} on shard {}: {next}",
+                    Some(expected),
+                    "after the replay of {last} on shard {}: {next}",
                     c.shard
                 );
-                last += 1;
             }
         }
     });
