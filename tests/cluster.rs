@@ -381,16 +381,30 @@ fn a_restarted_bus_heals(driver: Driver) {
     wait_linked(&a, &b);
     let mut local = a.client();
     local.subscribe("news");
+    let mut observer = a.client();
+    let mut view = MemberView::new("presence-heal");
+    send_join(&mut observer, "presence-heal", "watcher");
+    let mut leaver = b.client();
+    send_join(&mut leaver, "presence-heal", "leaver");
+    let before: BTreeSet<String> = ["watcher", "leaver"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    settle(
+        &mut observer,
+        &mut view,
+        &before,
+        "observer before the outage",
+    );
     broker.kill();
     // Local delivery never stops.
     a.publish(&["news"], "during-outage", "{}");
     assert_eq!(local.next_event()["event"], "during-outage");
-    // A member joins on b while the bus is down: a learns of it once the bus is back.
-    let mut observer = a.client();
-    let mut view = MemberView::new("presence-heal");
-    send_join(&mut observer, "presence-heal", "watcher");
+    // While the bus is down a member joins on b and another leaves there: a learns of both once the bus is
+    // back (the leave may be lost on the way; the resync removes what b no longer announces).
     let mut joiner = b.client();
     send_join(&mut joiner, "presence-heal", "late");
+    drop(leaver);
     std::thread::sleep(Duration::from_millis(500));
     broker.restart();
     wait_linked(&b, &a);

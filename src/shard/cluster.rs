@@ -13,6 +13,7 @@ use super::fanout::{EventDetails, Outgoing};
 use super::mesh::ShardMsg;
 use super::presence::Transition;
 use super::query::{Answer, Query};
+use super::resync::Remote;
 use super::Shard;
 use crate::protocol::messages;
 use crate::ws;
@@ -52,6 +53,8 @@ pub struct Link {
     seen: RefCell<SeenTokens>,
     /// Presence joins (on channels this shard owns) waiting for their barrier, by token.
     joins: RefCell<HashMap<u64, PendingJoin>>,
+    /// When each piece of other nodes' state held here was last announced (see [`super::resync`]).
+    pub(super) freshness: RefCell<super::resync::Freshness>,
 }
 
 /// A presence join whose snapshot waits for its barrier.
@@ -123,6 +126,7 @@ impl Link {
             echo_waiting: RefCell::new(HashMap::new()),
             seen: RefCell::new(SeenTokens::default()),
             joins: RefCell::new(HashMap::new()),
+            freshness: RefCell::new(Default::default()),
         }
     }
 
@@ -521,6 +525,7 @@ impl Shard {
 
     /// Another node's online announcement, on the user's owner shard.
     pub fn apply_remote_online(&self, app: u32, user: &str, node: u64, online: bool) {
+        self.heard_remote(Remote::Online, app, user, node, online);
         let watchers = self.watch.borrow_mut().set_remote(app, user, node, online);
         self.tell_watchers(
             app,
@@ -600,6 +605,7 @@ impl Shard {
                         slot.set_remote_connections(node, 0);
                     }
                 }
+                link.freshness.borrow_mut().forget_node(node);
                 let gone = self.presence.borrow_mut().drop_node(node);
                 for (app, channel, change) in gone {
                     self.apply_presence_transition(app, &channel, change);
@@ -618,6 +624,7 @@ impl Shard {
                 }
             }
             ClusterIn::Bus(ready) => link.bus_ready.set(ready),
+            ClusterIn::Resync => self.begin_resync(),
             ClusterIn::SyncRequested => {
                 self.publish_sync_part();
                 if self.id == 0 {
@@ -941,6 +948,8 @@ impl Shard {
         for change in changes {
             self.apply_presence_transition(app, channel, change);
         }
+        let held = self.presence.borrow().node_present(app, channel, node);
+        self.heard_remote(Remote::Presence, app, channel, node, held);
     }
 
     /// `query` answered by every shard of this node and every other live node. A node that does not answer

@@ -12,6 +12,7 @@ pub mod liveness;
 pub mod mesh;
 pub mod presence;
 pub mod query;
+pub mod resync;
 pub mod subscription_count;
 mod sweeper;
 pub mod watchlist;
@@ -296,6 +297,9 @@ impl Shard {
     /// This node's own transitions are told to the other nodes; `channel_occupied` is sent by the channel's
     /// home node, once for the cluster.
     pub fn apply_occupancy(&self, app: u32, channel: &str, place: Place, occupied: bool) {
+        if let Place::Node(node) = place {
+            self.heard_remote(resync::Remote::Occupancy, app, channel, node, occupied);
+        }
         let mut state = self.webhook_state.borrow_mut();
         let was_here = state.occupied_here(app, channel);
         let fire = if occupied {
@@ -848,10 +852,12 @@ impl Shard {
                 channel,
                 node,
                 count,
-            } => self
-                .subscription_counts
-                .borrow_mut()
-                .set_remote(app, &channel, node, count),
+            } => {
+                self.heard_remote(resync::Remote::Count, app, &channel, node, count > 0);
+                self.subscription_counts
+                    .borrow_mut()
+                    .set_remote(app, &channel, node, count);
+            }
             ShardMsg::PresenceJoined {
                 app,
                 channel,

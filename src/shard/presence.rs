@@ -233,6 +233,13 @@ impl PresenceRegistry {
         changes
     }
 
+    /// True when node `node` has a member in the channel.
+    pub fn node_present(&self, app: u32, channel: &str, node: u64) -> bool {
+        self.channels
+            .get(&(app, Box::<str>::from(channel)))
+            .is_some_and(|e| e.members.values().any(|m| m.nodes.contains(&node)))
+    }
+
     /// Node `node` is gone: it is no longer where anyone is present. Returns the members that left with it.
     pub fn drop_node(&mut self, node: u64) -> Vec<(u32, Box<str>, Transition)> {
         let mut changes = Vec::new();

@@ -65,6 +65,9 @@ pub enum ClusterIn {
     SyncRequested,
     /// The bus carries this node's messages (true: its own hello came back) or is down (false).
     Bus(bool),
+    /// Messages between nodes may have been lost and every node is asked for its state again: remote state
+    /// not re-announced soon is stale.
+    Resync,
 }
 
 /// The envelope's first bytes: "SKC" and the format version.
@@ -275,6 +278,7 @@ impl<T: Transport> Node<T> {
                     // Messages were lost both ways: ask everyone for their state, and give ours to everyone
                     // (peers may have declared this node dead meanwhile).
                     info!("cluster bus back: resynchronising state");
+                    self.to_all(|| ClusterIn::Resync);
                     self.publish(TOPIC_ALL, &ClusterMsg::Hello.encode());
                     self.to_all(|| ClusterIn::SyncRequested);
                     self.was_down = false;
@@ -346,6 +350,7 @@ impl<T: Transport> Node<T> {
                 node = format_args!("{origin:016x}"),
                 "messages from a cluster node were lost: asking for its state again"
             );
+            self.to_all(|| ClusterIn::Resync);
             self.publish(TOPIC_ALL, &ClusterMsg::Hello.encode());
         }
         if kind == Some(ClusterMsg::Hello.encode()[0]) {
@@ -556,6 +561,7 @@ mod tests {
         );
         n.tick(t + Duration::from_secs(6));
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::NodeUp(9))));
+        assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::Resync)));
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::NodeGone(9))));
     }
 
@@ -590,6 +596,7 @@ mod tests {
         );
         n.on_event(TransportEvent::Down("reset".into()), t);
         n.on_event(TransportEvent::Up, t);
+        assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::Resync)));
         assert!(matches!(rx[0].try_recv(), Ok(ClusterIn::SyncRequested)));
         let last = rec.0.borrow().last().unwrap().1.clone();
         assert_eq!(open(&last).unwrap().body, ClusterMsg::Hello.encode());
