@@ -375,6 +375,36 @@ fn watchlists_follow_users_on_every_node(driver: Driver) {
     );
 }
 
+/// A cache channel's replay on any node is the last event published anywhere before the subscription (its
+/// publish answered), then exactly the later events.
+fn cache_replays_read_the_last_write_on_every_node(driver: Driver) {
+    let broker = Broker::start(driver);
+    let (a, b) = (node(&broker, 2), node(&broker, 2));
+    wait_linked(&a, &b);
+    wait_linked(&b, &a);
+    let mut first = b.client();
+    first.subscribe("cache-prices");
+    assert_eq!(first.next_event()["event"], "pusher:cache_miss");
+    for n in 0..20 {
+        let (publisher, subscriber) = if n % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        publisher.publish(&["cache-prices"], "price", &n.to_string());
+        let mut late = subscriber.client_on_shard(n % 2);
+        late.subscribe("cache-prices");
+        let replay = late.next_event();
+        assert_eq!(
+            replay["data"],
+            n.to_string(),
+            "replay on the other node after publish {n}"
+        );
+        publisher.publish(&["cache-prices"], "price", &format!("{n}+"));
+        assert_eq!(late.next_event()["data"], format!("{n}+"));
+    }
+    for n in 0..20 {
+        assert_eq!(first.next_event()["data"], n.to_string());
+        assert_eq!(first.next_event()["data"], format!("{n}+"));
+    }
+}
+
 fn a_restarted_bus_heals(driver: Driver) {
     let mut broker = Broker::start(driver);
     let (a, b) = (node(&broker, 2), node(&broker, 2));
@@ -443,6 +473,7 @@ on_every_driver!(
     presence_is_one_member_list_with_ordered_changes,
     a_killed_node_has_its_members_removed,
     watchlists_follow_users_on_every_node,
+    cache_replays_read_the_last_write_on_every_node,
 );
 
 mod a_restarted_bus_heals {

@@ -124,9 +124,11 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
         });
     }
     shard.set_subscription_options(conn, name, filter, delta);
-    // On one node a cache channel's replay comes from its owner shard through the path its events take, the
-    // socket held back until then (see `shard::cache`); across nodes it is read after joining (docs/scaling.md).
-    let owner_replays = channel::classify(name).cache && !shard.loopback();
+    // A cache channel's replay comes from its home shard through the path its events take, the socket held
+    // back until then (see `shard::cache`). A presence-cache channel's comes with the snapshot from the presence
+    // owner, which is also the cache home on a single node; on a cluster it is read after joining.
+    let owner_replays =
+        channel::classify(name).cache && (member.is_none() || shard.cluster.is_none());
     shard
         .join(
             conn.app.index,

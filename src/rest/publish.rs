@@ -147,9 +147,9 @@ fn validate(app: &App, body: EventBody<'_>) -> Result<Publication, Rejection> {
 }
 
 async fn publish(shard: &Shard, app: &App, p: &Publication) {
-    // On one node cache channels' events go through their owner shard (see `shard::cache`).
-    let through_owner = !shard.loopback();
-    let mut cached = Vec::new();
+    // Cache channels' events go through their home shard (see `shard::cache`): directly while this node
+    // delivers locally first, as they come back from the bus otherwise.
+    let through_home = !shard.loopback();
     let mut owned = Vec::new();
     let details = Arc::new(EventDetails {
         name: p.name.as_str().into(),
@@ -173,20 +173,13 @@ async fn publish(shard: &Shard, app: &App, p: &Publication) {
                 frame: ws::encode_text(text.as_bytes()),
                 event: Some(details.clone()),
             };
-            if !channel::classify(c).cache {
-                return Some(item);
-            }
-            if through_owner {
+            if through_home && channel::classify(c).cache {
                 owned.push(item);
                 return None;
             }
-            cached.push((c.as_str(), text));
             Some(item)
         })
         .collect();
-    for (c, text) in cached {
-        shard.cache_store_everywhere(app.index, c, &text).await;
-    }
     if !owned.is_empty() {
         shard
             .publish_cached(app.index, owned, p.except.as_deref())

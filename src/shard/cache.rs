@@ -50,31 +50,32 @@ impl ChannelCache {
     }
 }
 
-/// Cache channels on one node go through their owner shard: it stores each event and delivers it, and it
-/// answers a new subscriber's replay through the same ordered path, so the subscriber (held back from the
-/// channel until then) gets the last event as of its join and then exactly the events after it.
+/// A cache channel's events all go through one shard of each node, its *cache home*: it stores each event and
+/// delivers it, and it answers a new subscriber's replay through the same ordered path, so the subscriber (held
+/// back from the channel until then) gets the last event as of its join and then exactly the events after it.
+/// On a cluster the home is the worker that receives the channel's events from the bus (every node stores
+/// every event of the channel in the bus's order), and a replay waits for a barrier to go round the bus first,
+/// so it holds every event published anywhere before the subscription (as presence snapshots do).
 impl Shard {
-    /// Stores and delivers events of cache channels through their owner shards (and tells the other nodes);
-    /// resolves once every shard has queued them.
-    pub async fn publish_cached(&self, app: u32, items: Vec<Outgoing>, except: Option<&str>) {
-        if let Some(app_id) = self.app_id(app) {
-            for item in &items {
-                if let Ok(text) = std::str::from_utf8(&frame_payload(&item.frame)) {
-                    self.cluster_broadcast(
-                        &sockudo_io_shard::cluster::wire::ClusterMsg::CacheStore {
-                            app_id: app_id.clone(),
-                            channel: item.channel.to_string(),
-                            text: text.into(),
-                        },
-                    );
-                }
+    /// The shard of this node that keeps cache channel `channel`.
+    pub fn cache_home(&self, app: u32, channel: &str) -> usize {
+        match self.cluster.as_ref().and(self.app_id(app)) {
+            Some(app_id) => {
+                (super::cluster::route_of(&app_id, channel) % self.peers.nr_shards() as u64)
+                    as usize
             }
+            None => self.owner_of(app, channel),
         }
+    }
+
+    /// Stores and delivers events of cache channels through their homes on this node (and queues them for the
+    /// other nodes, which store them as they receive them); resolves once every shard has queued them.
+    pub async fn publish_cached(&self, app: u32, items: Vec<Outgoing>, except: Option<&str>) {
         self.cluster_publish(app, &items, except);
         let mut per_owner: HashMap<usize, Vec<Outgoing>> = HashMap::new();
         for item in items {
             per_owner
-                .entry(self.owner_of(app, &item.channel))
+                .entry(self.cache_home(app, &item.channel))
                 .or_default()
                 .push(item);
         }
@@ -107,9 +108,7 @@ impl Shard {
         ack: tokio::sync::oneshot::Sender<()>,
     ) {
         for item in &items {
-            if let Ok(text) = std::str::from_utf8(&frame_payload(&item.frame)) {
-                self.apply_cache_store(app, &item.channel, text);
-            }
+            self.store_cached(app, item);
         }
         let acks = self.publish_now(app, items, except, true);
         if acks.is_empty() {
@@ -125,13 +124,22 @@ impl Shard {
         .detach();
     }
 
+    /// Keeps a cache channel's event (as subscribers get it) as the channel's last, on its home.
+    pub(super) fn store_cached(&self, app: u32, item: &Outgoing) {
+        if let Ok(text) = std::str::from_utf8(&frame_payload(&item.frame)) {
+            self.apply_cache_store(app, &item.channel, text);
+        }
+    }
+
     /// For a socket that joined cache channel `channel` as pending: asks the owner for the replay and resolves
     /// once `subscription_succeeded` and the replay (or `pusher:cache_miss`) are queued and the socket gets the
     /// channel's events.
     pub async fn subscribe_with_replay(&self, conn: &Connection, channel: &str) {
-        let (reply, queued) = tokio::sync::oneshot::channel();
+        let (reply, mut queued) = tokio::sync::oneshot::channel();
+        let token = self.cluster.as_ref().map_or(0, |l| l.new_token());
+        let home = self.cache_home(conn.app.index, channel);
         self.send_to(
-            self.owner_of(conn.app.index, channel),
+            home,
             ShardMsg::CacheReplay {
                 app: conn.app.index,
                 channel: channel.into(),
@@ -140,14 +148,43 @@ impl Shard {
                     conn_id: conn.id,
                     socket_id: conn.socket_id.clone(),
                 },
+                token,
                 reply,
             },
         );
-        let _ = queued.await;
+        let answered = glommio::timer::timeout(super::cluster::ECHO_TIMEOUT, async {
+            (&mut queued)
+                .await
+                .map_err(|_| glommio::GlommioError::<()>::IoError(std::io::Error::other("gone")))
+        })
+        .await;
+        if answered.is_err() && token != 0 {
+            // The bus did not bring the barrier back: take the replay as the home knows it now.
+            self.metrics.cluster_echo_timeouts.inc();
+            self.send_to(home, ShardMsg::BarrierPassed { token });
+            let _ = queued.await;
+        }
     }
 
-    /// On the owner: the channel's last event, to the subscriber's shard behind every event delivered before.
+    /// On the home: the channel's last event, to the subscriber's shard behind every event delivered before
+    /// (on a cluster, once a barrier went round the bus: [`Shard::await_cache_barrier`]).
     pub(super) fn apply_cache_replay(
+        &self,
+        app: u32,
+        channel: Box<str>,
+        socket: SocketRef,
+        token: u64,
+        reply: tokio::sync::oneshot::Sender<()>,
+    ) {
+        if self.loopback() && token != 0 {
+            self.await_cache_barrier(app, channel, socket, token, reply);
+            return;
+        }
+        self.answer_cache_replay(app, channel, socket, reply);
+    }
+
+    /// Sends the channel's last event as of now to the subscriber's shard.
+    pub(super) fn answer_cache_replay(
         &self,
         app: u32,
         channel: Box<str>,

@@ -53,6 +53,8 @@ pub struct Link {
     seen: RefCell<SeenTokens>,
     /// Presence joins (on channels this shard owns) waiting for their barrier, by token.
     joins: RefCell<HashMap<u64, PendingJoin>>,
+    /// Cache replays (of channels whose home is this shard) waiting for their barrier, by token.
+    cache_waits: RefCell<HashMap<u64, PendingReplay>>,
     /// When each piece of other nodes' state held here was last announced (see [`super::resync`]).
     pub(super) freshness: RefCell<super::resync::Freshness>,
 }
@@ -65,6 +67,15 @@ struct PendingJoin {
     socket: super::mesh::SocketRef,
     replay_cache: bool,
     reply: tokio::sync::oneshot::Sender<Result<(), super::presence::JoinRefused>>,
+}
+
+/// A cache channel's replay that waits for its barrier.
+#[derive(Debug)]
+struct PendingReplay {
+    app: u32,
+    channel: Box<str>,
+    socket: super::mesh::SocketRef,
+    reply: tokio::sync::oneshot::Sender<()>,
 }
 
 /// Answers of the other shards of this node once they queued an event.
@@ -126,6 +137,7 @@ impl Link {
             echo_waiting: RefCell::new(HashMap::new()),
             seen: RefCell::new(SeenTokens::default()),
             joins: RefCell::new(HashMap::new()),
+            cache_waits: RefCell::new(HashMap::new()),
             freshness: RefCell::new(Default::default()),
         }
     }
@@ -346,11 +358,25 @@ impl Shard {
             .borrow_mut()
             .first(token, std::time::Instant::now())
         {
+            self.store_if_cached(app, &item);
             self.publish_now(app, vec![item], except, true)
         } else {
             Vec::new()
         };
         self.send_to(waiter, ShardMsg::EchoDelivered { token, acks });
+    }
+
+    /// A cache channel's event received from the bus, on the channel's home (the worker its route names):
+    /// kept as the channel's last before it is delivered (see [`super::cache`]).
+    fn store_if_cached(&self, app: u32, item: &Outgoing) {
+        // REST events only: client events carry details too, and are never cached.
+        let from_rest = item
+            .event
+            .as_ref()
+            .is_some_and(|d| !d.name.starts_with("client-"));
+        if from_rest && crate::protocol::channel::classify(&item.channel).cache {
+            self.store_cached(app, item);
+        }
     }
 
     /// Holds a presence join's snapshot until a barrier for the channel comes back from the bus.
@@ -388,9 +414,48 @@ impl Shard {
         });
     }
 
-    /// The barrier of a waiting join came back (or its joiner gave up waiting): its snapshot, as of now.
-    pub fn presence_barrier_passed(&self, token: u64) {
+    /// Holds a cache channel's replay (on its home) until a barrier for the channel comes back from the bus.
+    pub fn await_cache_barrier(
+        &self,
+        app: u32,
+        channel: Box<str>,
+        socket: super::mesh::SocketRef,
+        token: u64,
+        reply: tokio::sync::oneshot::Sender<()>,
+    ) {
+        let (Some(link), Some(app_id)) = (&self.cluster, self.app_id(app)) else {
+            return;
+        };
+        let body = ClusterMsg::Barrier {
+            app_id: app_id.clone(),
+            channel: channel.to_string(),
+            token,
+        }
+        .encode();
+        link.cache_waits.borrow_mut().insert(
+            token,
+            PendingReplay {
+                app,
+                channel: channel.clone(),
+                socket,
+                reply,
+            },
+        );
+        self.cluster_send(ClusterOut::Event {
+            route: route_of(&app_id, &channel),
+            body,
+        });
+    }
+
+    /// A barrier came back (or its waiter gave up waiting): the cache replay or presence snapshot waiting for
+    /// it is answered, as of now.
+    pub fn barrier_passed(&self, token: u64) {
         let Some(link) = &self.cluster else { return };
+        let replay = link.cache_waits.borrow_mut().remove(&token);
+        if let Some(r) = replay {
+            self.answer_cache_replay(r.app, r.channel, r.socket, r.reply);
+            return;
+        }
         let Some(join) = link.joins.borrow_mut().remove(&token) else {
             return;
         };
@@ -694,7 +759,13 @@ impl Shard {
                     channel,
                     token,
                 } => {
-                    if let Some(app) = app_of(&app_id) {
+                    let waits_here = self
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|l| l.cache_waits.borrow().contains_key(&token));
+                    if waits_here {
+                        self.barrier_passed(token);
+                    } else if let Some(app) = app_of(&app_id) {
                         self.send_to(
                             self.owner_of(app, &channel),
                             ShardMsg::BarrierPassed { token },
@@ -731,6 +802,7 @@ impl Shard {
                 let mine = self.cluster.as_ref().is_some_and(|l| l.node_id == origin);
                 if !mine {
                     self.metrics.cluster_events_received.inc();
+                    self.store_if_cached(app, &item);
                     self.publish_now(app, vec![item], except.as_deref(), false);
                 } else if token != 0 {
                     self.deliver_loopback(app, token, item, except.as_deref());
@@ -773,24 +845,6 @@ impl Shard {
                             },
                         );
                     }
-                }
-            }
-            ClusterMsg::CacheStore {
-                app_id,
-                channel,
-                text,
-            } => {
-                if let Some(app) = app_of(&app_id) {
-                    let (ack, _) = tokio::sync::oneshot::channel();
-                    self.send_to(
-                        self.owner_of(app, &channel),
-                        ShardMsg::CacheStore {
-                            app,
-                            channel: channel.into(),
-                            text: text.into(),
-                            ack,
-                        },
-                    );
                 }
             }
             ClusterMsg::Online {

@@ -174,6 +174,8 @@ pub enum ShardMsg {
         channel: Box<str>,
         /// The subscribing socket.
         socket: SocketRef,
+        /// The subscriber's token for a cluster barrier (see [`ShardMsg::BarrierPassed`]).
+        token: u64,
         /// Answered by the socket's shard once the replay is queued.
         reply: oneshot::Sender<()>,
     },
@@ -190,17 +192,6 @@ pub enum ShardMsg {
         cached: Option<String>,
         /// Answered once queued.
         reply: oneshot::Sender<()>,
-    },
-    /// Keep this event as the last one of a cache channel this shard owns.
-    CacheStore {
-        /// App position.
-        app: u32,
-        /// Cache channel.
-        channel: Box<str>,
-        /// The channel event as subscribers received it.
-        text: Box<str>,
-        /// Answered once stored.
-        ack: oneshot::Sender<()>,
     },
     /// A change in the subscriptions of a channel this shard owns (subscription counts).
     SubscriptionDelta {

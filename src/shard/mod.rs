@@ -594,34 +594,6 @@ impl Shard {
         );
     }
 
-    /// Keeps `text` (a channel event) as the last event of cache channel `channel` on its owner shard; resolves
-    /// once stored, so a subscriber arriving after the publish was answered gets this event.
-    pub async fn cache_store(&self, app: u32, channel: &str, text: &str) {
-        let (ack, stored) = tokio::sync::oneshot::channel();
-        self.send_to(
-            self.owner_of(app, channel),
-            ShardMsg::CacheStore {
-                app,
-                channel: channel.into(),
-                text: text.into(),
-                ack,
-            },
-        );
-        let _ = stored.await;
-    }
-
-    /// Same as [`Shard::cache_store`], and tells the other nodes.
-    pub async fn cache_store_everywhere(&self, app: u32, channel: &str, text: &str) {
-        if let Some(app_id) = self.apps.by_index(app).map(|a| a.id.clone()) {
-            self.cluster_broadcast(&sockudo_io_shard::cluster::wire::ClusterMsg::CacheStore {
-                app_id,
-                channel: channel.into(),
-                text: text.into(),
-            });
-        }
-        self.cache_store(app, channel, text).await;
-    }
-
     fn apply_cache_store(&self, app: u32, channel: &str, text: &str) {
         let ttl = Duration::from_secs(self.config.channel_limits.cache_ttl);
         self.cache
@@ -825,7 +797,7 @@ impl Shard {
                 }
             }
             ShardMsg::PresenceJoin(request) => self.apply_presence_join(request),
-            ShardMsg::BarrierPassed { token } => self.presence_barrier_passed(token),
+            ShardMsg::BarrierPassed { token } => self.barrier_passed(token),
             ShardMsg::RemotePresence {
                 app,
                 channel,
@@ -884,8 +856,9 @@ impl Shard {
                 app,
                 channel,
                 socket,
+                token,
                 reply,
-            } => self.apply_cache_replay(app, channel, socket, reply),
+            } => self.apply_cache_replay(app, channel, socket, token, reply),
             ShardMsg::CacheReplayed {
                 app,
                 channel,
@@ -893,15 +866,6 @@ impl Shard {
                 cached,
                 reply,
             } => self.apply_cache_replayed(app, &channel, conn_id, cached, reply),
-            ShardMsg::CacheStore {
-                app,
-                channel,
-                text,
-                ack,
-            } => {
-                self.apply_cache_store(app, &channel, &text);
-                let _ = ack.send(());
-            }
             ShardMsg::SubscriptionDelta {
                 app,
                 channel,

@@ -130,7 +130,10 @@ impl Shard {
 
     /// Asks only the shard that owns `channel`'s presence state.
     pub async fn ask_owner(&self, app: u32, channel: &str, query: Query) -> Result<Answer, ()> {
-        let owner = self.owner_of(app, channel);
+        let owner = match query {
+            Query::Cache { .. } => self.cache_home(app, channel),
+            _ => self.owner_of(app, channel),
+        };
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.send_to(owner, super::mesh::ShardMsg::Query { app, query, reply });
         within_deadline(rx).await

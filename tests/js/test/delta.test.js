@@ -208,9 +208,7 @@ describe('delta compression (SHARDS=2)', () => {
     const added = await c.next((m) => m.event === 'pusher_internal:member_added');
     assert.equal(added.__delta_seq, undefined, 'member events are never tracked');
 
-    // Cache channel: the replay on subscribe is a plain frame, later events are tracked and decode. (On a cluster
-    // the replay right after a publish answered by another node is not guaranteed: docs/scaling.md.)
-    if (h.CLUSTER_SKIP_CACHE) return;
+    // Cache channel: the replay on subscribe is a plain frame, later events are tracked and decode.
     await publishAll(port, [{ name: 'snap', channel: 'cache-prices', data: payload(0, 'SOL') }]);
     const cref = await onShard(port, '0', plainConn);
     const cc = await onShard(port, '1', deltaConn);

@@ -36,7 +36,7 @@ describe('cache channels, subscription_count, watchlist (pusher-js, SHARDS=2)', 
 
   // On a cluster a subscriber on another node may subscribe before that node heard of the publish (cache stores
   // are eventually consistent across nodes, docs/scaling.md): this read-your-write check is for one node.
-  test('a cache channel sends pusher:cache_miss, then replays the last event to late subscribers', { ...T, skip: h.CLUSTER_SKIP_CACHE }, async () => {
+  test('a cache channel sends pusher:cache_miss, then replays the last event to late subscribers', T, async () => {
     const early = await connect();
     const ch = early.subscribe('cache-scores');
     await h.once(ch, 'pusher:cache_miss');

@@ -37,11 +37,6 @@ const DEFAULT_APPS = [
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Set when the suite runs against a cluster: why cache read-your-write checks are skipped there. */
-const CLUSTER_SKIP_CACHE = process.env.SOCKUDO_TEST_CLUSTER
-  ? 'cache channels are eventually consistent across nodes: a replay right after a publish answered by another node is not guaranteed (docs/scaling.md)'
-  : false;
-
 function freePort() {
   return new Promise((resolve, reject) => {
     const srv = net.createServer();
@@ -408,7 +403,6 @@ function signedPost(port, app, urlPath, bodyObj, { timestamp, secret } = {}) {
 }
 
 module.exports = {
-  CLUSTER_SKIP_CACHE,
   SOCKUDO_BIN,
   APP,
   OFF_APP,

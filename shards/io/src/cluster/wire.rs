@@ -134,15 +134,6 @@ pub enum ClusterMsg {
     Bye,
     /// The sending node is alive.
     Heartbeat,
-    /// Last event of a cache channel, kept by every node so a subscriber anywhere gets the replay.
-    CacheStore {
-        /// The app id.
-        app_id: String,
-        /// The cache channel.
-        channel: String,
-        /// The channel event as subscribers received it.
-        text: String,
-    },
     /// The sending node gained its first (`online`) or lost its last socket signed in as `user`.
     Online {
         /// The app id.
@@ -222,7 +213,8 @@ mod kind {
     pub const HELLO: u8 = 4;
     pub const BYE: u8 = 5;
     pub const HEARTBEAT: u8 = 6;
-    pub const CACHE_STORE: u8 = 7;
+    // 7 was a cache store of format 1's first drafts: every node now keeps cache channels' events as it
+    // receives them.
     pub const ONLINE: u8 = 8;
     pub const TERMINATE_USER: u8 = 9;
     pub const QUERY: u8 = 10;
@@ -305,16 +297,6 @@ impl ClusterMsg {
             ClusterMsg::Hello => w.u8(kind::HELLO),
             ClusterMsg::Bye => w.u8(kind::BYE),
             ClusterMsg::Heartbeat => w.u8(kind::HEARTBEAT),
-            ClusterMsg::CacheStore {
-                app_id,
-                channel,
-                text,
-            } => {
-                w.u8(kind::CACHE_STORE);
-                w.str(app_id);
-                w.str(channel);
-                w.long_str(text);
-            }
             ClusterMsg::Online {
                 app_id,
                 user,
@@ -414,7 +396,6 @@ impl ClusterMsg {
     fn size_hint(&self) -> usize {
         match self {
             ClusterMsg::Event { channel, frame, .. } => 128 + channel.len() + frame.len(),
-            ClusterMsg::CacheStore { text, .. } => 64 + text.len(),
             _ => 128,
         }
     }
@@ -491,11 +472,6 @@ impl ClusterMsg {
             kind::HELLO => ClusterMsg::Hello,
             kind::BYE => ClusterMsg::Bye,
             kind::HEARTBEAT => ClusterMsg::Heartbeat,
-            kind::CACHE_STORE => ClusterMsg::CacheStore {
-                app_id: r.str()?,
-                channel: r.str()?,
-                text: r.long_str()?,
-            },
             kind::ONLINE => ClusterMsg::Online {
                 app_id: r.str()?,
                 user: r.str()?,
@@ -757,11 +733,6 @@ mod tests {
             ClusterMsg::Hello,
             ClusterMsg::Bye,
             ClusterMsg::Heartbeat,
-            ClusterMsg::CacheStore {
-                app_id: "a".into(),
-                channel: "cache-c".into(),
-                text: "{\"event\":\"e\"}".into(),
-            },
             ClusterMsg::Online {
                 app_id: "a".into(),
                 user: "u".into(),
