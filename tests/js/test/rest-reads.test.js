@@ -101,9 +101,14 @@ describe('REST reads (SHARDS=2)', () => {
     // Leaving updates the answers everywhere.
     a1.ws.close();
     b1.ws.close();
-    await h.sleep(300);
-    assert.deepEqual(await readAll('/channels/presence-lobby', { info: 'user_count,subscription_count' }),
-      { occupied: true, user_count: 1, subscription_count: 1 });
+    // The closes are processed asynchronously: wait until the counts drop, then check every answer.
+    const lobby = { path: '/channels/presence-lobby', params: { info: 'user_count,subscription_count' } };
+    for (const deadline = Date.now() + 5000; Date.now() < deadline;) {
+      const b = await (await api.get(lobby)).json();
+      if (b.user_count === 1 && b.subscription_count === 1) break;
+      await h.sleep(50);
+    }
+    assert.deepEqual(await readAll(lobby.path, lobby.params), { occupied: true, user_count: 1, subscription_count: 1 });
     assert.deepEqual((await readAll('/channels/presence-lobby/users')).users, [{ id: 'alice' }]);
     assert.deepEqual(await readAll('/channels/news', { info: 'subscription_count' }),
       { occupied: true, subscription_count: 1 });
