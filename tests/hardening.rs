@@ -574,7 +574,11 @@ fn upgrade_with_version_8_gets_426_and_a_bad_key_gets_400() {
 
 #[test]
 fn shutdown_close_4200_is_preceded_by_pusher_error() {
-    let mut server = Server::start();
+    // A grace period well inside the client's 10 s read timeout.
+    let mut server = Server::start_with(ServerOptions {
+        env: vec![("SHUTDOWN_GRACE_PERIOD".into(), "1".into())],
+        ..ServerOptions::default()
+    });
     let mut c = server.client();
     c.subscribe("c");
     let waiter = std::thread::spawn(move || {
