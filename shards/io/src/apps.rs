@@ -100,6 +100,16 @@ impl AppResolver {
     pub(crate) fn answer(&mut self, (by, result): Done) {
         let result = match result {
             Ok(Some(record)) => {
+                // Under both names: an app a socket connected to by key keeps answering REST calls by id
+                // (and the other way round) on every shard while the database is down.
+                for name in [
+                    Lookup::Id(text_of(&record, "id")),
+                    Lookup::Key(text_of(&record, "key")),
+                ] {
+                    if !matches!(&name, Lookup::Id(s) | Lookup::Key(s) if s.is_empty()) {
+                        self.last_good.insert(name, record.clone());
+                    }
+                }
                 self.last_good.insert(by.clone(), record.clone());
                 Ok(Some(record))
             }
@@ -115,6 +125,15 @@ impl AppResolver {
         for reply in self.waiting.remove(&by).unwrap_or_default() {
             let _ = reply.send(result.clone());
         }
+    }
+}
+
+/// A record's column as text (ids may be stored as numbers); empty when missing.
+fn text_of(record: &AppRecord, column: &str) -> String {
+    match record.get(column) {
+        Some(v) if v.is_string() => v.as_str().unwrap_or_default().to_owned(),
+        Some(v) if v.is_number() => v.to_string(),
+        _ => String::new(),
     }
 }
 
@@ -198,6 +217,11 @@ mod tests {
         );
         assert!(matches!(answers[1], Err(SourceError::Unavailable(_))));
         assert!(stats.app_source_down());
+        // Found by key before the outage: a REST lookup by its id is answered too.
+        let (tx, rx) = oneshot::channel();
+        r.find(Lookup::Id("1".into()), tx);
+        r.answer(done.recv().await.expect("a finished query"));
+        assert!(matches!(rx.await.expect("answered"), Ok(Some(_))));
     }
 
     #[tokio::test(flavor = "current_thread")]
