@@ -30,7 +30,7 @@ mkdir -p "$OUT"
 # Generator arguments of each load.
 load_args() {
   case $1 in
-  rate) echo "-n 2000 -c 1 fanout --rate 200 --duration 10" ;;
+  rate) echo "-n 1000 -c 1 fanout --rate 100 --duration 10" ;;
   fast) echo "-n 4000 -c 1 fanout --events 500 --in-flight 8" ;;
   *) echo "unknown load $1 (rate, fast)" >&2; exit 2 ;;
   esac
