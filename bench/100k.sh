@@ -30,6 +30,7 @@ PAYLOAD=${PAYLOAD:-100}
 SOURCES=${SOURCES:-8}
 PORT=${PORT:-7701}
 TIMEOUT=${TIMEOUT:-900}
+IDLE_SECS=${IDLE_SECS:-5}
 OUT=${OUT:-$TARGET/100k/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"
 . "$HERE/lib/nodes.sh"
@@ -98,6 +99,11 @@ sleep 2 # settle: RSS after the connect burst
 rss1=$(rss_sum)
 fds=$(for pid in "${NODE_PIDS[@]}"; do ls "/proc/$pid/fd" | wc -l; done | paste -sd' ')
 log "all generators ready after $(echo "$t_ready - $t_start" | bc) s; server RSS $rss0 -> $rss1 bytes; fds per node: $fds"
+# What holding every connection costs while nothing is published (timers, sweeper, bus heartbeats).
+cpu0=$(cpu_sum)
+sleep "$IDLE_SECS"
+idle_pct=$(echo "scale=1; ($(cpu_sum) - $cpu0) * 100 / $(getconf CLK_TCK) / $IDLE_SECS" | bc)
+log "idle server CPU with every connection held: $idle_pct % of one core (all nodes, over $IDLE_SECS s)"
 touch "$OUT/start"
 
 status=0

@@ -8,6 +8,7 @@
 #   bench/cluster.sh                               # SETUPS="single cluster-redis cluster-nats" LOADS="rate fast"
 #   SHARDS=2 RUNS=3 bench/cluster.sh               # shards per process, runs per setup
 #   SETUPS="single-redis" bench/cluster.sh         # also: one process with the redis (or nats) adapter
+#   LOADS=light bench/cluster.sh                   # 100 subscribers, 20 events/s: the latency a bus hop adds
 #   TABLE_ONLY=1 OUT=<dir of an earlier run> bench/cluster.sh
 #
 # Needs release builds of `sockudo` (--features redis,nats or full) and `sockudo-bench`; redis-server and
@@ -32,7 +33,8 @@ load_args() {
   case $1 in
   rate) echo "-n 1000 -c 1 fanout --rate 100 --duration 10" ;;
   fast) echo "-n 4000 -c 1 fanout --events 500 --in-flight 8" ;;
-  *) echo "unknown load $1 (rate, fast)" >&2; exit 2 ;;
+  light) echo "-n 100 -c 1 fanout --rate 20 --duration 5" ;;
+  *) echo "unknown load $1 (rate, fast, light)" >&2; exit 2 ;;
   esac
 }
 

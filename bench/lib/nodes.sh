@@ -75,3 +75,13 @@ rss_sum() {
   done
   echo "$total"
 }
+
+# cpu_sum: utime+stime of every node, summed, in clock ticks (/proc/PID/stat fields 14 and 15).
+cpu_sum() {
+  local pid total=0 t
+  for pid in "${NODE_PIDS[@]}"; do
+    t=$(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13}')
+    total=$((total + ${t:-0}))
+  done
+  echo "$total"
+}
