@@ -8,6 +8,7 @@
 #   bench/cluster.sh                               # SETUPS="single cluster-redis cluster-nats" LOADS="rate fast"
 #   SHARDS=2 RUNS=3 bench/cluster.sh               # shards per process, runs per setup
 #   SETUPS="single-redis" bench/cluster.sh         # also: one process with the redis (or nats) adapter
+#   LOADS=fast32 bench/cluster.sh                  # the fast load with 32 publish requests in flight
 #   LOADS=light bench/cluster.sh                   # 100 subscribers, 20 events/s: the latency a bus hop adds
 #   TABLE_ONLY=1 OUT=<dir of an earlier run> bench/cluster.sh
 #
@@ -33,8 +34,9 @@ load_args() {
   case $1 in
   rate) echo "-n 1000 -c 1 fanout --rate 100 --duration 10" ;;
   fast) echo "-n 4000 -c 1 fanout --events 500 --in-flight 8" ;;
+  fast32) echo "-n 4000 -c 1 fanout --events 500 --in-flight 32" ;;
   light) echo "-n 100 -c 1 fanout --rate 20 --duration 5" ;;
-  *) echo "unknown load $1 (rate, fast, light)" >&2; exit 2 ;;
+  *) echo "unknown load $1 (rate, fast, fast32, light)" >&2; exit 2 ;;
   esac
 }
 
@@ -60,7 +62,7 @@ run_one() {
   # Let the nodes hear each other's hello before the load starts.
   if [ "$nodes" -gt 1 ]; then sleep 2; fi
   bus=$(bus_pid "$adapter")
-  echo "$(date +%T) $setup $load run $run (loadavg $(cut -d' ' -f1-3 /proc/loadavg))" >&2
+  echo "$(date +%T) $setup $load run $run (loadavg $(cut -d' ' -f1-3 /proc/loadavg))" | tee -a "$OUT/runs.txt" >&2
   # shellcheck disable=SC2046
   "$BIN/sockudo-bench" --url "$urls" --http-url "http://127.0.0.1:$PORT" --server-pid "$(node_pids_csv)" \
     ${bus:+--bus-pid "$bus"} --json --quiet $(load_args "$load") >"$OUT/$setup-$load-$run.json" ||
