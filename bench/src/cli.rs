@@ -1,6 +1,7 @@
 //! Command-line interface: every knob of the generator, parsed with clap.
 
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -17,7 +18,8 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// WebSocket base URL of the server; the host must be a loopback address.
+    /// WebSocket base URL of the server; the host must be a loopback address. Several comma-separated URLs
+    /// (e.g. the nodes of a cluster on different ports): connection i goes to URL i % count.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:6001")]
     pub url: String,
     /// HTTP base URL of the REST API (defaults to the host and port of --url).
@@ -32,6 +34,10 @@ pub struct Common {
     /// Server process id(s) for CPU (/proc/PID/stat) and RSS (/proc/PID/status); repeat or comma-separate, values are summed.
     #[arg(long, global = true, value_delimiter = ',')]
     pub server_pid: Vec<u32>,
+    /// Process id(s) of the cluster bus broker (redis-server, nats-server): its CPU is reported apart
+    /// (`bus_cpu_us`, `bus_cpu_us_per_delivery`) over the same window as the server's.
+    #[arg(long, global = true, value_delimiter = ',')]
+    pub bus_pid: Vec<u32>,
     /// Number of WebSocket connections.
     #[arg(long, short = 'n', global = true, default_value_t = 100)]
     pub connections: usize,
@@ -94,6 +100,43 @@ pub struct Load {
     /// Seconds to wait for outstanding deliveries after the last event was sent.
     #[arg(long, default_value_t = 10.0)]
     pub drain: f64,
+    #[command(flatten)]
+    pub multi: MultiProcess,
+}
+
+/// One fan-out driven by several generator processes (each is limited to ~20,000 sockets by the fd limit):
+/// every process connects its share and writes --ready-file; the caller creates --start-file once all are
+/// ready; one process publishes, the others run with --listen-only, count their deliveries exactly and write
+/// --done-file; the publisher waits for those (--wait-done) before its last server CPU reading.
+#[derive(Debug, Clone, Default, Args)]
+pub struct MultiProcess {
+    /// Publish nothing: expect the --events that another generator publishes (event s on channel s % C).
+    #[arg(long)]
+    pub listen_only: bool,
+    /// Create this file once every connection is subscribed or failed (JSON: subscribed, connect_errors).
+    #[arg(long)]
+    pub ready_file: Option<PathBuf>,
+    /// Wait for this file to exist before publishing (with --listen-only: before the measurement starts).
+    #[arg(long)]
+    pub start_file: Option<PathBuf>,
+    /// Create this file once every expected event arrived or the drain expired (JSON: delivered, expected,
+    /// last_delivery_ns).
+    #[arg(long)]
+    pub done_file: Option<PathBuf>,
+    /// After its own deliveries, wait up to --drain seconds for these files (the other generators'
+    /// --done-file) before the final server CPU reading, so the window covers the whole fan-out.
+    #[arg(long, value_delimiter = ',')]
+    pub wait_done: Vec<PathBuf>,
+}
+
+impl MultiProcess {
+    pub fn is_used(&self) -> bool {
+        self.listen_only
+            || self.ready_file.is_some()
+            || self.start_file.is_some()
+            || self.done_file.is_some()
+            || !self.wait_done.is_empty()
+    }
 }
 
 #[derive(Debug, Subcommand)]

@@ -30,24 +30,32 @@ fn main() {
 }
 
 fn run(cli: Cli) -> Result<i32> {
-    pusher::init_clock();
     let fd_limit = net::raise_fd_limit();
     let mut common = cli.common;
+    if let Scenario::ClientEvents(load) = &cli.scenario {
+        if load.multi.is_used() {
+            anyhow::bail!("--listen-only, --ready-file, --start-file, --done-file and --wait-done are for fanout only");
+        }
+    }
     if matches!(cli.scenario, Scenario::ClientEvents(_)) {
         common.private = true; // client events are only allowed on private/presence channels
     }
-    let ws = net::resolve(&common.url, &["ws"])?;
+    let ws = common
+        .url
+        .split(',')
+        .map(|u| net::resolve(u.trim(), &["ws"]))
+        .collect::<Result<Vec<_>>>()?;
     let http_url = common
         .http_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", ws.host_header));
+        .unwrap_or_else(|| format!("http://{}", ws[0].host_header));
     let http = net::resolve(&http_url, &["http"])?;
     let n_sources = if common.sources == 0 {
         net::auto_sources(common.connections)
     } else {
         common.sources
     };
-    let sources = if ws.addr.is_ipv4() {
+    let sources = if ws.iter().all(|t| t.addr.is_ipv4()) {
         net::source_addrs(n_sources)
     } else {
         Vec::new()

@@ -38,21 +38,31 @@ pub struct Snapshot {
     /// Summed server CPU in µs (None without --server-pid or if a PID vanished).
     pub server_cpu_us: Option<u64>,
     pub server_rss: Option<u64>,
+    /// Summed CPU of the cluster bus broker(s) (--bus-pid), kept apart from the server's.
+    pub bus_cpu_us: Option<u64>,
     pub self_cpu_us: Option<u64>,
 }
 
-pub fn snapshot(pids: &[u32]) -> Snapshot {
-    let (cpu, rss) = if pids.is_empty() {
-        (None, None)
+/// utime + stime summed over `pids` (None if there are none or one is unreadable).
+fn sum_cpu_us(pids: &[u32]) -> Option<u64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| cpu_us(&p.to_string())).sum()
+}
+
+pub fn snapshot(common: &crate::cli::Common) -> Snapshot {
+    let pids = &common.server_pid;
+    let rss = if pids.is_empty() {
+        None
     } else {
-        let cpu: Option<u64> = pids.iter().map(|p| cpu_us(&p.to_string())).sum();
-        let rss: Option<u64> = pids.iter().map(|p| rss_bytes(&p.to_string())).sum();
-        (cpu, rss)
+        pids.iter().map(|p| rss_bytes(&p.to_string())).sum()
     };
     Snapshot {
         at: Instant::now(),
-        server_cpu_us: cpu,
+        server_cpu_us: sum_cpu_us(pids),
         server_rss: rss,
+        bus_cpu_us: sum_cpu_us(&common.bus_pid),
         self_cpu_us: cpu_us("self"),
     }
 }
@@ -60,6 +70,11 @@ pub fn snapshot(pids: &[u32]) -> Snapshot {
 /// Server CPU µs between two snapshots.
 pub fn server_cpu_delta(a: &Snapshot, b: &Snapshot) -> Option<u64> {
     Some(b.server_cpu_us?.saturating_sub(a.server_cpu_us?))
+}
+
+/// Bus broker CPU µs between two snapshots.
+pub fn bus_cpu_delta(a: &Snapshot, b: &Snapshot) -> Option<u64> {
+    Some(b.bus_cpu_us?.saturating_sub(a.bus_cpu_us?))
 }
 
 pub fn self_cpu_delta(a: &Snapshot, b: &Snapshot) -> Option<u64> {

@@ -6,8 +6,6 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::Sha256;
 use std::borrow::Cow;
-use std::sync::OnceLock;
-use std::time::Instant;
 
 /// Name of the events published by the generator.
 pub const EVENT_NAME: &str = "bench-event";
@@ -107,19 +105,16 @@ pub fn ticker_payload(ts_ns: u64, seq: u64, bytes: usize) -> String {
 
 pub const PONG: &str = r#"{"event":"pusher:pong","data":{}}"#;
 
-fn start() -> Instant {
-    static START: OnceLock<Instant> = OnceLock::new();
-    *START.get_or_init(Instant::now)
-}
-
-/// Nanoseconds since the process-wide start instant (monotonic).
+/// Nanoseconds on the system-wide monotonic clock (`CLOCK_MONOTONIC`), so stamps written by one generator
+/// process can be compared by another (several generators share one fan-out run).
 pub fn now_ns() -> u64 {
-    start().elapsed().as_nanos() as u64
-}
-
-/// Initialise the clock origin (call once at start-up).
-pub fn init_clock() {
-    let _ = start();
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC is always available on Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The event data string: `{"__bt":<ns>,"__bs":<seq>,"pad":"xxx"}`, padded to `bytes`.

@@ -27,6 +27,10 @@ pub struct Report {
     pub connections_short: Option<u64>,
     pub closed_early: Option<u64>,
     pub measured_secs: Option<f64>,
+    /// Start of the measurement and latest delivery (ns on CLOCK_MONOTONIC, comparable between generator
+    /// processes: the rate of a fan-out spread over several is their deliveries over max(last) - first).
+    pub first_event_ns: Option<u64>,
+    pub last_delivery_ns: Option<u64>,
     pub events_per_sec: Option<f64>,
     pub deliveries_per_sec: Option<f64>,
     pub latency: Option<LatencySummary>,
@@ -34,6 +38,9 @@ pub struct Report {
     pub server_cpu_us: Option<u64>,
     pub server_cpu_percent: Option<f64>,
     pub server_cpu_us_per_delivery: Option<f64>,
+    /// CPU of the cluster bus broker (--bus-pid) over the same window.
+    pub bus_cpu_us: Option<u64>,
+    pub bus_cpu_us_per_delivery: Option<f64>,
     /// WebSocket payload bytes received per delivery (delta frames are smaller than full ones).
     pub wire_bytes_per_delivery: Option<f64>,
     pub server_rss_before_bytes: Option<u64>,

@@ -120,3 +120,78 @@ fn refuses_non_loopback_target() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("non-loopback"));
 }
+
+/// Two generator processes share one fan-out through files: one publishes, the other only listens; both count
+/// their own connections' deliveries exactly.
+#[test]
+fn two_generator_processes_share_one_fanout() {
+    let (_floor, port) = start_floor();
+    let dir = std::env::temp_dir().join(format!("sockudo-bench-smoke-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    let url = format!("ws://127.0.0.1:{port}");
+    let generator = |extra: &[String]| {
+        Command::new(env!("CARGO_BIN_EXE_sockudo-bench"))
+            .args(["--url", &url, "--json", "--quiet", "--timeout", "120"])
+            .args([
+                "-n", "30", "-c", "3", "fanout", "--events", "12", "--drain", "30",
+            ])
+            .args(["--start-file", &file("start")])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sockudo-bench")
+    };
+    let listener = generator(&[
+        "--listen-only".into(),
+        "--ready-file".into(),
+        file("ready1"),
+        "--done-file".into(),
+        file("done1"),
+    ]);
+    let publisher = generator(&[
+        "--ready-file".into(),
+        file("ready0"),
+        "--wait-done".into(),
+        file("done1"),
+    ]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !(dir.join("ready0").exists() && dir.join("ready1").exists()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "generators never got ready"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // Nothing is published before the start file exists.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert!(!dir.join("done1").exists());
+    std::fs::write(dir.join("start"), b"").expect("start file");
+    let report = |child: Child| {
+        let out = child.wait_with_output().expect("generator output");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "generator failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON report")
+    };
+    let (l, p) = (report(listener), report(publisher));
+    assert_eq!(p["events_sent"], 12);
+    assert!(l["events_sent"].is_null());
+    for r in [&l, &p] {
+        assert_eq!(r["subscribed"], 30);
+        assert_eq!(r["expected_deliveries"], 30 * 12 / 3);
+        assert_eq!(r["delivered"], r["expected_deliveries"]);
+        assert_eq!(r["ok"], true);
+    }
+    let ready: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("ready1")).unwrap()).unwrap();
+    assert_eq!(ready["subscribed"], 30);
+    // Both stamp on the system-wide monotonic clock: the listener's last delivery follows the first publish.
+    assert!(l["last_delivery_ns"].as_u64().unwrap() > p["first_event_ns"].as_u64().unwrap());
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,7 +14,7 @@ use tokio::time::{timeout, Instant};
 pub async fn run(ctx: Arc<Ctx>, duration: f64, report: &mut Report) {
     ctx.set_phase("churning");
     let done = Arc::new(AtomicU64::new(0));
-    let s0 = procfs::snapshot(&ctx.common.server_pid);
+    let s0 = procfs::snapshot(&ctx.common);
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(duration);
     let loops: Vec<_> = (0..ctx.common.connections.max(1))
@@ -51,7 +51,7 @@ pub async fn run(ctx: Arc<Ctx>, duration: f64, report: &mut Report) {
     for l in loops {
         let _ = l.await;
     }
-    let s1 = procfs::snapshot(&ctx.common.server_pid);
+    let s1 = procfs::snapshot(&ctx.common);
     let secs = s1.at.duration_since(s0.at).as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     report.connects = Some(n);

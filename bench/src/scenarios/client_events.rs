@@ -52,7 +52,7 @@ pub async fn run(ctx: Arc<Ctx>, load: Load, report: &mut Report) {
     report.connect_secs = Some(t_connect.elapsed().as_secs_f64());
 
     ctx.set_phase("sending");
-    let s0 = procfs::snapshot(&ctx.common.server_pid);
+    let s0 = procfs::snapshot(&ctx.common);
     let t0 = pusher::now_ns();
     let _ = go_tx.send(true);
     // Senders finish on their own schedule; wait for them (or for their connections to die).
@@ -69,7 +69,12 @@ pub async fn run(ctx: Arc<Ctx>, load: Load, report: &mut Report) {
         sleep(Duration::from_millis(10)).await;
     }
     let drain_for = Duration::from_secs_f64(load.drain);
-    let start = super::MeasureStart { s0, t0, drain_for };
+    let start = super::MeasureStart {
+        s0,
+        t0,
+        drain_for,
+        multi: Default::default(),
+    };
     let expected_for = |o: &super::ConnOutcome, sent| if o.sender { 0 } else { sent };
     super::finish_delivery(&ctx, report, start, stop_tx, handles, expected_for, true).await;
     if Counters::get(&ctx.counters.published) < total {

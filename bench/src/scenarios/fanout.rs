@@ -1,6 +1,6 @@
 //! `fanout`: N subscribers over C channels, events published through the signed REST API.
 
-use super::{Ctx, SendPlan};
+use super::{multi, Ctx, SendPlan};
 use crate::cli::Load;
 use crate::procfs;
 use crate::pusher;
@@ -29,14 +29,42 @@ pub async fn run(ctx: Arc<Ctx>, load: Load, report: &mut Report) {
     let handles = super::spawn_connections(&ctx, &stop_rx, |_| None::<SendPlan>, &go_rx);
     super::wait_all_subscribed(&ctx).await;
     report.connect_secs = Some(t_connect.elapsed().as_secs_f64());
+    let multi = &load.multi;
+    if let Some(path) = &multi.ready_file {
+        let ready = serde_json::json!({
+            "subscribed": Counters::get(&ctx.counters.subscribed),
+            "connect_errors": Counters::get(&ctx.counters.connect_errors),
+            "connect_secs": report.connect_secs,
+        });
+        if let Err(e) = multi::write_json(path, &ready) {
+            report.problem(format!("{e:#}"));
+        }
+    }
+    if let Some(path) = &multi.start_file {
+        ctx.set_phase("waiting for the start file");
+        multi::wait_for(path).await;
+    }
 
-    ctx.set_phase("publishing");
-    let s0 = procfs::snapshot(&ctx.common.server_pid);
-    let t0 = pusher::now_ns();
     let total = total_events(&load);
-    publish(&ctx, &load, total).await;
+    let s0 = procfs::snapshot(&ctx.common);
+    let t0 = pusher::now_ns();
+    if multi.listen_only {
+        ctx.set_phase("listening");
+        let per_channel = multi::events_per_channel(total, ctx.common.channels);
+        for (sent, n) in ctx.sent_per_channel.iter().zip(per_channel) {
+            sent.store(n, Ordering::Relaxed);
+        }
+    } else {
+        ctx.set_phase("publishing");
+        publish(&ctx, &load, total).await;
+    }
     let drain_for = Duration::from_secs_f64(load.drain);
-    let start = super::MeasureStart { s0, t0, drain_for };
+    let start = super::MeasureStart {
+        s0,
+        t0,
+        drain_for,
+        multi: load.multi.clone(),
+    };
     super::finish_delivery(&ctx, report, start, stop_tx, handles, |_, sent| sent, false).await;
     report.rate = load.rate;
     report.payload_bytes = Some(load.payload_bytes);
@@ -47,16 +75,22 @@ pub fn fill_delivery_report(
     ctx: &Ctx,
     report: &mut Report,
     tally: &super::Tally,
-    s0: &procfs::Snapshot,
+    start: &super::MeasureStart,
     s1: &procfs::Snapshot,
-    t0_ns: u64,
     t_last_ns: u64,
 ) {
     let c = &ctx.counters;
+    let (s0, t0_ns) = (&start.s0, start.t0);
+    let listen_only = start.multi.listen_only;
     let sent = Counters::get(&c.published);
     let secs = (t_last_ns - t0_ns) as f64 / 1e9;
-    report.events_sent = Some(sent);
-    report.publish_errors = Some(Counters::get(&c.publish_errors));
+    report.first_event_ns = Some(t0_ns);
+    report.last_delivery_ns = Some(t_last_ns);
+    if !listen_only {
+        report.events_sent = Some(sent);
+        report.publish_errors = Some(Counters::get(&c.publish_errors));
+        report.events_per_sec = Some(sent as f64 / secs);
+    }
     report.expected_deliveries = Some(tally.expected);
     report.delivered = Some(tally.delivered);
     report.missing = Some(tally.missing);
@@ -64,7 +98,6 @@ pub fn fill_delivery_report(
     report.connections_short = Some(tally.connections_short);
     report.closed_early = Some(Counters::get(&c.closed_early));
     report.measured_secs = Some(secs);
-    report.events_per_sec = Some(sent as f64 / secs);
     report.deliveries_per_sec = Some(tally.delivered as f64 / secs);
     report.latency = ctx.latency.summary();
     if let Some(cpu) = procfs::server_cpu_delta(s0, s1) {
@@ -73,6 +106,12 @@ pub fn fill_delivery_report(
         report.server_cpu_percent = Some(cpu as f64 / 1e4 / wall);
         if tally.delivered > 0 {
             report.server_cpu_us_per_delivery = Some(cpu as f64 / tally.delivered as f64);
+        }
+    }
+    if let Some(cpu) = procfs::bus_cpu_delta(s0, s1) {
+        report.bus_cpu_us = Some(cpu);
+        if tally.delivered > 0 {
+            report.bus_cpu_us_per_delivery = Some(cpu as f64 / tally.delivered as f64);
         }
     }
     if tally.delivered > 0 {
@@ -97,7 +136,7 @@ pub fn fill_delivery_report(
     if errs > 0 {
         report.problem(format!("{errs} events were not accepted by the server"));
     }
-    if sent == 0 {
+    if sent == 0 && !listen_only {
         report.problem("no event was accepted by the server");
     }
 }

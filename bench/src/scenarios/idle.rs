@@ -12,16 +12,16 @@ use tokio::time::{sleep, Instant};
 pub async fn run(ctx: Arc<Ctx>, hold: f64, report: &mut Report) {
     let (stop_tx, stop_rx) = watch::channel(false);
     let (_go_tx, go_rx) = watch::channel(false);
-    let s0 = procfs::snapshot(&ctx.common.server_pid);
+    let s0 = procfs::snapshot(&ctx.common);
     ctx.set_phase("connecting");
     let t_connect = Instant::now();
     let handles = super::spawn_connections(&ctx, &stop_rx, |_| None::<SendPlan>, &go_rx);
     super::wait_all_subscribed(&ctx).await;
     let connect_secs = t_connect.elapsed().as_secs_f64();
-    let s_conn = procfs::snapshot(&ctx.common.server_pid);
+    let s_conn = procfs::snapshot(&ctx.common);
     ctx.set_phase("holding");
     sleep(Duration::from_secs_f64(hold)).await;
-    let s1 = procfs::snapshot(&ctx.common.server_pid);
+    let s1 = procfs::snapshot(&ctx.common);
 
     ctx.set_phase("closing");
     let _ = stop_tx.send(true);

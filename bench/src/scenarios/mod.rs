@@ -5,6 +5,7 @@ pub mod churn;
 pub mod client_events;
 pub mod fanout;
 pub mod idle;
+pub mod multi;
 
 use crate::cli::Common;
 use crate::net::Target;
@@ -24,7 +25,8 @@ use tokio::time::{sleep, timeout, Instant};
 /// Everything a connection task needs, shared.
 pub struct Ctx {
     pub common: Common,
-    pub ws: Target,
+    /// WebSocket targets; connection i uses `ws[i % len]`.
+    pub ws: Vec<Target>,
     pub http: Target,
     pub sources: Vec<Ipv4Addr>,
     pub counters: Counters,
@@ -38,7 +40,8 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    pub fn new(common: Common, ws: Target, http: Target, sources: Vec<Ipv4Addr>) -> Self {
+    pub fn new(common: Common, ws: Vec<Target>, http: Target, sources: Vec<Ipv4Addr>) -> Self {
+        assert!(!ws.is_empty(), "at least one WebSocket target");
         let channels = common.channels.max(1);
         let ws_path = format!(
             "/app/{}?protocol=7&client=sockudo-bench&version={}&flash=false",
@@ -73,6 +76,10 @@ impl Ctx {
         }
     }
 
+    pub fn ws_target(&self, conn: usize) -> &Target {
+        &self.ws[conn % self.ws.len()]
+    }
+
     pub fn channel_of(&self, conn: usize) -> usize {
         conn % self.common.channels.max(1)
     }
@@ -81,10 +88,11 @@ impl Ctx {
 /// Connect, wait for `pusher:connection_established`, subscribe and wait for
 /// `pusher_internal:subscription_succeeded`. Pings are answered throughout.
 pub async fn establish(ctx: &Ctx, conn: usize, channel: &str) -> Result<WsClient> {
+    let target = ctx.ws_target(conn);
     let mut ws = WsClient::connect(
-        ctx.ws.addr,
+        target.addr,
         ctx.source(conn),
-        &ctx.ws.host_header,
+        &target.host_header,
         &ctx.ws_path,
     )
     .await?;
@@ -438,6 +446,8 @@ pub struct MeasureStart {
     pub t0: u64,
     /// How long to wait for deliveries still in flight.
     pub drain_for: Duration,
+    /// Coordination with other generator processes (fanout only; default: none).
+    pub multi: crate::cli::MultiProcess,
 }
 
 /// The end of every delivery scenario: drain what is still in flight, snapshot the server, stop and join the
@@ -454,7 +464,26 @@ pub async fn finish_delivery(
     ctx.set_phase("draining");
     let expected = expected_now(ctx, senders_excluded);
     drain(ctx, expected, start.drain_for).await;
-    let s1 = crate::procfs::snapshot(&ctx.common.server_pid);
+    if let Some(path) = &start.multi.done_file {
+        let done = serde_json::json!({
+            "delivered": Counters::get(&ctx.counters.delivered),
+            "expected": expected,
+            "last_delivery_ns": ctx.counters.last_delivery_ns.load(Ordering::Relaxed),
+        });
+        if let Err(e) = multi::write_json(path, &done) {
+            report.problem(format!("{e:#}"));
+        }
+    }
+    if !start.multi.wait_done.is_empty() {
+        ctx.set_phase("waiting for the other generators");
+        for path in multi::wait_for_all(&start.multi.wait_done, start.drain_for).await {
+            report.problem(format!(
+                "{} did not appear: that generator did not finish",
+                path.display()
+            ));
+        }
+    }
+    let s1 = crate::procfs::snapshot(&ctx.common);
     let t_last = ctx
         .counters
         .last_delivery_ns
@@ -464,5 +493,5 @@ pub async fn finish_delivery(
     let _ = stop_tx.send(true);
     let outcomes = join_all(handles).await;
     let tally = tally(ctx, &outcomes, expected_for);
-    fanout::fill_delivery_report(ctx, report, &tally, &start.s0, &s1, start.t0, t_last);
+    fanout::fill_delivery_report(ctx, report, &tally, &start, &s1, t_last);
 }
