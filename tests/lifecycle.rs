@@ -16,8 +16,14 @@ fn rss_kb(pid: u32) -> u64 {
 
 #[test]
 fn slow_consumer_is_closed_4100_and_memory_stays_bounded() {
+    let metrics_port = free_port();
     let server = Server::start_with(ServerOptions {
-        env: vec![("WEBSOCKET_MAX_MESSAGES".into(), "100".into())],
+        env: vec![
+            ("WEBSOCKET_MAX_MESSAGES".into(), "100".into()),
+            ("METRICS_ENABLED".into(), "true".into()),
+            ("METRICS_HOST".into(), "127.0.0.1".into()),
+            ("METRICS_PORT".into(), metrics_port.to_string()),
+        ],
         ..Default::default()
     });
     let mut slow = server.client();
@@ -26,12 +32,31 @@ fn slow_consumer_is_closed_4100_and_memory_stays_bounded() {
     fast.subscribe("firehose");
     let before = rss_kb(server.pid());
     let data = "x".repeat(8 * 1024);
-    // ~16 MB offered to a client that reads nothing: more than the kernel's socket buffers plus the 100-message
-    // queue, sent quickly enough that the client reads before the server gives up on its close handshake.
-    for _ in 0..2000 {
+    // Up to ~32 MB offered to a client that reads nothing: more than the kernel's socket buffers plus the
+    // 100-message queue. Publishing stops as soon as the server counts the slow consumer's 4100, so the client
+    // reads its backlog well before the server gives up on the close handshake (5 s), however busy the machine.
+    let closed_slow = || {
+        use std::io::{Read, Write};
+        let mut s =
+            std::net::TcpStream::connect(("127.0.0.1", metrics_port)).expect("metrics port");
+        write!(
+            s,
+            "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        text.lines()
+            .any(|l| l == "sockudo_slow_consumer_disconnections_total 1")
+    };
+    for i in 0..4000 {
         server.publish(&["firehose"], "e", &data);
         let _ = fast.next_event();
+        if i % 20 == 19 && closed_slow() {
+            break;
+        }
     }
+    assert!(closed_slow(), "the slow consumer was never closed");
     let after = rss_kb(server.pid());
     assert!(
         after < before + 20 * 1024,
