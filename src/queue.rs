@@ -158,7 +158,10 @@ mod tests {
         config.queue.driver = "sqs".into();
         config.queue.sqs.max_messages = 11;
         let e = durable_config(&config).expect_err("bad").to_string();
-        assert!(e.contains("max_messages") || e.contains("feature `sqs`"), "{e}");
+        assert!(
+            e.contains("max_messages") || e.contains("feature `sqs`"),
+            "{e}"
+        );
     }
 
     #[cfg(feature = "redis-cluster")]
@@ -171,7 +174,9 @@ mod tests {
         config.queue.reliability.lease_duration_ms = 3000;
         let d = durable_config(&config).expect("ok").expect("durable");
         match d.queue.backend {
-            QueueBackend::RedisCluster { nodes } => assert_eq!(nodes, vec!["redis://127.0.0.1:7000"]),
+            QueueBackend::RedisCluster { nodes } => {
+                assert_eq!(nodes, vec!["redis://127.0.0.1:7000"])
+            }
             other => panic!("{other:?}"),
         }
         assert_eq!(d.queue.lease, Duration::from_secs(3));

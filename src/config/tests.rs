@@ -384,7 +384,6 @@ fn a_sockudo_shaped_file_carries_over() {
             "instance.process_id",
             "mode",
             "path_prefix",
-            "queue.driver",
             "rate_limiter.enabled",
             "ssl.enabled",
         ]
@@ -392,7 +391,7 @@ fn a_sockudo_shaped_file_carries_over() {
     let warnings: Vec<&String> = loaded
         .notes
         .iter()
-        .filter(|n| n.starts_with("WARNING: 12 Sockudo"))
+        .filter(|n| n.starts_with("WARNING: 11 Sockudo"))
         .collect();
     assert_eq!(
         warnings.len(),

@@ -109,11 +109,17 @@ struct Outbox {
 
 impl Outbox {
     fn take(&self, max: usize) -> Vec<Bytes> {
-        self.buffer.lock().map(|mut b| b.take(max)).unwrap_or_default()
+        self.buffer
+            .lock()
+            .map(|mut b| b.take(max))
+            .unwrap_or_default()
     }
 
     fn put_back(&self, items: Vec<Bytes>) -> usize {
-        self.buffer.lock().map(|mut b| b.put_back(items)).unwrap_or(0)
+        self.buffer
+            .lock()
+            .map(|mut b| b.put_back(items))
+            .unwrap_or(0)
     }
 
     fn len(&self) -> usize {
@@ -147,7 +153,10 @@ impl DurableHandle {
         };
         if dropped > 0 {
             QueueStats::add(&q.dropped, dropped);
-            debug!(dropped, "queue buffer full; oldest webhook requests dropped");
+            debug!(
+                dropped,
+                "queue buffer full; oldest webhook requests dropped"
+            );
         }
         QueueStats::set(&q.buffered, len);
         self.outbox.ready.notify_one();
@@ -181,7 +190,11 @@ pub(crate) async fn start(
         max_payload: queue.max_payload(),
         stats,
     };
-    info!(driver, lease_ms = config.queue.lease.as_millis() as u64, "webhook queue: durable");
+    info!(
+        driver,
+        lease_ms = config.queue.lease.as_millis() as u64,
+        "webhook queue: durable"
+    );
     let tasks = async move {
         let in_hand = Arc::new(Mutex::new(HashSet::new()));
         let producer = tokio::spawn(produce(Arc::clone(&queue), outbox, Arc::clone(&shared)));
@@ -272,12 +285,12 @@ async fn produce(queue: Arc<Queue>, outbox: Arc<Outbox>, shared: Arc<Shared>) {
                 let (retry, error) = match result {
                     Ok(failed) => {
                         QueueStats::add(&stats.enqueued, n - failed.len());
-                        let retry: Vec<Bytes> =
-                            failed.into_iter().filter_map(|i| batch.get(i).cloned()).collect();
-                        let error = QueueError::Backend(format!(
-                            "{} of {n} messages refused",
-                            retry.len()
-                        ));
+                        let retry: Vec<Bytes> = failed
+                            .into_iter()
+                            .filter_map(|i| batch.get(i).cloned())
+                            .collect();
+                        let error =
+                            QueueError::Backend(format!("{} of {n} messages refused", retry.len()));
                         (retry, error)
                     }
                     Err(e) => (batch, e),
@@ -296,7 +309,10 @@ async fn produce(queue: Arc<Queue>, outbox: Arc<Outbox>, shared: Arc<Shared>) {
     let left = outbox.len();
     if left > 0 {
         QueueStats::add(&stats.dropped, left);
-        warn!(left, "shutdown: webhook requests never reached the queue backend; dropped");
+        warn!(
+            left,
+            "shutdown: webhook requests never reached the queue backend; dropped"
+        );
     }
 }
 
@@ -352,8 +368,9 @@ async fn consume(queue: Arc<Queue>, in_hand: InHand, shared: Arc<Shared>, max_in
     }
     if let Some(deadline) = deadline(&shared) {
         let until = tokio::time::Instant::from_std(deadline);
-        let _ = tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} })
-            .await;
+        let _ =
+            tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} })
+                .await;
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}

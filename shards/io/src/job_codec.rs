@@ -178,7 +178,9 @@ mod tests {
             },
             timeout: Duration::from_millis(1500),
             request: SignedRequest {
-                body: Bytes::from_static(br#"{"time_ms":1,"events":[{"name":"channel_occupied","channel":"c"}]}"#),
+                body: Bytes::from_static(
+                    br#"{"time_ms":1,"events":[{"name":"channel_occupied","channel":"c"}]}"#,
+                ),
                 headers: vec![
                     ("X-Pusher-Signature".into(), "abc".into()),
                     (ID_HEADER.into(), "00000000000000aa0000000000000001".into()),
@@ -205,7 +207,10 @@ mod tests {
             },
             ..job()
         };
-        assert_eq!(decode(&encode(&lambda)).expect("decodes").target, lambda.target);
+        assert_eq!(
+            decode(&encode(&lambda)).expect("decodes").target,
+            lambda.target
+        );
     }
 
     #[test]
@@ -215,7 +220,10 @@ mod tests {
         let newer = String::from_utf8(encode(&job()).to_vec())
             .expect("utf-8")
             .replacen("\"v\":1", "\"v\":9", 1);
-        assert!(matches!(decode(newer.as_bytes()), Err(DecodeError::Version(9))));
+        assert!(matches!(
+            decode(newer.as_bytes()),
+            Err(DecodeError::Version(9))
+        ));
     }
 
     #[test]

@@ -26,10 +26,10 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::warn;
 
 pub use apps::{LOOKUP_TIMEOUT, MAX_LOOKUPS_IN_FLIGHT};
+pub use durable::{DurableConfig, QueueStats, DEFAULT_BUFFER_CAPACITY, DEFAULT_MAX_IN_HAND};
 pub use sockudo_apps::{
     AppRecord, DynamoDbConfig, FindResult, Lookup, SourceConfig, SourceError, SqlConfig,
 };
-pub use durable::{DurableConfig, QueueStats, DEFAULT_BUFFER_CAPACITY, DEFAULT_MAX_IN_HAND};
 pub use sockudo_queue::{Backend as QueueBackend, QueueConfig, SqsBackend};
 pub use stats::{IoStats, SOURCE_DOWN, SOURCE_UNKNOWN, SOURCE_UP};
 

@@ -23,7 +23,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-
 /// A message taken from the queue and leased to this process.
 #[derive(Debug, Clone)]
 pub struct Leased {
@@ -122,16 +121,21 @@ impl Queue {
     pub async fn open(config: QueueConfig) -> Result<Queue, QueueError> {
         match &config.backend {
             #[cfg(feature = "redis")]
-            Backend::Redis { .. } => Ok(Queue(Inner::Redis(redis_stream::RedisQueue::new(config)?))),
+            Backend::Redis { .. } => {
+                Ok(Queue(Inner::Redis(redis_stream::RedisQueue::new(config)?)))
+            }
             #[cfg(not(feature = "redis"))]
             Backend::Redis { .. } => Err(QueueError::Config(
                 "queue.driver \"redis\" needs a build with the `redis` feature".into(),
             )),
             #[cfg(feature = "redis-cluster")]
-            Backend::RedisCluster { .. } => Ok(Queue(Inner::Redis(redis_stream::RedisQueue::new(config)?))),
+            Backend::RedisCluster { .. } => {
+                Ok(Queue(Inner::Redis(redis_stream::RedisQueue::new(config)?)))
+            }
             #[cfg(not(feature = "redis-cluster"))]
             Backend::RedisCluster { .. } => Err(QueueError::Config(
-                "queue.driver \"redis-cluster\" needs a build with the `redis-cluster` feature".into(),
+                "queue.driver \"redis-cluster\" needs a build with the `redis-cluster` feature"
+                    .into(),
             )),
             #[cfg(feature = "sqs")]
             Backend::Sqs(_) => Ok(Queue(Inner::Sqs(sqs::SqsQueue::new(config).await?))),

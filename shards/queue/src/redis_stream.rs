@@ -158,7 +158,12 @@ impl RedisQueue {
         }
     }
 
-    async fn failed(&self, slot: &Mutex<Option<Conn>>, what: &str, e: redis::RedisError) -> QueueError {
+    async fn failed(
+        &self,
+        slot: &Mutex<Option<Conn>>,
+        what: &str,
+        e: redis::RedisError,
+    ) -> QueueError {
         if e.code() == Some("NOGROUP") {
             // The Stream or its group was deleted: create them again on the next call.
             self.group_ready.store(false, Ordering::Relaxed);
@@ -174,7 +179,11 @@ impl RedisQueue {
             return Ok(());
         }
         let mut cmd = redis::cmd("XGROUP");
-        cmd.arg("CREATE").arg(&self.key).arg(GROUP).arg("0").arg("MKSTREAM");
+        cmd.arg("CREATE")
+            .arg(&self.key)
+            .arg(GROUP)
+            .arg("0")
+            .arg("MKSTREAM");
         match self.run(&self.conn, "XGROUP CREATE", &cmd).await {
             Ok(_) => {}
             Err(QueueError::Backend(e)) if e.contains("BUSYGROUP") => {}
@@ -203,7 +212,11 @@ impl RedisQueue {
         }
     }
 
-    pub(crate) async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Leased>, QueueError> {
+    pub(crate) async fn fetch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Leased>, QueueError> {
         self.ensure_group().await?;
         let max = max.max(1);
         let mut out = self.reclaim(max).await?;
@@ -217,7 +230,8 @@ impl RedisQueue {
             .arg("COUNT")
             .arg(max - out.len());
         if out.is_empty() {
-            cmd.arg("BLOCK").arg(wait.min(MAX_BLOCK).as_millis().max(1) as u64);
+            cmd.arg("BLOCK")
+                .arg(wait.min(MAX_BLOCK).as_millis().max(1) as u64);
         }
         cmd.arg("STREAMS").arg(&self.key).arg(">");
         let reply = self.run(&self.reader, "XREADGROUP", &cmd).await?;
@@ -258,7 +272,10 @@ impl RedisQueue {
             }
         }
         if !out.is_empty() {
-            debug!(count = out.len(), "took over webhook queue entries after their lease ran out");
+            debug!(
+                count = out.len(),
+                "took over webhook queue entries after their lease ran out"
+            );
         }
         Ok(out)
     }

@@ -85,14 +85,18 @@ impl SqsQueue {
             .await
         {
             Ok(out) => out.queue_url,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => self
-                .client
-                .create_queue()
-                .queue_name(&self.queue_name)
-                .send()
-                .await
-                .map_err(|e| err("CreateQueue", e))?
-                .queue_url,
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_queue_does_not_exist()) =>
+            {
+                self.client
+                    .create_queue()
+                    .queue_name(&self.queue_name)
+                    .send()
+                    .await
+                    .map_err(|e| err("CreateQueue", e))?
+                    .queue_url
+            }
             Err(e) => return Err(err("GetQueueUrl", e)),
         };
         let found =
@@ -126,10 +130,7 @@ impl SqsQueue {
                     .map_err(|e| err("SendMessageBatch entry", e))?;
                 request = request.entries(entry);
             }
-            let out = request
-                .send()
-                .await
-                .map_err(|e| err("SendMessageBatch", e));
+            let out = request.send().await.map_err(|e| err("SendMessageBatch", e));
             match out {
                 Ok(out) => {
                     for entry in out.failed {
@@ -150,7 +151,11 @@ impl SqsQueue {
         Ok(failed)
     }
 
-    pub(crate) async fn fetch(&self, max: usize, wait: Duration) -> Result<Vec<Leased>, QueueError> {
+    pub(crate) async fn fetch(
+        &self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Leased>, QueueError> {
         let url = self.url().await?;
         let wait = wait.min(self.wait).as_secs() as i32;
         let out = self
