@@ -103,7 +103,7 @@ enum Inner {
     #[allow(dead_code)]
     Unavailable(std::convert::Infallible),
     #[cfg(feature = "redis")]
-    Redis(redis_stream::RedisQueue),
+    Redis(Box<redis_stream::RedisQueue>),
     #[cfg(feature = "sqs")]
     Sqs(sqs::SqsQueue),
 }
@@ -121,17 +121,17 @@ impl Queue {
     pub async fn open(config: QueueConfig) -> Result<Queue, QueueError> {
         match &config.backend {
             #[cfg(feature = "redis")]
-            Backend::Redis { .. } => {
-                Ok(Queue(Inner::Redis(redis_stream::RedisQueue::new(config)?)))
-            }
+            Backend::Redis { .. } => Ok(Queue(Inner::Redis(Box::new(
+                redis_stream::RedisQueue::new(config)?,
+            )))),
             #[cfg(not(feature = "redis"))]
             Backend::Redis { .. } => Err(QueueError::Config(
                 "queue.driver \"redis\" needs a build with the `redis` feature".into(),
             )),
             #[cfg(feature = "redis-cluster")]
-            Backend::RedisCluster { .. } => {
-                Ok(Queue(Inner::Redis(redis_stream::RedisQueue::new(config)?)))
-            }
+            Backend::RedisCluster { .. } => Ok(Queue(Inner::Redis(Box::new(
+                redis_stream::RedisQueue::new(config)?,
+            )))),
             #[cfg(not(feature = "redis-cluster"))]
             Backend::RedisCluster { .. } => Err(QueueError::Config(
                 "queue.driver \"redis-cluster\" needs a build with the `redis-cluster` feature"

@@ -5,6 +5,7 @@
 //! - renew: `XCLAIM key group me 0 <ids> JUSTID` resets their idle time;
 //! - release: `XCLAIM ... IDLE <lease> JUSTID` makes them look expired, so the next XAUTOCLAIM takes them;
 //! - ack: `XACK` then `XDEL`, so the Stream holds only what is not done.
+//!
 //! Redis Cluster: the same commands on the node owning the key (one key, so one slot).
 
 use std::sync::atomic::{AtomicBool, Ordering};
