@@ -92,6 +92,22 @@ impl<'a> Env<'a> {
         self.uint("SQS_MAX_MESSAGES", &mut q.sqs.max_messages)
     }
 
+    /// `DATABASE_REDIS_*`: Sockudo's shared Redis connection (used by the webhook queue).
+    fn database_redis(
+        &self,
+        r: &mut crate::config::model::RedisDatabaseConfig,
+    ) -> Result<(), ConfigError> {
+        self.string("DATABASE_REDIS_HOST", &mut r.host);
+        self.port("DATABASE_REDIS_PORT", &mut r.port)?;
+        self.opt_string("DATABASE_REDIS_USERNAME", &mut r.username);
+        self.opt_string("DATABASE_REDIS_PASSWORD", &mut r.password);
+        self.uint("DATABASE_REDIS_DB", &mut r.db)?;
+        if let Some(nodes) = self.var("DATABASE_REDIS_CLUSTER_NODES") {
+            r.cluster_nodes = parse_list(&nodes);
+        }
+        Ok(())
+    }
+
     /// Applies every server-level variable to `config`.
     pub fn apply(&self, c: &mut Config) -> Result<(), ConfigError> {
         self.string("HOST", &mut c.host);
@@ -153,6 +169,7 @@ impl<'a> Env<'a> {
 
         self.string("ADAPTER_DRIVER", &mut c.adapter.driver);
         self.queue(&mut c.queue)?;
+        self.database_redis(&mut c.database.redis)?;
         self.uint("ADAPTER_REQUESTS_TIMEOUT", &mut c.adapter.requests_timeout)?;
         self.string("REDIS_URL", &mut c.adapter.redis.url);
         self.string("REDIS_PREFIX", &mut c.adapter.redis.prefix);

@@ -510,6 +510,8 @@ pub struct DatabaseConfig {
     pub postgres: SqlDatabaseConfig,
     /// Env `DATABASE_DYNAMODB_*`.
     pub dynamodb: DynamoDbDatabaseConfig,
+    /// Env `DATABASE_REDIS_*`: the Redis server of the webhook queue when `REDIS_URL` is not set.
+    pub redis: RedisDatabaseConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -518,6 +520,7 @@ impl Default for DatabaseConfig {
             mysql: SqlDatabaseConfig::mysql_default(),
             postgres: SqlDatabaseConfig::default(),
             dynamodb: DynamoDbDatabaseConfig::default(),
+            redis: RedisDatabaseConfig::default(),
         }
     }
 }
@@ -912,6 +915,38 @@ impl Default for QueueReliabilityConfig {
         QueueReliabilityConfig {
             lease_duration_ms: 30_000,
             lease_renew_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `database.redis` (Sockudo's shared Redis connection settings). Used by the webhook queue when neither
+/// `adapter.redis.url` (`REDIS_URL`) nor `queue.redis_cluster.nodes` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisDatabaseConfig {
+    /// Env `DATABASE_REDIS_HOST`.
+    pub host: String,
+    /// Env `DATABASE_REDIS_PORT`.
+    pub port: u16,
+    /// Env `DATABASE_REDIS_USERNAME`.
+    pub username: Option<String>,
+    /// Env `DATABASE_REDIS_PASSWORD`.
+    pub password: Option<String>,
+    /// Env `DATABASE_REDIS_DB`.
+    pub db: u32,
+    /// Redis Cluster seed nodes. Env `DATABASE_REDIS_CLUSTER_NODES` (comma-separated).
+    pub cluster_nodes: Vec<String>,
+}
+
+impl Default for RedisDatabaseConfig {
+    fn default() -> Self {
+        RedisDatabaseConfig {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            username: None,
+            password: None,
+            db: 0,
+            cluster_nodes: Vec::new(),
         }
     }
 }
