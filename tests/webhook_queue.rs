@@ -444,3 +444,38 @@ fn unknown_driver_stops_the_start() {
         .expect("stderr text");
     assert!(stderr.contains("queue.driver = \"kafka\""), "{stderr}");
 }
+
+/// The local buffer is bounded: with Redis down and more webhooks than `queue.buffer_size`, the oldest are
+/// dropped and counted, and the newest are delivered once Redis is back.
+#[test]
+fn redis_outage_keeps_only_the_newest_within_the_buffer() {
+    let mut backend = backend("redis");
+    backend.env.push(("QUEUE_BUFFER_SIZE".into(), "5".into()));
+    let receiver = Receiver::start(false);
+    let metrics = free_port();
+    let server = start_server(&backend, &receiver, metrics);
+    let (_warm, warm) = occupy(&server, "warm", 1);
+    receiver.wait_for_all(&warm, Duration::from_secs(20));
+
+    backend.broker.as_mut().expect("own redis").kill();
+    let (_client, _) = occupy(&server, "burst", 20);
+    wait_metric(
+        metrics,
+        "sockudo_queue_dropped_total",
+        15.0,
+        Duration::from_secs(10),
+    );
+    assert_eq!(metric(metrics, "sockudo_queue_buffered"), 5.0);
+
+    backend.broker.as_mut().expect("own redis").restart();
+    let newest: BTreeSet<String> = (15..20).map(|i| format!("burst-{i}")).collect();
+    receiver.wait_for_all(&newest, Duration::from_secs(60));
+    std::thread::sleep(Duration::from_millis(500));
+    let burst: Vec<String> = receiver
+        .delivered()
+        .into_keys()
+        .filter(|c| c.starts_with("burst-"))
+        .collect();
+    assert_eq!(burst.len(), 5, "{burst:?}");
+    assert_eq!(metric(metrics, "sockudo_queue_dropped_total"), 15.0);
+}
