@@ -24,7 +24,7 @@ use bytes::Bytes;
 use sockudo_queue::backoff::Backoff;
 use sockudo_queue::buffer::LocalBuffer;
 use sockudo_queue::{Leased, Queue, QueueConfig, QueueError};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -34,6 +34,8 @@ use crate::stats::IoStats;
 
 /// Messages pushed to the backend in one call.
 const PUSH_BATCH: usize = 100;
+/// Messages acknowledged in one call at most.
+const ACK_BATCH: usize = 100;
 /// Messages taken from the backend in one call (at most; the room in hand decides).
 const FETCH_BATCH: usize = 32;
 /// Longest wait of one fetch for new messages.
@@ -323,6 +325,8 @@ type InHand = Arc<Mutex<HashSet<String>>>;
 async fn consume(queue: Arc<Queue>, in_hand: InHand, shared: Arc<Shared>, max_in_hand: usize) {
     let stats = &shared.stats.queue;
     let room = Arc::new(Semaphore::new(max_in_hand.max(1)));
+    let (acks, done) = mpsc::unbounded_channel();
+    let acker = tokio::spawn(acknowledge(Arc::clone(&queue), Arc::clone(&shared), done));
     let mut tasks = JoinSet::new();
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut log = FailureLog { last: None };
@@ -353,6 +357,7 @@ async fn consume(queue: Arc<Queue>, in_hand: InHand, shared: Arc<Shared>, max_in
                         Arc::clone(&queue),
                         Arc::clone(&in_hand),
                         Arc::clone(&shared),
+                        acks.clone(),
                         message,
                         permit,
                     ));
@@ -374,6 +379,9 @@ async fn consume(queue: Arc<Queue>, in_hand: InHand, shared: Arc<Shared>, max_in
     }
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    // The acknowledgements still queued go out (until the deadline) before anything is handed back.
+    drop(acks);
+    let _ = acker.await;
     let left: Vec<String> = in_hand
         .lock()
         .map(|mut h| h.drain().collect())
@@ -395,6 +403,7 @@ async fn work(
     queue: Arc<Queue>,
     in_hand: InHand,
     shared: Arc<Shared>,
+    acks: Acks,
     message: Leased,
     _room: Option<OwnedSemaphorePermit>,
 ) {
@@ -405,7 +414,7 @@ async fn work(
         Err(e) => {
             QueueStats::add(&stats.invalid, 1);
             warn!(error = %e, "webhook queue: dropping a message that is not a webhook request");
-            ack(&queue, &shared, handle).await;
+            let _ = acks.send(handle);
             return;
         }
     };
@@ -432,7 +441,9 @@ async fn work(
         .unwrap_or(0);
     QueueStats::set(&stats.in_hand, held);
     match outcome {
-        Outcome::Delivered | Outcome::GaveUp => ack(&queue, &shared, handle).await,
+        Outcome::Delivered | Outcome::GaveUp => {
+            let _ = acks.send(handle);
+        }
         Outcome::Evicted | Outcome::ShutDown => {
             if queue.release(std::slice::from_ref(&handle)).await.is_ok() {
                 QueueStats::add(&stats.released, 1);
@@ -441,28 +452,51 @@ async fn work(
     }
 }
 
-/// Acknowledges one message, retrying a few times; a message whose ack is lost is delivered again after
-/// its lease (at least once).
-async fn ack(queue: &Queue, shared: &Shared, handle: String) {
+/// Where finished messages go to be acknowledged.
+type Acks = mpsc::UnboundedSender<String>;
+
+/// Acknowledges finished messages, those that finished while the previous call was out in one call (up to
+/// [`ACK_BATCH`]), retrying a few times; a message whose ack is lost is delivered again after its lease (at
+/// least once). Ends once every sender is gone and the queue is empty.
+async fn acknowledge(
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
+    mut done: mpsc::UnboundedReceiver<String>,
+) {
     let stats = &shared.stats.queue;
-    let handles = [handle];
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-    for _ in 0..3 {
-        match queue.ack(&handles).await {
-            Ok(()) => {
-                QueueStats::add(&stats.acked, 1);
-                return;
+    while let Some(first) = done.recv().await {
+        let mut handles = vec![first];
+        while handles.len() < ACK_BATCH {
+            match done.try_recv() {
+                Ok(handle) => handles.push(handle),
+                Err(_) => break,
             }
-            Err(e) => {
-                QueueStats::add(&stats.backend_errors, 1);
-                debug!(error = %e, "webhook queue: acknowledging failed");
-                if !pause(shared, backoff.next_delay()).await {
+        }
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+        let mut acked = false;
+        for _ in 0..3 {
+            match queue.ack(&handles).await {
+                Ok(()) => {
+                    QueueStats::add(&stats.acked, handles.len());
+                    acked = true;
                     break;
+                }
+                Err(e) => {
+                    QueueStats::add(&stats.backend_errors, 1);
+                    debug!(error = %e, "webhook queue: acknowledging failed");
+                    if !pause(&shared, backoff.next_delay()).await {
+                        break;
+                    }
                 }
             }
         }
+        if !acked {
+            warn!(
+                count = handles.len(),
+                "webhook queue: could not acknowledge delivered requests; they may be delivered again"
+            );
+        }
     }
-    warn!("webhook queue: could not acknowledge a delivered request; it may be delivered again");
 }
 
 /// Keeps the lease of the messages in hand.
