@@ -36,6 +36,8 @@ use crate::stats::IoStats;
 const PUSH_BATCH: usize = 100;
 /// Messages acknowledged in one call at most.
 const ACK_BATCH: usize = 100;
+/// Acknowledgement calls out at once.
+const ACKS_IN_FLIGHT: usize = 8;
 /// Messages taken from the backend in one call (at most; the room in hand decides).
 const FETCH_BATCH: usize = 32;
 /// Longest wait of one fetch for new messages.
@@ -455,16 +457,21 @@ async fn work(
 /// Where finished messages go to be acknowledged.
 type Acks = mpsc::UnboundedSender<String>;
 
-/// Acknowledges finished messages, those that finished while the previous call was out in one call (up to
-/// [`ACK_BATCH`]), retrying a few times; a message whose ack is lost is delivered again after its lease (at
-/// least once). Ends once every sender is gone and the queue is empty.
+/// Acknowledges finished messages: those that finished while earlier calls were out go together (up to
+/// [`ACK_BATCH`] per call, at most [`ACKS_IN_FLIGHT`] calls at once), each retried a few times; a message
+/// whose ack is lost is delivered again after its lease (at least once). Ends once every sender is gone,
+/// the queue is empty and the calls are done.
 async fn acknowledge(
     queue: Arc<Queue>,
     shared: Arc<Shared>,
     mut done: mpsc::UnboundedReceiver<String>,
 ) {
-    let stats = &shared.stats.queue;
+    let slots = Arc::new(Semaphore::new(ACKS_IN_FLIGHT));
+    let mut calls = JoinSet::new();
     while let Some(first) = done.recv().await {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            break;
+        };
         let mut handles = vec![first];
         while handles.len() < ACK_BATCH {
             match done.try_recv() {
@@ -472,31 +479,44 @@ async fn acknowledge(
                 Err(_) => break,
             }
         }
-        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
-        let mut acked = false;
-        for _ in 0..3 {
-            match queue.ack(&handles).await {
-                Ok(()) => {
-                    QueueStats::add(&stats.acked, handles.len());
-                    acked = true;
+        calls.spawn(ack_batch(
+            Arc::clone(&queue),
+            Arc::clone(&shared),
+            handles,
+            slot,
+        ));
+        while calls.try_join_next().is_some() {}
+    }
+    while calls.join_next().await.is_some() {}
+}
+
+async fn ack_batch(
+    queue: Arc<Queue>,
+    shared: Arc<Shared>,
+    handles: Vec<String>,
+    _slot: OwnedSemaphorePermit,
+) {
+    let stats = &shared.stats.queue;
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
+    for _ in 0..3 {
+        match queue.ack(&handles).await {
+            Ok(()) => {
+                QueueStats::add(&stats.acked, handles.len());
+                return;
+            }
+            Err(e) => {
+                QueueStats::add(&stats.backend_errors, 1);
+                debug!(error = %e, "webhook queue: acknowledging failed");
+                if !pause(&shared, backoff.next_delay()).await {
                     break;
-                }
-                Err(e) => {
-                    QueueStats::add(&stats.backend_errors, 1);
-                    debug!(error = %e, "webhook queue: acknowledging failed");
-                    if !pause(&shared, backoff.next_delay()).await {
-                        break;
-                    }
                 }
             }
         }
-        if !acked {
-            warn!(
-                count = handles.len(),
-                "webhook queue: could not acknowledge delivered requests; they may be delivered again"
-            );
-        }
     }
+    warn!(
+        count = handles.len(),
+        "webhook queue: could not acknowledge delivered requests; they may be delivered again"
+    );
 }
 
 /// Keeps the lease of the messages in hand.
