@@ -14,6 +14,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod protocol;
+pub mod queue;
 pub mod rest;
 pub mod server;
 pub mod shard;

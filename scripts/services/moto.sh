@@ -1,5 +1,6 @@
 # moto's server on 127.0.0.1 (DynamoDB for the app manager tests), from PyPI `moto[server]` in target/pyvenv
-# (sourced by scripts/test.sh). Exports SOCKUDO_TEST_DYNAMODB_URL and SOCKUDO_TEST_DYNAMODB_PORT.
+# (sourced by scripts/test.sh). Exports SOCKUDO_TEST_DYNAMODB_URL and SOCKUDO_TEST_DYNAMODB_PORT, and
+# SOCKUDO_TEST_SQS_URL (the same endpoint: moto serves SQS too) for the webhook queue tests.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 if [ ! -x target/pyvenv/bin/python ]; then python3 -m venv target/pyvenv; fi
@@ -16,5 +17,6 @@ on_exit "kill $SOCKUDO_TEST_MOTO_PID 2>/dev/null; wait $SOCKUDO_TEST_MOTO_PID 2>
 SOCKUDO_TEST_DYNAMODB_URL="http://127.0.0.1:$SOCKUDO_TEST_DYNAMODB_PORT"
 wait_until 300 python3 -c "import urllib.request; urllib.request.urlopen('$SOCKUDO_TEST_DYNAMODB_URL/moto-api/')" \
   || { echo "moto_server did not start:" >&2; cat "$moto_dir/server.log" >&2; exit 1; }
-export SOCKUDO_TEST_DYNAMODB_URL SOCKUDO_TEST_DYNAMODB_PORT
-echo "moto_server (DynamoDB) on $SOCKUDO_TEST_DYNAMODB_URL"
+SOCKUDO_TEST_SQS_URL="$SOCKUDO_TEST_DYNAMODB_URL"
+export SOCKUDO_TEST_DYNAMODB_URL SOCKUDO_TEST_DYNAMODB_PORT SOCKUDO_TEST_SQS_URL
+echo "moto_server (DynamoDB, SQS) on $SOCKUDO_TEST_DYNAMODB_URL"

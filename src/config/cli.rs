@@ -46,6 +46,12 @@ Environment variables (config key in brackets; see config/README.md):
   CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS, CLUSTER_HEALTH_NODE_TIMEOUT_MS [adapter.cluster_health.*]
   WEBHOOK_BATCHING_ENABLED [webhooks.batching.enabled]
   WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]
+  QUEUE_DRIVER [queue.driver: memory, redis, redis-cluster, sqs]  QUEUE_BUFFER_SIZE [queue.buffer_size]
+  QUEUE_MAX_IN_FLIGHT [queue.max_in_flight]  REDIS_CLUSTER_QUEUE_PREFIX [queue.redis_cluster.prefix]
+  SQS_REGION, SQS_QUEUE_URL, SQS_QUEUE_NAME, SQS_ENDPOINT_URL, SQS_VISIBILITY_TIMEOUT,
+  SQS_WAIT_TIME_SECONDS, SQS_MAX_MESSAGES [queue.sqs.*]
+  DATABASE_REDIS_HOST, _PORT, _USERNAME, _PASSWORD, _DB, _CLUSTER_NODES [database.redis.*; the queue's
+  Redis when REDIS_URL is unset]
   SOCKUDO_IO_MEMORY_KB [runtime.io_memory_kb]  SOCKUDO_PREEMPT_TIMER_MS [runtime.preempt_timer_ms]
   SOCKUDO_SPIN_BEFORE_PARK_US [runtime.spin_before_park_us]  SOCKUDO_RING_DEPTH [runtime.ring_depth]
   TAG_FILTERING_ENABLED [tag_filtering.enabled]

@@ -77,6 +77,37 @@ impl<'a> Env<'a> {
         Ok(())
     }
 
+    /// `QUEUE_*`, `REDIS_CLUSTER_QUEUE_PREFIX` and `SQS_*`: the webhook queue.
+    fn queue(&self, q: &mut crate::config::model::QueueConfig) -> Result<(), ConfigError> {
+        self.string("QUEUE_DRIVER", &mut q.driver);
+        self.uint("QUEUE_BUFFER_SIZE", &mut q.buffer_size)?;
+        self.uint("QUEUE_MAX_IN_FLIGHT", &mut q.max_in_flight)?;
+        self.string("REDIS_CLUSTER_QUEUE_PREFIX", &mut q.redis_cluster.prefix);
+        self.string("SQS_REGION", &mut q.sqs.region);
+        self.string("SQS_QUEUE_URL", &mut q.sqs.queue_url);
+        self.string("SQS_QUEUE_NAME", &mut q.sqs.queue_name);
+        self.opt_string("SQS_ENDPOINT_URL", &mut q.sqs.endpoint_url);
+        self.uint("SQS_VISIBILITY_TIMEOUT", &mut q.sqs.visibility_timeout)?;
+        self.uint("SQS_WAIT_TIME_SECONDS", &mut q.sqs.wait_time_seconds)?;
+        self.uint("SQS_MAX_MESSAGES", &mut q.sqs.max_messages)
+    }
+
+    /// `DATABASE_REDIS_*`: Sockudo's shared Redis connection (used by the webhook queue).
+    fn database_redis(
+        &self,
+        r: &mut crate::config::model::RedisDatabaseConfig,
+    ) -> Result<(), ConfigError> {
+        self.string("DATABASE_REDIS_HOST", &mut r.host);
+        self.port("DATABASE_REDIS_PORT", &mut r.port)?;
+        self.opt_string("DATABASE_REDIS_USERNAME", &mut r.username);
+        self.opt_string("DATABASE_REDIS_PASSWORD", &mut r.password);
+        self.uint("DATABASE_REDIS_DB", &mut r.db)?;
+        if let Some(nodes) = self.var("DATABASE_REDIS_CLUSTER_NODES") {
+            r.cluster_nodes = parse_list(&nodes);
+        }
+        Ok(())
+    }
+
     /// Applies every server-level variable to `config`.
     pub fn apply(&self, c: &mut Config) -> Result<(), ConfigError> {
         self.string("HOST", &mut c.host);
@@ -137,6 +168,8 @@ impl<'a> Env<'a> {
         );
 
         self.string("ADAPTER_DRIVER", &mut c.adapter.driver);
+        self.queue(&mut c.queue)?;
+        self.database_redis(&mut c.database.redis)?;
         self.uint("ADAPTER_REQUESTS_TIMEOUT", &mut c.adapter.requests_timeout)?;
         self.string("REDIS_URL", &mut c.adapter.redis.url);
         self.string("REDIS_PREFIX", &mut c.adapter.redis.prefix);

@@ -60,6 +60,8 @@ pub struct Config {
     pub delta_compression: DeltaCompressionConfig,
     /// Routing by publish `tags` and subscription filters.
     pub tag_filtering: TagFilteringConfig,
+    /// Where webhook requests wait for delivery (Sockudo's `queue`; see docs/backends.md).
+    pub queue: QueueConfig,
 }
 
 impl Default for Config {
@@ -89,6 +91,7 @@ impl Default for Config {
             unix_socket: UnixSocketConfig::default(),
             delta_compression: DeltaCompressionConfig::default(),
             tag_filtering: TagFilteringConfig::default(),
+            queue: QueueConfig::default(),
         }
     }
 }
@@ -507,6 +510,8 @@ pub struct DatabaseConfig {
     pub postgres: SqlDatabaseConfig,
     /// Env `DATABASE_DYNAMODB_*`.
     pub dynamodb: DynamoDbDatabaseConfig,
+    /// Env `DATABASE_REDIS_*`: the Redis server of the webhook queue when `REDIS_URL` is not set.
+    pub redis: RedisDatabaseConfig,
 }
 
 impl Default for DatabaseConfig {
@@ -515,6 +520,7 @@ impl Default for DatabaseConfig {
             mysql: SqlDatabaseConfig::mysql_default(),
             postgres: SqlDatabaseConfig::default(),
             dynamodb: DynamoDbDatabaseConfig::default(),
+            redis: RedisDatabaseConfig::default(),
         }
     }
 }
@@ -780,6 +786,167 @@ impl Default for TagFilteringConfig {
         TagFilteringConfig {
             enabled: false,
             enable_tags: true,
+        }
+    }
+}
+
+/// Where webhook requests wait for delivery (Sockudo's `queue`; see docs/backends.md `## Queue`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// `memory` (this process; lost with it), `redis`, `redis-cluster` or `sqs` (durable, delivered at least
+    /// once by any node). Env `QUEUE_DRIVER`.
+    pub driver: String,
+    /// Requests held locally while the backend is unreachable; beyond it the oldest are dropped and
+    /// counted (`sockudo_queue_dropped_total`). Env `QUEUE_BUFFER_SIZE`.
+    pub buffer_size: usize,
+    /// Webhook requests one process works on at once (in flight or waiting for a retry); the rest stay
+    /// in the backend for any node. Env `QUEUE_MAX_IN_FLIGHT`.
+    pub max_in_flight: usize,
+    /// The Redis Stream (`driver = "redis"`; the server is `adapter.redis.url` / `REDIS_URL`).
+    pub redis: QueueRedisConfig,
+    /// The Redis Stream on a Redis Cluster (`driver = "redis-cluster"`).
+    pub redis_cluster: QueueRedisClusterConfig,
+    /// The SQS queue (`driver = "sqs"`).
+    pub sqs: QueueSqsConfig,
+    /// Leases of the Redis drivers.
+    pub reliability: QueueReliabilityConfig,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        QueueConfig {
+            driver: "memory".into(),
+            buffer_size: 10_000,
+            max_in_flight: 256,
+            redis: QueueRedisConfig::default(),
+            redis_cluster: QueueRedisClusterConfig::default(),
+            sqs: QueueSqsConfig::default(),
+            reliability: QueueReliabilityConfig::default(),
+        }
+    }
+}
+
+/// `queue.redis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueRedisConfig {
+    /// Prefix of the Stream's key (`{prefix}webhooks`).
+    pub prefix: String,
+    /// `true` means the `redis-cluster` driver.
+    pub cluster_mode: bool,
+}
+
+impl Default for QueueRedisConfig {
+    fn default() -> Self {
+        QueueRedisConfig {
+            prefix: "sockudo_queue:".into(),
+            cluster_mode: false,
+        }
+    }
+}
+
+/// `queue.redis_cluster`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueRedisClusterConfig {
+    /// Seed nodes (`host:port` or `redis://host:port`); empty: `adapter.cluster.nodes` (`REDIS_CLUSTER_NODES`).
+    pub nodes: Vec<String>,
+    /// Prefix of the Stream's key. Env `REDIS_CLUSTER_QUEUE_PREFIX`.
+    pub prefix: String,
+}
+
+impl Default for QueueRedisClusterConfig {
+    fn default() -> Self {
+        QueueRedisClusterConfig {
+            nodes: Vec::new(),
+            prefix: "sockudo_queue:".into(),
+        }
+    }
+}
+
+/// `queue.sqs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSqsConfig {
+    /// AWS region. Env `SQS_REGION`.
+    pub region: String,
+    /// The queue's URL; empty: the queue `queue_name`, created when missing. Env `SQS_QUEUE_URL`.
+    pub queue_url: String,
+    /// Env `SQS_QUEUE_NAME`.
+    pub queue_name: String,
+    /// A non-AWS endpoint (moto, LocalStack, ElasticMQ). Env `SQS_ENDPOINT_URL`.
+    pub endpoint_url: Option<String>,
+    /// Seconds a received message stays invisible to others: the lease. Env `SQS_VISIBILITY_TIMEOUT`.
+    pub visibility_timeout: u64,
+    /// Long-poll wait of one receive, seconds (at most 20). Env `SQS_WAIT_TIME_SECONDS`.
+    pub wait_time_seconds: u64,
+    /// Messages per receive (1 to 10). Env `SQS_MAX_MESSAGES`.
+    pub max_messages: u32,
+}
+
+impl Default for QueueSqsConfig {
+    fn default() -> Self {
+        QueueSqsConfig {
+            region: "us-east-1".into(),
+            queue_url: String::new(),
+            queue_name: "sockudo-webhooks".into(),
+            endpoint_url: None,
+            visibility_timeout: 30,
+            wait_time_seconds: 5,
+            max_messages: 10,
+        }
+    }
+}
+
+/// `queue.reliability`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueReliabilityConfig {
+    /// Redis: how long a taken request stays reserved for its process without a renewal; a process that
+    /// died leaves its requests to the others after this long.
+    pub lease_duration_ms: u64,
+    /// How often the leases of the requests in hand are renewed (Redis and SQS).
+    pub lease_renew_interval_ms: u64,
+}
+
+impl Default for QueueReliabilityConfig {
+    fn default() -> Self {
+        QueueReliabilityConfig {
+            lease_duration_ms: 30_000,
+            lease_renew_interval_ms: 10_000,
+        }
+    }
+}
+
+/// `database.redis` (Sockudo's shared Redis connection settings). Used by the webhook queue when neither
+/// `adapter.redis.url` (`REDIS_URL`) nor `queue.redis_cluster.nodes` is set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisDatabaseConfig {
+    /// Env `DATABASE_REDIS_HOST`.
+    pub host: String,
+    /// Env `DATABASE_REDIS_PORT`.
+    pub port: u16,
+    /// Env `DATABASE_REDIS_USERNAME`.
+    pub username: Option<String>,
+    /// Env `DATABASE_REDIS_PASSWORD`.
+    pub password: Option<String>,
+    /// Env `DATABASE_REDIS_DB`.
+    pub db: u32,
+    /// Redis Cluster seed nodes. Env `DATABASE_REDIS_CLUSTER_NODES` (comma-separated).
+    pub cluster_nodes: Vec<String>,
+}
+
+impl Default for RedisDatabaseConfig {
+    fn default() -> Self {
+        RedisDatabaseConfig {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            username: None,
+            password: None,
+            db: 0,
+            cluster_nodes: Vec::new(),
         }
     }
 }

@@ -378,13 +378,11 @@ fn a_sockudo_shaped_file_carries_over() {
             "cache.driver",
             "cleanup.async_enabled",
             "cors.origin",
-            "database.redis.port",
             "database_pooling.enabled",
             "http_api.accept_traffic.memory_threshold",
             "instance.process_id",
             "mode",
             "path_prefix",
-            "queue.driver",
             "rate_limiter.enabled",
             "ssl.enabled",
         ]
@@ -392,7 +390,7 @@ fn a_sockudo_shaped_file_carries_over() {
     let warnings: Vec<&String> = loaded
         .notes
         .iter()
-        .filter(|n| n.starts_with("WARNING: 12 Sockudo"))
+        .filter(|n| n.starts_with("WARNING: 10 Sockudo"))
         .collect();
     assert_eq!(
         warnings.len(),

@@ -201,6 +201,11 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             .map(|s| f(&s.cluster).load(std::sync::atomic::Ordering::Relaxed) as f64)
             .unwrap_or(0.0)
     };
+    let queue = |f: fn(&sockudo_io_shard::QueueStats) -> &std::sync::atomic::AtomicU64| {
+        r.io.get()
+            .map(|s| f(&s.queue).load(std::sync::atomic::Ordering::Relaxed) as f64)
+            .unwrap_or(0.0)
+    };
     let process = usage::Usage::now(r);
     let families = [
         connected,
@@ -328,6 +333,71 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "Times messages from another node were found missing (its sequence jumped); each asks for state again.",
         )
         .value(&[], bus(|s| &s.gaps)),
+        gauge(
+            "queue_enabled",
+            "1 when webhooks wait in a durable queue (queue.driver redis, redis-cluster or sqs), else 0.",
+        )
+        .value(&[], queue(|s| &s.enabled)),
+        gauge(
+            "queue_backend_up",
+            "1 while the last call to the durable queue's backend succeeded.",
+        )
+        .value(&[], queue(|s| &s.backend_up)),
+        counter(
+            "queue_enqueued_total",
+            "Webhook requests stored in the durable queue.",
+        )
+        .value(&[], queue(|s| &s.enqueued)),
+        gauge(
+            "queue_buffered",
+            "Webhook requests held locally, waiting for the queue backend.",
+        )
+        .value(&[], queue(|s| &s.buffered)),
+        counter(
+            "queue_dropped_total",
+            "Webhook requests dropped before reaching the queue backend: local buffer full, or left at shutdown.",
+        )
+        .value(&[], queue(|s| &s.dropped)),
+        counter(
+            "queue_oversize_total",
+            "Webhook requests too large for the queue backend, delivered from memory instead.",
+        )
+        .value(&[], queue(|s| &s.oversize)),
+        counter(
+            "queue_backend_errors_total",
+            "Calls to the queue backend that failed (each is retried with backoff).",
+        )
+        .value(&[], queue(|s| &s.backend_errors)),
+        counter(
+            "queue_fetched_total",
+            "Webhook requests taken from the durable queue for delivery.",
+        )
+        .value(&[], queue(|s| &s.fetched)),
+        counter(
+            "queue_redelivered_total",
+            "Webhook requests taken over from a process whose lease ran out (delivered again).",
+        )
+        .value(&[], queue(|s| &s.redelivered)),
+        counter(
+            "queue_acked_total",
+            "Webhook requests removed from the queue: delivered, or given up on.",
+        )
+        .value(&[], queue(|s| &s.acked)),
+        counter(
+            "queue_released_total",
+            "Webhook requests handed back to the queue unfinished (shutdown, too many waiting).",
+        )
+        .value(&[], queue(|s| &s.released)),
+        counter(
+            "queue_invalid_total",
+            "Messages in the queue that were not webhook requests of a known format (dropped).",
+        )
+        .value(&[], queue(|s| &s.invalid)),
+        gauge(
+            "queue_in_flight",
+            "Webhook requests this process took from the queue and has not finished.",
+        )
+        .value(&[], queue(|s| &s.in_hand)),
         gauge(
             "webhooks_pending",
             "Webhook requests not finished yet: in flight, waiting for a connection slot or a retry.",

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
 /// One signed request and where and how to send it.
 #[derive(Debug)]
 pub(crate) struct Job {
+    /// Stable for the life of the request, through retries and redeliveries (`X-Sockudo-Webhook-Id`).
+    pub(crate) id: String,
     pub(crate) app_id: Arc<str>,
     pub(crate) target: WebhookTarget,
     pub(crate) retry: RetryPolicy,
@@ -95,14 +97,32 @@ impl PendingGuard {
         }
     }
 
-    fn finish(mut self, sent: bool) {
+    fn finish(mut self, sent: bool) -> Outcome {
         self.finished = true;
         IoStats::add(if sent {
             &self.stats.webhooks_sent
         } else {
             &self.stats.webhooks_failed
         });
+        if sent {
+            Outcome::Delivered
+        } else {
+            Outcome::GaveUp
+        }
     }
+}
+
+/// How a delivery ended; a durable queue acknowledges the first two and hands the others back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Refused, or retries exhausted.
+    GaveUp,
+    /// Dropped because too many requests were waiting (`max_pending_deliveries`).
+    Evicted,
+    /// Its next attempt would fall after the shutdown deadline.
+    ShutDown,
 }
 
 impl Drop for PendingGuard {
@@ -122,7 +142,7 @@ enum Wake {
 }
 
 /// Runs `job` to success or giving up.
-pub(crate) async fn deliver(shared: Arc<Shared>, job: Job, guard: PendingGuard) {
+pub(crate) async fn deliver(shared: Arc<Shared>, job: Job, guard: PendingGuard) -> Outcome {
     let target = job.target.display_safe();
     let first_attempt = Instant::now();
     let mut attempts = 0u32;
@@ -142,13 +162,13 @@ pub(crate) async fn deliver(shared: Arc<Shared>, job: Job, guard: PendingGuard) 
         drop(permit);
         let error = match result {
             Ok(()) => {
-                debug!(app_id = %job.app_id, target = %target, attempts, "webhook delivered");
+                debug!(app_id = %job.app_id, id = %job.id, target = %target, attempts, "webhook delivered");
                 return guard.finish(true);
             }
             Err(error) => error,
         };
         if !error.is_retryable() {
-            warn!(app_id = %job.app_id, target = %target, error = %error, attempts,
+            warn!(app_id = %job.app_id, id = %job.id, target = %target, error = %error, attempts,
                 "webhook refused; not retried");
             return guard.finish(false);
         }
@@ -156,7 +176,7 @@ pub(crate) async fn deliver(shared: Arc<Shared>, job: Job, guard: PendingGuard) 
             .retry
             .delay_before_retry(attempts, first_attempt.elapsed())
         else {
-            warn!(app_id = %job.app_id, target = %target, error = %error, attempts,
+            warn!(app_id = %job.app_id, id = %job.id, target = %target, error = %error, attempts,
                 "webhook failed; retries exhausted");
             return guard.finish(false);
         };
@@ -166,9 +186,10 @@ pub(crate) async fn deliver(shared: Arc<Shared>, job: Job, guard: PendingGuard) 
             Wake::Ready => IoStats::add(&shared.stats.webhook_retries),
             Wake::Evicted => return dropped(&shared, &job, &target, guard),
             Wake::ShuttingDown => {
-                warn!(app_id = %job.app_id, target = %target, error = %error, attempts,
+                warn!(app_id = %job.app_id, id = %job.id, target = %target, error = %error, attempts,
                     "webhook failed; retry would fall after the shutdown deadline");
-                return guard.finish(false);
+                guard.finish(false);
+                return Outcome::ShutDown;
             }
         }
     }
@@ -200,9 +221,10 @@ async fn wait_for_retry(shared: &Shared, at: Instant) -> Wake {
     }
 }
 
-fn dropped(shared: &Shared, job: &Job, target: &str, guard: PendingGuard) {
+fn dropped(shared: &Shared, job: &Job, target: &str, guard: PendingGuard) -> Outcome {
     IoStats::add(&shared.stats.webhooks_dropped_pending);
-    warn!(app_id = %job.app_id, target = %target,
+    warn!(app_id = %job.app_id, id = %job.id, target = %target,
         "webhook dropped: too many requests waiting (max_pending_deliveries)");
     guard.finish(false);
+    Outcome::Evicted
 }

@@ -10,6 +10,8 @@ mod apps;
 mod bridge;
 pub mod cluster;
 mod deliver;
+mod durable;
+mod job_codec;
 mod router;
 mod stats;
 mod waiting;
@@ -24,9 +26,11 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use tracing::warn;
 
 pub use apps::{LOOKUP_TIMEOUT, MAX_LOOKUPS_IN_FLIGHT};
+pub use durable::{DurableConfig, QueueStats, DEFAULT_BUFFER_CAPACITY, DEFAULT_MAX_IN_HAND};
 pub use sockudo_apps::{
     AppRecord, DynamoDbConfig, FindResult, Lookup, SourceConfig, SourceError, SqlConfig,
 };
+pub use sockudo_queue::{Backend as QueueBackend, QueueConfig, SqsBackend};
 pub use stats::{IoStats, SOURCE_DOWN, SOURCE_UNKNOWN, SOURCE_UP};
 
 use deliver::{Shared, Transport, MAX_IN_FLIGHT};
@@ -103,6 +107,8 @@ pub struct IoShardConfig {
     pub max_pending_deliveries: usize,
     /// This node's link to the cluster bus, when the adapter is not `local`.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// The durable webhook queue (`queue.driver` other than `memory`); `None`: webhooks wait in memory.
+    pub queue: Option<DurableConfig>,
 }
 
 impl Default for IoShardConfig {
@@ -114,6 +120,7 @@ impl Default for IoShardConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
             cluster: None,
+            queue: None,
         }
     }
 }
@@ -141,6 +148,7 @@ const SHUTDOWN_SLACK: Duration = Duration::from_millis(200);
 pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
     let stats = Arc::new(IoStats::default());
     let cluster_config = config.cluster.take();
+    let queue_config = config.queue.take();
     let cluster_stats = Arc::clone(&stats.cluster);
     let capacity = config.queue_capacity.max(1);
     let (queue_tx, queue_rx) = crossbeam_channel::bounded(capacity);
@@ -189,7 +197,24 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                 },
             };
             let (resolver, resolved) = apps::AppResolver::new(source, Arc::clone(&shared.stats));
-            let mut router = Router::new(config.apps, config.batching, shared, resolver);
+            let mut durable_tasks = None;
+            let durable = match queue_config {
+                None => None,
+                Some(queue) => {
+                    let _guard = runtime.enter();
+                    match runtime.block_on(durable::start(queue, Arc::clone(&shared))) {
+                        Ok((handle, tasks)) => {
+                            durable_tasks = Some(runtime.spawn(tasks));
+                            Some(handle)
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e.to_string()));
+                            return;
+                        }
+                    }
+                }
+            };
+            let mut router = Router::new(config.apps, config.batching, shared, resolver, durable);
             let mut cluster_task = None;
             if let Some(cluster) = cluster_config {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();
@@ -217,6 +242,9 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                         tokio::join!(router, cluster);
                     }
                     None => router.await,
+                }
+                if let Some(tasks) = durable_tasks {
+                    let _ = tasks.await;
                 }
             });
             // Blocking DNS lookups may still run: do not wait for them.

@@ -14,6 +14,8 @@ use tracing::debug;
 
 use crate::apps::{AppResolver, Done};
 use crate::deliver::{deliver, Job, PendingGuard, Shared};
+use crate::durable::DurableHandle;
+use crate::job_codec::{JobIds, ID_HEADER};
 use crate::IoRequest;
 
 /// (app slot, webhook index within the app).
@@ -27,6 +29,10 @@ pub(crate) struct Router {
     batcher: Batcher<HookKey, String>,
     tasks: JoinSet<()>,
     shared: Arc<Shared>,
+    /// The durable queue, when `queue.driver` is not `memory`: requests go there instead of straight to a
+    /// delivery task.
+    durable: Option<DurableHandle>,
+    ids: JobIds,
     /// The cluster link's outbound queue, when this node is part of a cluster.
     pub(crate) cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterOut>>,
 }
@@ -52,6 +58,7 @@ impl Router {
         batching: Option<Duration>,
         shared: Arc<Shared>,
         resolver: AppResolver,
+        durable: Option<DurableHandle>,
     ) -> Router {
         let apps = apps
             .into_iter()
@@ -64,6 +71,8 @@ impl Router {
             batcher: Batcher::new(batching),
             tasks: JoinSet::new(),
             shared,
+            durable,
+            ids: JobIds::new(),
             cluster: None,
         }
     }
@@ -111,6 +120,8 @@ impl Router {
         for (key, events) in self.batcher.take_all() {
             self.start(key, events);
         }
+        // Nothing more for the durable queue: its producer stores what it holds and ends.
+        drop(self.durable.take());
         let tasks = &mut self.tasks;
         let _ =
             tokio::time::timeout_at(until, async { while tasks.join_next().await.is_some() {} })
@@ -180,16 +191,28 @@ impl Router {
         let Some(hook) = app.hooks.webhooks.get(index) else {
             return;
         };
-        let request = payload::signed_request(&app.hooks, hook, &events, payload::now_ms());
+        let mut request = payload::signed_request(&app.hooks, hook, &events, payload::now_ms());
+        let id = self.ids.next();
+        request.headers.push((ID_HEADER.to_string(), id.clone()));
         let job = Job {
+            id,
             app_id: Arc::clone(&app.id),
             target: hook.target.clone(),
             retry: hook.retry,
             timeout: hook.request_timeout,
             request,
         };
+        let job = match &self.durable {
+            Some(durable) => match durable.enqueue(job) {
+                None => return,
+                Some(job) => job,
+            },
+            None => job,
+        };
         let guard = PendingGuard::new(&self.shared.stats);
-        self.tasks
-            .spawn(deliver(Arc::clone(&self.shared), job, guard));
+        let shared = Arc::clone(&self.shared);
+        self.tasks.spawn(async move {
+            deliver(shared, job, guard).await;
+        });
     }
 }

@@ -26,6 +26,8 @@ pub struct IoStats {
     /// Webhook requests dropped because more than `max_pending_deliveries` were waiting (the oldest go
     /// first); also counted in `webhooks_failed`.
     pub webhooks_dropped_pending: AtomicU64,
+    /// The durable webhook queue's counters (all 0 with the memory driver).
+    pub queue: crate::durable::QueueStats,
     /// The cluster link's counters.
     pub cluster: std::sync::Arc<crate::cluster::ClusterStats>,
     /// Queries sent to the app database (one per distinct lookup in flight).
