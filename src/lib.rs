@@ -17,6 +17,7 @@ pub mod protocol;
 pub mod rest;
 pub mod server;
 pub mod shard;
+pub mod state;
 pub mod systemd;
 pub mod tags;
 pub mod unix_socket;

@@ -135,6 +135,7 @@ impl Server {
             queue_capacity: IO_QUEUE_CAPACITY,
             max_pending_deliveries: MAX_PENDING_WEBHOOKS,
             cluster,
+            state: crate::state::state_config(&config)?,
         })
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());

@@ -781,6 +781,7 @@ impl Shard {
                             app,
                             channel: channel.into(),
                             text: text.into(),
+                            persist: false,
                             ack,
                         },
                     );

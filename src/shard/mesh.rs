@@ -199,6 +199,8 @@ pub enum ShardMsg {
         channel: Box<str>,
         /// The channel event as subscribers received it.
         text: Box<str>,
+        /// Also write it to the shared cache (Redis): false for events another node published.
+        persist: bool,
         /// Answered once stored.
         ack: oneshot::Sender<()>,
     },

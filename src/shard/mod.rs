@@ -5,6 +5,7 @@
 
 mod accept_errors;
 pub mod cache;
+pub mod shared_state;
 pub mod channels;
 pub mod cluster;
 pub mod fanout;
@@ -45,6 +46,8 @@ pub type UserIndex = HashMap<(u32, Box<str>), Vec<Rc<Connection>>>;
 
 /// Per-core state.
 pub struct Shard {
+    /// Itself, for tasks a message handler starts (they outlive the `&self` borrow).
+    me: std::rc::Weak<Shard>,
     /// This shard's index, 0-based.
     pub id: usize,
     /// The configuration, as loaded.
@@ -600,6 +603,7 @@ impl Shard {
                 app,
                 channel: channel.into(),
                 text: text.into(),
+                persist: true,
                 ack,
             },
         );
@@ -618,11 +622,19 @@ impl Shard {
         self.cache_store(app, channel, text).await;
     }
 
-    fn apply_cache_store(&self, app: u32, channel: &str, text: &str) {
+    /// Keeps `text` as the channel's last event here (and, when `persist`, in the shared cache: events
+    /// another node published were stored there by that node).
+    fn apply_cache_store(&self, app: u32, channel: &str, text: &str, persist: bool) {
+        if self.config.cache.driver == "none" {
+            return;
+        }
         let ttl = Duration::from_secs(self.config.channel_limits.cache_ttl);
         self.cache
             .borrow_mut()
             .store(app, channel, text, ttl, Instant::now());
+        if persist {
+            self.persist_cached(app, channel, text, ttl);
+        }
     }
 
     /// Removes one socket of `user_id` from presence channel `channel` on the owner shard.
@@ -891,9 +903,10 @@ impl Shard {
                 app,
                 channel,
                 text,
+                persist,
                 ack,
             } => {
-                self.apply_cache_store(app, &channel, &text);
+                self.apply_cache_store(app, &channel, &text, persist);
                 let _ = ack.send(());
             }
             ShardMsg::SubscriptionDelta {
@@ -1020,7 +1033,8 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
     };
     let apps = Rc::new(seed.apps.registry(seed.io.clone()));
     let max_bytes = config.websocket.max_bytes.unwrap_or(usize::MAX);
-    let shard = Rc::new(Shard {
+    let shard = Rc::new_cyclic(|me| Shard {
+        me: me.clone(),
         id,
         channels: RefCell::new(ChannelIndex::new()),
         presence: RefCell::new(PresenceRegistry::default()),

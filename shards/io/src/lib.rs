@@ -27,6 +27,9 @@ pub use apps::{LOOKUP_TIMEOUT, MAX_LOOKUPS_IN_FLIGHT};
 pub use sockudo_apps::{
     AppRecord, DynamoDbConfig, FindResult, Lookup, SourceConfig, SourceError, SqlConfig,
 };
+pub use sockudo_state::{
+    BackendConfig, CacheEntry, RateKind, StateConfig, StateError, StateRequest, StateStats, Target,
+};
 pub use stats::{IoStats, SOURCE_DOWN, SOURCE_UNKNOWN, SOURCE_UP};
 
 use deliver::{Shared, Transport, MAX_IN_FLIGHT};
@@ -50,6 +53,8 @@ pub enum IoRequest {
         slot: u32,
         hooks: Option<AppWebhooks>,
     },
+    /// Cache channels' last events and cluster-wide rate limits in Redis (`sockudo-state`).
+    State(StateRequest),
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.
@@ -103,6 +108,8 @@ pub struct IoShardConfig {
     pub max_pending_deliveries: usize,
     /// This node's link to the cluster bus, when the adapter is not `local`.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// The shared-state backends (cache, rate limiter); empty: both in memory.
+    pub state: StateConfig,
 }
 
 impl Default for IoShardConfig {
@@ -114,6 +121,7 @@ impl Default for IoShardConfig {
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
             cluster: None,
+            state: StateConfig::default(),
         }
     }
 }
@@ -189,7 +197,18 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                 },
             };
             let (resolver, resolved) = apps::AppResolver::new(source, Arc::clone(&shared.stats));
-            let mut router = Router::new(config.apps, config.batching, shared, resolver);
+            let state = {
+                let _guard = runtime.enter();
+                sockudo_state::State::start(config.state, Arc::clone(&shared.stats.state))
+            };
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
+            let mut router = Router::new(config.apps, config.batching, shared, resolver, state);
             let mut cluster_task = None;
             if let Some(cluster) = cluster_config {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();

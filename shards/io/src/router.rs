@@ -27,6 +27,8 @@ pub(crate) struct Router {
     batcher: Batcher<HookKey, String>,
     tasks: JoinSet<()>,
     shared: Arc<Shared>,
+    /// Redis cache and rate limiter (when configured).
+    state: sockudo_state::State,
     /// The cluster link's outbound queue, when this node is part of a cluster.
     pub(crate) cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterOut>>,
 }
@@ -52,6 +54,7 @@ impl Router {
         batching: Option<Duration>,
         shared: Arc<Shared>,
         resolver: AppResolver,
+        state: sockudo_state::State,
     ) -> Router {
         let apps = apps
             .into_iter()
@@ -64,6 +67,7 @@ impl Router {
             batcher: Batcher::new(batching),
             tasks: JoinSet::new(),
             shared,
+            state,
             cluster: None,
         }
     }
@@ -134,6 +138,7 @@ impl Router {
                 }
             }
             IoRequest::FindApp { by, reply } => self.resolver.find(by, reply),
+            IoRequest::State(request) => self.state.handle(request),
             IoRequest::AppWebhooks { slot, hooks } => match hooks {
                 Some(hooks) => {
                     self.apps.insert(slot, App::new(hooks));
