@@ -1,8 +1,10 @@
 //! One backend's connection and its operations.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::{AsyncConnectionConfig, Client, Value};
@@ -43,8 +45,9 @@ impl Conn {
 }
 
 enum Slot {
-    /// Not connected; the next attempt may start at `retry_at`.
-    Idle { retry_at: Instant },
+    /// Not connected; the reconnect task tries again every [`RECONNECT_AFTER`].
+    Down,
+    /// An attempt is in flight.
     Connecting,
     Ready(Conn),
 }
@@ -55,6 +58,10 @@ pub(crate) struct Store {
     prefix: String,
     kind: Kind,
     slot: Mutex<Slot>,
+    /// Woken when a connection is made.
+    connected: Notify,
+    /// True while the reconnect task runs (at most one).
+    reconnecting: AtomicBool,
     stats: Arc<StateStats>,
 }
 
@@ -93,12 +100,12 @@ impl Store {
             target: backend.target,
             prefix: backend.prefix,
             kind,
-            slot: Mutex::new(Slot::Idle {
-                retry_at: Instant::now(),
-            }),
+            slot: Mutex::new(Slot::Down),
+            connected: Notify::new(),
+            reconnecting: AtomicBool::new(false),
             stats,
         });
-        let _ = store.connection();
+        store.reconnect();
         Ok(store)
     }
 
@@ -116,50 +123,48 @@ impl Store {
         }
     }
 
-    /// The connection when there is one; otherwise starts an attempt (unless one runs or failed less than
-    /// [`RECONNECT_AFTER`] ago) and answers `Unavailable` at once.
-    fn connection(self: &Arc<Self>) -> Result<Conn, StateError> {
-        let mut slot = self
-            .slot
-            .lock()
-            .map_err(|_| StateError::Unavailable("poisoned".into()))?;
-        match &*slot {
-            Slot::Ready(conn) => return Ok(conn.clone()),
-            Slot::Connecting => return Err(StateError::Unavailable("connecting".into())),
-            Slot::Idle { retry_at } if *retry_at > Instant::now() => {
-                return Err(StateError::Unavailable("not connected".into()))
-            }
-            Slot::Idle { .. } => {}
+    fn set_slot(&self, slot: Slot) {
+        if let Ok(mut current) = self.slot.lock() {
+            *current = slot;
         }
-        *slot = Slot::Connecting;
-        drop(slot);
+    }
+
+    /// The connection, or `Err(true)` while an attempt is in flight, `Err(false)` while down.
+    fn connection(&self) -> Result<Conn, bool> {
+        match &*self.slot.lock().map_err(|_| false)? {
+            Slot::Ready(conn) => Ok(conn.clone()),
+            Slot::Connecting => Err(true),
+            Slot::Down => Err(false),
+        }
+    }
+
+    /// Starts the reconnect task unless it runs: it tries every [`RECONNECT_AFTER`] until connected.
+    fn reconnect(self: &Arc<Self>) {
+        if self.reconnecting.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let store = Arc::clone(self);
         tokio::spawn(async move {
-            let result = tokio::time::timeout(CONNECT_TIMEOUT, store.connect()).await;
-            let next = match result {
-                Ok(Ok(conn)) => {
-                    store.up_gauge().store(1, Ordering::Relaxed);
-                    info!(backend = store.name(), "state backend connected");
-                    Slot::Ready(conn)
-                }
-                Ok(Err(e)) => {
-                    store.warn(&format!("connecting: {e}"));
-                    Slot::Idle {
-                        retry_at: Instant::now() + RECONNECT_AFTER,
+            loop {
+                store.set_slot(Slot::Connecting);
+                let error = match tokio::time::timeout(CONNECT_TIMEOUT, store.connect()).await {
+                    Ok(Ok(conn)) => {
+                        store.set_slot(Slot::Ready(conn));
+                        store.up_gauge().store(1, Ordering::Relaxed);
+                        store.reconnecting.store(false, Ordering::Release);
+                        store.connected.notify_waiters();
+                        info!(backend = store.name(), "state backend connected");
+                        return;
                     }
-                }
-                Err(_) => {
-                    store.warn("connecting: timed out");
-                    Slot::Idle {
-                        retry_at: Instant::now() + RECONNECT_AFTER,
-                    }
-                }
-            };
-            if let Ok(mut slot) = store.slot.lock() {
-                *slot = next;
+                    Ok(Err(e)) => e.to_string(),
+                    Err(_) => "timed out".to_string(),
+                };
+                store.set_slot(Slot::Down);
+                store.connected.notify_waiters();
+                store.warn(&format!("connecting: {error}"));
+                tokio::time::sleep(RECONNECT_AFTER).await;
             }
         });
-        Err(StateError::Unavailable("connecting".into()))
     }
 
     async fn connect(&self) -> redis::RedisResult<Conn> {
@@ -193,26 +198,10 @@ impl Store {
         }
     }
 
-    /// Runs `cmd` within [`OP_TIMEOUT`]. A failure drops the connection (the next operation reconnects), counts
-    /// and logs (at a bounded rate).
+    /// Runs `cmd` within [`OP_TIMEOUT`] (waiting that long at most for a connection attempt in flight). A
+    /// failure drops the connection (the reconnect task makes a new one), counts and logs (at a bounded rate).
     async fn run(self: &Arc<Self>, cmd: &redis::Cmd) -> Result<Value, StateError> {
-        let result = match self.connection() {
-            Ok(mut conn) => match tokio::time::timeout(OP_TIMEOUT, conn.query(cmd)).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
-                    Err(StateError::Unavailable(e.to_string()))
-                }
-                Ok(Err(e)) => {
-                    self.disconnect();
-                    Err(StateError::Unavailable(e.to_string()))
-                }
-                Err(_) => {
-                    self.disconnect();
-                    Err(StateError::Unavailable("timed out".into()))
-                }
-            },
-            Err(e) => Err(e),
-        };
+        let result = self.try_run(cmd).await;
         if let Err(e) = &result {
             StateStats::add(match self.kind {
                 Kind::Cache => &self.stats.cache_errors,
@@ -223,14 +212,48 @@ impl Store {
         result
     }
 
-    fn disconnect(&self) {
-        self.up_gauge().store(0, Ordering::Relaxed);
-        if let Ok(mut slot) = self.slot.lock() {
-            if matches!(*slot, Slot::Ready(_)) {
-                *slot = Slot::Idle {
-                    retry_at: Instant::now(),
-                };
+    async fn try_run(self: &Arc<Self>, cmd: &redis::Cmd) -> Result<Value, StateError> {
+        let deadline = tokio::time::Instant::now() + OP_TIMEOUT;
+        let mut conn = match self.connection() {
+            Ok(conn) => conn,
+            Err(true) => {
+                let _ = tokio::time::timeout_at(deadline, self.connected.notified()).await;
+                self.connection()
+                    .map_err(|_| StateError::Unavailable("not connected".into()))?
             }
+            Err(false) => return Err(StateError::Unavailable("not connected".into())),
+        };
+        match tokio::time::timeout_at(deadline, conn.query(cmd)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                Err(StateError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e)) => {
+                self.disconnect();
+                Err(StateError::Unavailable(e.to_string()))
+            }
+            Err(_) => {
+                self.disconnect();
+                Err(StateError::Unavailable("timed out".into()))
+            }
+        }
+    }
+
+    fn disconnect(self: &Arc<Self>) {
+        self.up_gauge().store(0, Ordering::Relaxed);
+        let was_ready = self
+            .slot
+            .lock()
+            .map(|mut slot| {
+                let ready = matches!(*slot, Slot::Ready(_));
+                if ready {
+                    *slot = Slot::Down;
+                }
+                ready
+            })
+            .unwrap_or(false);
+        if was_ready {
+            self.reconnect();
         }
     }
 
