@@ -109,7 +109,10 @@ mod tests {
         config.cache.driver = "none".into();
         assert!(state_config(&config).unwrap().cache.is_none());
         config.cache.driver = "disk".into();
-        assert!(state_config(&config).unwrap_err().to_string().contains("cache.driver"));
+        assert!(state_config(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("cache.driver"));
         config.cache.driver = "memory".into();
         config.rate_limiter.driver = "redis-cluster".into();
         let err = state_config(&config).unwrap_err().to_string();

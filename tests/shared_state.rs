@@ -94,11 +94,17 @@ fn cache_is_replayed_on_another_node(driver: Driver) {
     let replay = replay_on(&b, "cache-news");
     assert_eq!(replay["event"], "headline", "{replay}");
     assert_eq!(replay["channel"], "cache-news");
-    assert_eq!(replay["data"], "{\"n\":2}", "the last event, not an older one");
+    assert_eq!(
+        replay["data"], "{\"n\":2}",
+        "the last event, not an older one"
+    );
     let info = cache_info(&b, "cache-news");
     assert_eq!(info["data"], "{\"n\":2}", "{info}");
     let ttl = info["ttl"].as_u64().expect("ttl");
-    assert!((1790..=1800).contains(&ttl), "ttl {ttl} (channel_limits.cache_ttl 1800)");
+    assert!(
+        (1790..=1800).contains(&ttl),
+        "ttl {ttl} (channel_limits.cache_ttl 1800)"
+    );
     // Nothing published: a miss on both nodes.
     assert_eq!(replay_on(&b, "cache-quiet")["event"], "pusher:cache_miss");
     assert_eq!(cache_info(&b, "cache-quiet"), Value::Null);
@@ -131,7 +137,12 @@ fn cache_is_replayed_on_another_node_redis_cluster() {
 fn publish_status(server: &Server, channel: &str) -> u16 {
     let body = json!({ "name": "e", "channels": [channel], "data": "{}" }).to_string();
     server
-        .signed("POST", &format!("/apps/{APP_ID}/events"), &[], body.as_bytes())
+        .signed(
+            "POST",
+            &format!("/apps/{APP_ID}/events"),
+            &[],
+            body.as_bytes(),
+        )
         .0
 }
 
@@ -155,7 +166,9 @@ fn at_second_start() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    std::thread::sleep(Duration::from_nanos(u64::from(1_000_000_000 - nanos)) + Duration::from_millis(5));
+    std::thread::sleep(
+        Duration::from_nanos(u64::from(1_000_000_000 - nanos)) + Duration::from_millis(5),
+    );
 }
 
 const LIMIT: usize = 20;
@@ -186,7 +199,10 @@ fn limit_is_shared_by_two_nodes(driver: Driver) {
         assert!(status == 200 || status == 429, "{status}");
         reads_ok += usize::from(status == 200);
     }
-    assert!((5..8).contains(&reads_ok), "{reads_ok} reads accepted at 5/s");
+    assert!(
+        (5..8).contains(&reads_ok),
+        "{reads_ok} reads accepted at 5/s"
+    );
     // The window slides on: a second later the app may publish again.
     std::thread::sleep(Duration::from_millis(2100));
     assert_eq!(publish_status(&b, "limited"), 200);
@@ -253,7 +269,10 @@ fn redis_stopped_mid_run_fails_open_and_recovers() {
     at_second_start();
     assert!(burst(&[&a], 15) < 10, "limited while Redis runs");
     assert_eq!(metric(metrics_port, "sockudo_rate_limiter_backend_up"), 1.0);
-    assert_eq!(metric(metrics_port, "sockudo_rate_limiter_errors_total"), 0.0);
+    assert_eq!(
+        metric(metrics_port, "sockudo_rate_limiter_errors_total"),
+        0.0
+    );
 
     broker.kill();
     // Fail open: every publish is served, none waits long, and the failures are counted.

@@ -201,7 +201,9 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             .map(|s| f(&s.cluster).load(std::sync::atomic::Ordering::Relaxed) as f64)
             .unwrap_or(0.0)
     };
-    let state = |f: fn(&sockudo_io_shard::StateStats) -> f64| r.io.get().map(|s| f(&s.state)).unwrap_or(0.0);
+    let state = |f: fn(&sockudo_io_shard::StateStats) -> f64| {
+        r.io.get().map(|s| f(&s.state)).unwrap_or(0.0)
+    };
     let process = usage::Usage::now(r);
     let families = [
         connected,

@@ -155,7 +155,10 @@ impl Shard {
         reply: tokio::sync::oneshot::Sender<()>,
     ) {
         let cached = self.cached_event(app, &channel);
-        let Some(shard) = self.me.upgrade().filter(|_| cached.is_none() && self.cache_shared())
+        let Some(shard) = self
+            .me
+            .upgrade()
+            .filter(|_| cached.is_none() && self.cache_shared())
         else {
             self.send_cache_replayed(app, channel, socket, cached, reply);
             return;

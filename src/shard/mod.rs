@@ -5,7 +5,6 @@
 
 mod accept_errors;
 pub mod cache;
-pub mod shared_state;
 pub mod channels;
 pub mod cluster;
 pub mod fanout;
@@ -13,6 +12,7 @@ pub mod liveness;
 pub mod mesh;
 pub mod presence;
 pub mod query;
+pub mod shared_state;
 pub mod subscription_count;
 mod sweeper;
 pub mod watchlist;

@@ -9,9 +9,9 @@
 //! Connections are made in the background and made again at most once a second after a failure.
 
 mod keys;
+mod stats;
 #[cfg(feature = "redis")]
 mod store;
-mod stats;
 
 use std::time::Duration;
 

@@ -225,7 +225,9 @@ impl Store {
         };
         match tokio::time::timeout_at(deadline, conn.query(cmd)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(e)) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+            Ok(Err(e))
+                if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) =>
+            {
                 Err(StateError::Unavailable(e.to_string()))
             }
             Ok(Err(e)) => {
@@ -263,14 +265,27 @@ impl Store {
                 Kind::Cache => "cache reads miss, writes are lost",
                 Kind::RateLimiter => "REST requests are served unlimited (fail open)",
             };
-            warn!(backend = self.name(), error = what, "state backend unavailable; {fallback}");
+            warn!(
+                backend = self.name(),
+                error = what,
+                "state backend unavailable; {fallback}"
+            );
         }
     }
 
-    async fn cache_set(self: Arc<Self>, app_id: String, channel: String, value: String, ttl: Duration) {
+    async fn cache_set(
+        self: Arc<Self>,
+        app_id: String,
+        channel: String,
+        value: String,
+        ttl: Duration,
+    ) {
         let key = cache_key(&self.prefix, &app_id, &channel);
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value).arg("PX").arg(ttl.as_millis().max(1) as u64);
+        cmd.arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis().max(1) as u64);
         let _ = self.run(&cmd).await;
     }
 
@@ -373,11 +388,11 @@ mod tests {
 
     #[test]
     fn reads_an_entry_with_its_ttl() {
-        let value = Value::Array(vec![Value::BulkString(b"{\"e\":1}".to_vec()), Value::Int(2500)]);
-        assert_eq!(
-            parse_cache_entry(value),
-            Some(("{\"e\":1}".to_string(), 2))
-        );
+        let value = Value::Array(vec![
+            Value::BulkString(b"{\"e\":1}".to_vec()),
+            Value::Int(2500),
+        ]);
+        assert_eq!(parse_cache_entry(value), Some(("{\"e\":1}".to_string(), 2)));
         assert_eq!(
             parse_cache_entry(Value::Array(vec![Value::Nil, Value::Int(-2)])),
             None
