@@ -8,7 +8,6 @@ mod common;
 use common::broker::{Broker, Driver};
 use common::*;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 /// Environment and config of a node keeping its cache and rate limits in `broker` (prefix `tag`, so tests
@@ -46,24 +45,6 @@ fn shared_node(broker: &Broker, tag: &str, app: Value, metrics_port: Option<u16>
         }),
         env,
     })
-}
-
-/// The next event within `wait`, if any.
-fn next_within(client: &mut Client, wait: Duration) -> Option<Value> {
-    client.ws.get_mut().set_read_timeout(Some(wait)).unwrap();
-    let got = loop {
-        match client.ws.read() {
-            Ok(tungstenite::Message::Text(t)) => break serde_json::from_str(t.as_str()).ok(),
-            Ok(_) => continue,
-            Err(_) => break None,
-        }
-    };
-    client
-        .ws
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    got
 }
 
 /// Subscribes to `channel` and returns what follows `subscription_succeeded` (the replay or the miss).
@@ -234,30 +215,6 @@ fn memory_limiter_counts_per_node() {
     assert!(ok >= 2 * LIMIT, "{ok} accepted");
 }
 
-fn metric(port: u16, name: &str) -> f64 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} not exported"))
-}
-
-fn eventually(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("not within {within:?}: {what}");
-}
-
 #[test]
 fn redis_stopped_mid_run_fails_open_and_recovers() {
     let mut broker = Broker::start(Driver::Redis);
@@ -304,4 +261,31 @@ fn redis_stopped_mid_run_fails_open_and_recovers() {
     std::thread::sleep(Duration::from_millis(2100));
     a.publish(&["cache-after"], "e", "{\"after\":true}");
     assert_eq!(replay_on(&b, "cache-after")["data"], "{\"after\":true}");
+}
+
+/// `cache.driver = none`: nothing is kept, every subscriber gets `pusher:cache_miss`.
+#[test]
+fn cache_driver_none_always_misses() {
+    let server = Server::start_with(ServerOptions {
+        env: vec![("CACHE_DRIVER".into(), "none".into())],
+        ..ServerOptions::default()
+    });
+    server.publish(&["cache-none"], "e", "{}");
+    assert_eq!(
+        replay_on(&server, "cache-none")["event"],
+        "pusher:cache_miss"
+    );
+    assert_eq!(cache_info(&server, "cache-none"), Value::Null);
+    // Events are still delivered live.
+    let mut live = server.client();
+    live.subscribe("cache-none");
+    assert_eq!(
+        next_within(&mut live, Duration::from_secs(5)).expect("miss")["event"],
+        "pusher:cache_miss"
+    );
+    server.publish(&["cache-none"], "e", "{\"live\":1}");
+    assert_eq!(
+        next_within(&mut live, Duration::from_secs(5)).expect("live event")["data"],
+        "{\"live\":1}"
+    );
 }

@@ -3,7 +3,8 @@
 //! delivery: cache writes are fire-and-forget, and a REST request waits for at most one limiter answer.
 
 use super::Shard;
-use sockudo_io_shard::{CacheEntry, IoRequest, RateKind, StateRequest, StateStats};
+use sockudo_io_shard::{CacheEntry, IoRequest, RateKind, StateError, StateRequest, StateStats};
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 /// Longest a worker waits for the I/O shard's answer (its own Redis timeout is shorter; this also covers
@@ -47,25 +48,20 @@ impl Shard {
         if !self.cache_shared() {
             return None;
         }
-        let io = self.io.as_ref()?;
         let app_id = self.app_id(app)?;
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        if !io.send(IoRequest::State(StateRequest::CacheGet {
-            app_id,
-            channel: channel.into(),
-            reply,
-        })) {
-            StateStats::add(&io.stats().state.cache_errors);
-            return None;
-        }
-        match wait(answer).await {
-            Some(Ok(entry)) => entry,
-            Some(Err(_)) => None,
-            None => {
-                StateStats::add(&io.stats().state.cache_errors);
-                None
-            }
-        }
+        let channel = channel.to_string();
+        let answer = self
+            .ask_state(
+                |s| &s.cache_errors,
+                |reply| StateRequest::CacheGet {
+                    app_id,
+                    channel,
+                    reply,
+                },
+            )
+            .await;
+        // An error answer was counted by the I/O shard.
+        answer.and_then(Result::ok).flatten()
     }
 
     /// Takes `n` units of app `app`'s REST limit `kind` (`limit` per second, 0 = unlimited): from `window`
@@ -89,29 +85,44 @@ impl Shard {
         if !is_redis_driver(&self.config.rate_limiter.driver) {
             return window.try_take(crate::rest::unix_now(), n, limit);
         }
-        let Some(io) = &self.io else { return true };
+        let answer = self
+            .ask_state(
+                |s| &s.rate_limiter_errors,
+                |reply| StateRequest::RateTake {
+                    app_id: app.id.clone(),
+                    kind,
+                    n,
+                    limit,
+                    reply,
+                },
+            )
+            .await;
+        // No answer, or an error (counted by the I/O shard): fail open.
+        answer.and_then(Result::ok).unwrap_or(true)
+    }
+
+    /// Sends the request `build` makes around its reply channel to the I/O shard and waits for the answer.
+    /// `None` when it could not be queued or did not come within [`STATE_WAIT`], counted in `errors`.
+    async fn ask_state<T>(
+        &self,
+        errors: fn(&StateStats) -> &AtomicU64,
+        build: impl FnOnce(Reply<T>) -> StateRequest,
+    ) -> Option<Result<T, StateError>> {
+        let io = self.io.as_ref()?;
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if !io.send(IoRequest::State(StateRequest::RateTake {
-            app_id: app.id.clone(),
-            kind,
-            n,
-            limit,
-            reply,
-        })) {
-            StateStats::add(&io.stats().state.rate_limiter_errors);
-            return true;
+        let answer = if io.send(IoRequest::State(build(reply))) {
+            wait(answer).await
+        } else {
+            None
+        };
+        if answer.is_none() {
+            StateStats::add(errors(&io.stats().state));
         }
-        match wait(answer).await {
-            Some(Ok(granted)) => granted,
-            // Counted by the I/O shard.
-            Some(Err(_)) => true,
-            None => {
-                StateStats::add(&io.stats().state.rate_limiter_errors);
-                true
-            }
-        }
+        answer
     }
 }
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, StateError>>;
 
 /// The I/O shard's answer, or `None` when it does not come within [`STATE_WAIT`].
 async fn wait<T>(answer: tokio::sync::oneshot::Receiver<T>) -> Option<T> {

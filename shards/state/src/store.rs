@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
@@ -17,6 +17,8 @@ use crate::{
 
 /// Longest a connection attempt may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// At most one warning per backend in this interval.
+const WARN_EVERY: Duration = Duration::from_secs(5);
 /// After a failed connection attempt, the next one waits this long.
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
 
@@ -62,6 +64,8 @@ pub(crate) struct Store {
     connected: Notify,
     /// True while the reconnect task runs (at most one).
     reconnecting: AtomicBool,
+    /// When this backend last logged a warning.
+    last_warning: Mutex<Option<Instant>>,
     stats: Arc<StateStats>,
 }
 
@@ -103,6 +107,7 @@ impl Store {
             slot: Mutex::new(Slot::Down),
             connected: Notify::new(),
             reconnecting: AtomicBool::new(false),
+            last_warning: Mutex::new(None),
             stats,
         });
         store.reconnect();
@@ -259,8 +264,17 @@ impl Store {
         }
     }
 
+    /// Logs that the backend is unavailable, at most once per [`WARN_EVERY`].
     fn warn(&self, what: &str) {
-        if self.stats.may_warn() {
+        let now = Instant::now();
+        let due = self.last_warning.lock().is_ok_and(|mut last| {
+            let due = last.is_none_or(|t| now.duration_since(t) >= WARN_EVERY);
+            if due {
+                *last = Some(now);
+            }
+            due
+        });
+        if due {
             let fallback = match self.kind {
                 Kind::Cache => "cache reads miss, writes are lost",
                 Kind::RateLimiter => "REST requests are served unlimited (fail open)",
