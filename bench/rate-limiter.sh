@@ -49,9 +49,14 @@ run_once() { # driver -> JSON report
     $(driver_env "$1") "$BIN/sockudo" --config "$CONFIG" >/dev/null 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$PORT/up" >/dev/null && break; sleep 0.1; done
-  "$BIN/sockudo-bench" --url "ws://127.0.0.1:$PORT" --server-pid "$pid" --json --quiet \
-    -n 10 -c 1 fanout --events "$EVENTS" --in-flight 16 || true
+  local out
+  out=$("$BIN/sockudo-bench" --url "ws://127.0.0.1:$PORT" --server-pid "$pid" --json --quiet \
+    -n 10 -c 1 fanout --events "$EVENTS" --in-flight 16 || true)
   kill "$pid"; wait "$pid" 2>/dev/null || true
+  # One line per report.
+  python3 -c 'import json, sys
+try: print(json.dumps(json.loads(sys.stdin.read())))
+except ValueError: print("{}")' <<<"$out"
 }
 
 echo "| rate limiter | publishes/s (median of $RUNS) | runs | server CPU us/publish | load |"
