@@ -289,3 +289,38 @@ fn cache_driver_none_always_misses() {
         "{\"live\":1}"
     );
 }
+
+/// A Redis that stops answering (SIGSTOP: connections open, no replies) is as good as down: every publish is
+/// served within the limiter's bound, counted; once it answers again the limit applies again.
+#[test]
+fn a_frozen_redis_fails_open_within_the_bound() {
+    let broker = Broker::start(Driver::Redis);
+    let metrics_port = free_port();
+    let app = json!({ "max_backend_events_per_second": 5 });
+    let a = shared_node(&broker, "frozen", app, Some(metrics_port));
+    std::thread::sleep(Duration::from_millis(1100));
+    at_second_start();
+    assert!(burst(&[&a], 15) < 10, "limited while Redis answers");
+
+    broker.pause();
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(
+            publish_status(&a, "limited"),
+            200,
+            "served while Redis is frozen"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a publish waited {:?} on a frozen limiter",
+            started.elapsed()
+        );
+    }
+    assert!(metric(metrics_port, "sockudo_rate_limiter_errors_total") >= 1.0);
+
+    broker.resume();
+    eventually(Duration::from_secs(15), "the limiter is back", || {
+        std::thread::sleep(Duration::from_millis(1100));
+        burst(&[&a], 15) < 12
+    });
+}
