@@ -18,6 +18,7 @@ pub mod queue;
 pub mod rest;
 pub mod server;
 pub mod shard;
+pub mod state;
 pub mod systemd;
 pub mod tags;
 pub mod unix_socket;

@@ -136,6 +136,7 @@ impl Server {
             max_pending_deliveries: MAX_PENDING_WEBHOOKS,
             cluster,
             queue: crate::queue::durable_config(&config)?,
+            state: crate::state::state_config(&config)?,
         })
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());

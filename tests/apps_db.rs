@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Server, ServerOptions, APP_ID, APP_KEY, APP_SECRET};
+use common::{eventually, metric, Server, ServerOptions, APP_ID, APP_KEY, APP_SECRET};
 use serde_json::json;
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
@@ -84,31 +84,6 @@ fn connect(server: &Server, key: &str) -> Result<String, u16> {
             _ => {}
         }
     }
-}
-
-/// Retries `check` until it holds or `within` passes.
-fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if check() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("not within {within:?}: {what}");
-}
-
-fn metric(port: u16, name: &str) -> f64 {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    text.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("metric {name} not exported"))
 }
 
 /// The pusher protocol basics against database apps: connect, subscribe, REST publish, auth, unknown key.

@@ -25,24 +25,6 @@ fn node_with(broker: &Broker, shards: usize, app: Value) -> Server {
     })
 }
 
-/// The next event within `wait`, if any.
-fn next_within(client: &mut Client, wait: Duration) -> Option<Value> {
-    client.ws.get_mut().set_read_timeout(Some(wait)).unwrap();
-    let got = loop {
-        match client.ws.read() {
-            Ok(tungstenite::Message::Text(t)) => break serde_json::from_str(t.as_str()).ok(),
-            Ok(_) => continue,
-            Err(_) => break None,
-        }
-    };
-    client
-        .ws
-        .get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    got
-}
-
 /// Waits until an event published on `from` reaches a subscriber on `to` (the nodes see each other).
 fn wait_linked(from: &Server, to: &Server) {
     let channel = format!("probe-{}", from.port);

@@ -40,6 +40,9 @@ Environment variables (config key in brackets; see config/README.md):
   ADAPTER_DRIVER [adapter.driver: local, redis, redis-cluster, nats]  APP_MANAGER_DRIVER [app_manager.driver]
   ADAPTER_REQUESTS_TIMEOUT [adapter.requests_timeout]  REDIS_URL [adapter.redis.url]
   REDIS_PREFIX [adapter.redis.prefix]  REDIS_CLUSTER_NODES [adapter.cluster.nodes]
+  CACHE_DRIVER [cache.driver: memory, redis, redis-cluster, none]
+  RATE_LIMITER_DRIVER [rate_limiter.driver: memory, redis, redis-cluster]
+  RATE_LIMITER_REDIS_PREFIX [rate_limiter.redis.prefix]
   NATS_SERVERS [adapter.nats.servers]  NATS_PREFIX [adapter.nats.prefix]
   NATS_USERNAME, NATS_PASSWORD, NATS_TOKEN [adapter.nats.*]  NATS_CONNECTION_TIMEOUT_MS
   NATS_REQUEST_TIMEOUT_MS  NATS_NO_ECHO  NATS_NODES_NUMBER [adapter.nats.*]

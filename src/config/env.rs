@@ -170,6 +170,12 @@ impl<'a> Env<'a> {
         self.string("ADAPTER_DRIVER", &mut c.adapter.driver);
         self.queue(&mut c.queue)?;
         self.database_redis(&mut c.database.redis)?;
+        self.string("CACHE_DRIVER", &mut c.cache.driver);
+        self.string("RATE_LIMITER_DRIVER", &mut c.rate_limiter.driver);
+        self.string(
+            "RATE_LIMITER_REDIS_PREFIX",
+            &mut c.rate_limiter.redis.prefix,
+        );
         self.uint("ADAPTER_REQUESTS_TIMEOUT", &mut c.adapter.requests_timeout)?;
         self.string("REDIS_URL", &mut c.adapter.redis.url);
         self.string("REDIS_PREFIX", &mut c.adapter.redis.prefix);

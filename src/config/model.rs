@@ -62,6 +62,10 @@ pub struct Config {
     pub tag_filtering: TagFilteringConfig,
     /// Where webhook requests wait for delivery (Sockudo's `queue`; see docs/backends.md).
     pub queue: QueueConfig,
+    /// Where cache channels' last events are kept (Sockudo's `cache`).
+    pub cache: CacheConfig,
+    /// Where the per-app REST rate limits are counted (Sockudo's `rate_limiter`).
+    pub rate_limiter: RateLimiterConfig,
 }
 
 impl Default for Config {
@@ -92,6 +96,8 @@ impl Default for Config {
             delta_compression: DeltaCompressionConfig::default(),
             tag_filtering: TagFilteringConfig::default(),
             queue: QueueConfig::default(),
+            cache: CacheConfig::default(),
+            rate_limiter: RateLimiterConfig::default(),
         }
     }
 }
@@ -786,6 +792,90 @@ impl Default for TagFilteringConfig {
         TagFilteringConfig {
             enabled: false,
             enable_tags: true,
+        }
+    }
+}
+
+/// Cache channels' last events (Sockudo's `cache`; see docs/backends.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// `memory` (this process), `redis`, `redis-cluster` (shared by every node) or `none` (nothing kept:
+    /// every subscriber gets `pusher:cache_miss`). Env `CACHE_DRIVER`.
+    pub driver: String,
+    /// The Redis backend.
+    pub redis: CacheRedisConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            driver: "memory".into(),
+            redis: CacheRedisConfig::default(),
+        }
+    }
+}
+
+/// `cache.redis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheRedisConfig {
+    /// Prefix of every cache key.
+    pub prefix: String,
+    /// Redis URL for the cache; empty: the adapter's (`REDIS_URL`).
+    pub url_override: String,
+    /// `true` means the `redis-cluster` driver (nodes from `adapter.cluster.nodes`).
+    pub cluster_mode: bool,
+}
+
+impl Default for CacheRedisConfig {
+    fn default() -> Self {
+        CacheRedisConfig {
+            prefix: "sockudo_cache:".into(),
+            url_override: String::new(),
+            cluster_mode: false,
+        }
+    }
+}
+
+/// The per-app REST rate limits (Sockudo's `rate_limiter`; see docs/backends.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimiterConfig {
+    /// `memory` (per process) or `redis` / `redis-cluster` (one sliding window for the whole cluster).
+    /// Env `RATE_LIMITER_DRIVER`.
+    pub driver: String,
+    /// The Redis backend.
+    pub redis: RateLimiterRedisConfig,
+}
+
+impl Default for RateLimiterConfig {
+    fn default() -> Self {
+        RateLimiterConfig {
+            driver: "memory".into(),
+            redis: RateLimiterRedisConfig::default(),
+        }
+    }
+}
+
+/// `rate_limiter.redis`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimiterRedisConfig {
+    /// Prefix of every limiter key. Env `RATE_LIMITER_REDIS_PREFIX`.
+    pub prefix: String,
+    /// Redis URL for the limiter; empty: the adapter's (`REDIS_URL`).
+    pub url_override: String,
+    /// `true` means the `redis-cluster` driver (nodes from `adapter.cluster.nodes`).
+    pub cluster_mode: bool,
+}
+
+impl Default for RateLimiterRedisConfig {
+    fn default() -> Self {
+        RateLimiterRedisConfig {
+            prefix: "sockudo_rl:".into(),
+            url_override: String::new(),
+            cluster_mode: false,
         }
     }
 }

@@ -5,7 +5,6 @@ use crate::delta::SubscriptionDelta;
 use crate::protocol::messages::{self, SubscribeData};
 use crate::protocol::{auth, channel, codes};
 use crate::shard::presence::JoinRefused;
-use crate::shard::query::{Answer, Query};
 use crate::shard::{counts_subscriptions, Shard};
 use crate::tags::{FilterLimits, TagFilter};
 use serde::Deserialize;
@@ -126,9 +125,10 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
     shard.set_subscription_options(conn, name, filter, delta);
     // A cache channel's replay comes from its home shard through the path its events take, the socket held
     // back until then (see `shard::cache`). A presence-cache channel's comes with the snapshot from the presence
-    // owner, which is also the cache home on a single node; on a cluster it is read after joining.
-    let owner_replays =
-        channel::classify(name).cache && (member.is_none() || shard.cluster.is_none());
+    // owner, which is also the cache home on a single node; on a cluster, or when the event may be in Redis only
+    // (the owner answers presence joins at once and cannot wait for Redis), it is read after joining.
+    let owner_replays = channel::classify(name).cache
+        && (member.is_none() || (shard.cluster.is_none() && !shard.cache_shared()));
     shard
         .join(
             conn.app.index,
@@ -252,11 +252,8 @@ async fn replay_cache(shard: &Shard, conn: &Connection, name: &str) {
     if !channel::classify(name).cache {
         return;
     }
-    let query = Query::Cache {
-        channel: name.to_string(),
-    };
-    let cached = match shard.ask_owner(conn.app.index, name, query).await {
-        Ok(Answer::Cached(Some((text, _)))) => Some(text),
+    let cached = match shard.cache_lookup(conn.app.index, name).await {
+        Ok(Some((text, _))) => Some(text),
         _ => None,
     };
     shard.send_cache_replay(conn, name, cached.as_deref());

@@ -206,6 +206,9 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             .map(|s| f(&s.queue).load(std::sync::atomic::Ordering::Relaxed) as f64)
             .unwrap_or(0.0)
     };
+    let state = |f: fn(&sockudo_io_shard::StateStats) -> f64| {
+        r.io.get().map(|s| f(&s.state)).unwrap_or(0.0)
+    };
     let process = usage::Usage::now(r);
     let families = [
         connected,
@@ -306,6 +309,26 @@ pub fn gather(r: &MetricsRegistry) -> Vec<MetricFamily> {
             "App lookups refused at once because too many were waiting for the database.",
         )
         .value(&[], io(|s| &s.app_lookups_refused)),
+        counter(
+            "rate_limiter_errors_total",
+            "REST rate-limit checks the Redis limiter could not answer in time (the request was served: fail open).",
+        )
+        .value(&[], state(|s| s.rate_limiter_errors.load(std::sync::atomic::Ordering::Relaxed) as f64)),
+        gauge(
+            "rate_limiter_backend_up",
+            "1 while the Redis rate limiter is connected (0 with the memory driver or while it is down).",
+        )
+        .value(&[], state(|s| s.rate_limiter_up.load(std::sync::atomic::Ordering::Relaxed) as f64)),
+        counter(
+            "cache_errors_total",
+            "Shared cache (Redis) writes lost or reads failed (a failed read is a cache miss).",
+        )
+        .value(&[], state(|s| s.cache_errors.load(std::sync::atomic::Ordering::Relaxed) as f64)),
+        gauge(
+            "cache_backend_up",
+            "1 while the Redis cache is connected (0 with the memory driver or while it is down).",
+        )
+        .value(&[], state(|s| s.cache_up.load(std::sync::atomic::Ordering::Relaxed) as f64)),
         gauge(
             "cluster_bus_up",
             "1 while the cluster bus is connected (0 alone or while it is down).",

@@ -204,12 +204,8 @@ pub async fn channel_attributes(
         ));
     }
     if info.cache && channel::classify(name).cache {
-        let query = Query::Cache {
-            channel: name.to_string(),
-        };
-        let cached = match shard.ask_owner(app.index, name, query).await {
-            Ok(Answer::Cached(c)) => c,
-            Ok(_) => None,
+        let cached = match shard.cache_lookup(app.index, name).await {
+            Ok(c) => c,
             Err(()) => return Err(unavailable()),
         };
         match cached {

@@ -9,7 +9,7 @@ pub use signed::Authorized;
 use crate::http::{Method, Request, Response};
 use crate::protocol::rest_auth::percent_decode;
 use crate::shard::Shard;
-use sockudo_io_shard::Lookup;
+use sockudo_io_shard::{Lookup, RateKind};
 
 /// What a request head proved, before its body is read.
 pub enum Admission {
@@ -61,11 +61,14 @@ pub async fn handle(shard: &Shard, req: &Request, admission: Admission, body: &[
             let rest: Vec<&str> = rest.iter().map(String::as_str).collect();
             let get = req.method == Method::Get;
             if get
-                && !app.read_requests.try_take(
-                    unix_now(),
-                    1,
-                    app.limits.max_read_requests_per_second,
-                )
+                && !shard
+                    .rate_take(
+                        &app,
+                        RateKind::ReadRequests,
+                        1,
+                        app.limits.max_read_requests_per_second,
+                    )
+                    .await
             {
                 return too_many_requests("read requests");
             }

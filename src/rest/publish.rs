@@ -11,6 +11,7 @@ use crate::tags::Tags;
 use crate::ws;
 use serde::Deserialize;
 use serde_json::value::RawValue;
+use sockudo_io_shard::RateKind;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -223,11 +224,15 @@ pub async fn events(shard: &Shard, app: &App, body: &[u8]) -> Response {
     };
     match validate(app, parsed) {
         Ok(p) => {
-            if !app.backend_events.try_take(
-                super::unix_now(),
-                1,
-                app.limits.max_backend_events_per_second,
-            ) {
+            if !shard
+                .rate_take(
+                    app,
+                    RateKind::BackendEvents,
+                    1,
+                    app.limits.max_backend_events_per_second,
+                )
+                .await
+            {
                 return super::too_many_requests("events");
             }
             publish(shard, app, &p).await;
@@ -269,11 +274,15 @@ pub async fn batch_events(shard: &Shard, app: &App, body: &[u8]) -> Response {
         }
     }
     let count = publications.len() as u64;
-    if !app.backend_events.try_take(
-        super::unix_now(),
-        count,
-        app.limits.max_backend_events_per_second,
-    ) {
+    if !shard
+        .rate_take(
+            app,
+            RateKind::BackendEvents,
+            count,
+            app.limits.max_backend_events_per_second,
+        )
+        .await
+    {
         return super::too_many_requests("events");
     }
     for p in &publications {

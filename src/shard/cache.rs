@@ -108,7 +108,7 @@ impl Shard {
         ack: tokio::sync::oneshot::Sender<()>,
     ) {
         for item in &items {
-            self.store_cached(app, item);
+            self.store_cached(app, item, true);
         }
         let acks = self.publish_now(app, items, except, true);
         if acks.is_empty() {
@@ -124,10 +124,11 @@ impl Shard {
         .detach();
     }
 
-    /// Keeps a cache channel's event (as subscribers get it) as the channel's last, on its home.
-    pub(super) fn store_cached(&self, app: u32, item: &Outgoing) {
+    /// Keeps a cache channel's event (as subscribers get it) as the channel's last, on its home; with
+    /// `persist`, in the shared cache too (the publishing node writes it there, the others do not).
+    pub(super) fn store_cached(&self, app: u32, item: &Outgoing, persist: bool) {
         if let Ok(text) = std::str::from_utf8(&frame_payload(&item.frame)) {
-            self.apply_cache_store(app, &item.channel, text);
+            self.apply_cache_store(app, &item.channel, text, persist);
         }
     }
 
@@ -192,6 +193,35 @@ impl Shard {
         reply: tokio::sync::oneshot::Sender<()>,
     ) {
         let cached = self.cached_event(app, &channel);
+        let Some(shard) = self
+            .me
+            .upgrade()
+            .filter(|_| cached.is_none() && self.cache_shared())
+        else {
+            self.send_cache_replayed(app, channel, socket, cached, reply);
+            return;
+        };
+        // Not held here: another node (or this one before a restart) may have published it. The subscriber
+        // stays held back meanwhile, so it misses nothing delivered before the answer.
+        glommio::spawn_local(async move {
+            let shared = shard.shared_cached(app, &channel).await;
+            // A store that happened while Redis answered is newer.
+            let cached = shard
+                .cached_event(app, &channel)
+                .or(shared.map(|(text, _)| text));
+            shard.send_cache_replayed(app, channel, socket, cached, reply);
+        })
+        .detach();
+    }
+
+    fn send_cache_replayed(
+        &self,
+        app: u32,
+        channel: Box<str>,
+        socket: SocketRef,
+        cached: Option<String>,
+        reply: tokio::sync::oneshot::Sender<()>,
+    ) {
         self.send_to(
             socket.shard,
             ShardMsg::CacheReplayed {
@@ -202,6 +232,18 @@ impl Shard {
                 reply,
             },
         );
+    }
+
+    /// The last event of cache channel `channel` and its remaining lifetime in seconds: from its owner shard,
+    /// else from the shared cache. `Err`: the owner did not answer in time.
+    pub async fn cache_lookup(&self, app: u32, channel: &str) -> Result<Option<(String, u64)>, ()> {
+        let query = super::query::Query::Cache {
+            channel: channel.to_string(),
+        };
+        match self.ask_owner(app, channel, query).await? {
+            super::query::Answer::Cached(Some(entry)) => Ok(Some(entry)),
+            _ => Ok(self.shared_cached(app, channel).await),
+        }
     }
 
     /// The last event of cache channel `channel` owned here, if it has not expired.

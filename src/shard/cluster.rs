@@ -358,7 +358,7 @@ impl Shard {
             .borrow_mut()
             .first(token, std::time::Instant::now())
         {
-            self.store_if_cached(app, &item);
+            self.store_if_cached(app, &item, true);
             self.publish_now(app, vec![item], except, true)
         } else {
             Vec::new()
@@ -368,14 +368,14 @@ impl Shard {
 
     /// A cache channel's event received from the bus, on the channel's home (the worker its route names):
     /// kept as the channel's last before it is delivered (see [`super::cache`]).
-    fn store_if_cached(&self, app: u32, item: &Outgoing) {
+    fn store_if_cached(&self, app: u32, item: &Outgoing, persist: bool) {
         // REST events only: client events carry details too, and are never cached.
         let from_rest = item
             .event
             .as_ref()
             .is_some_and(|d| !d.name.starts_with("client-"));
         if from_rest && crate::protocol::channel::classify(&item.channel).cache {
-            self.store_cached(app, item);
+            self.store_cached(app, item, persist);
         }
     }
 
@@ -802,7 +802,8 @@ impl Shard {
                 let mine = self.cluster.as_ref().is_some_and(|l| l.node_id == origin);
                 if !mine {
                     self.metrics.cluster_events_received.inc();
-                    self.store_if_cached(app, &item);
+                    // The publishing node wrote it to the shared cache.
+                    self.store_if_cached(app, &item, false);
                     self.publish_now(app, vec![item], except.as_deref(), false);
                 } else if token != 0 {
                     self.deliver_loopback(app, token, item, except.as_deref());

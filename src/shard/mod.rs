@@ -13,6 +13,7 @@ pub mod mesh;
 pub mod presence;
 pub mod query;
 pub mod resync;
+pub mod shared_state;
 pub mod subscription_count;
 mod sweeper;
 pub mod watchlist;
@@ -46,6 +47,8 @@ pub type UserIndex = HashMap<(u32, Box<str>), Vec<Rc<Connection>>>;
 
 /// Per-core state.
 pub struct Shard {
+    /// Itself, for tasks a message handler starts (they outlive the `&self` borrow).
+    me: std::rc::Weak<Shard>,
     /// This shard's index, 0-based.
     pub id: usize,
     /// The configuration, as loaded.
@@ -594,11 +597,19 @@ impl Shard {
         );
     }
 
-    fn apply_cache_store(&self, app: u32, channel: &str, text: &str) {
+    /// Keeps `text` as the channel's last event here (and, when `persist`, in the shared cache: events
+    /// another node published were stored there by that node).
+    fn apply_cache_store(&self, app: u32, channel: &str, text: &str, persist: bool) {
+        if self.config.cache.driver == "none" {
+            return;
+        }
         let ttl = Duration::from_secs(self.config.channel_limits.cache_ttl);
         self.cache
             .borrow_mut()
             .store(app, channel, text, ttl, Instant::now());
+        if persist {
+            self.persist_cached(app, channel, text, ttl);
+        }
     }
 
     /// Removes one socket of `user_id` from presence channel `channel` on the owner shard.
@@ -990,7 +1001,8 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
     };
     let apps = Rc::new(seed.apps.registry(seed.io.clone()));
     let max_bytes = config.websocket.max_bytes.unwrap_or(usize::MAX);
-    let shard = Rc::new(Shard {
+    let shard = Rc::new_cyclic(|me| Shard {
+        me: me.clone(),
         id,
         channels: RefCell::new(ChannelIndex::new()),
         presence: RefCell::new(PresenceRegistry::default()),

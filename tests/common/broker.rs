@@ -96,6 +96,22 @@ impl Broker {
         }
     }
 
+    /// Freezes the broker (SIGSTOP): connections stay open but nothing answers.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Thaws a paused broker (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("a broker of this test's own");
+        // SAFETY: kill(2) on the pid of our own child process.
+        assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
+    }
+
     /// Starts it again on the same port.
     pub fn restart(&mut self) {
         self.kill();

@@ -386,3 +386,47 @@ impl Client {
         self.next_event()
     }
 }
+
+/// The next event within `wait`, if any.
+pub fn next_within(client: &mut Client, wait: Duration) -> Option<Value> {
+    client.ws.get_mut().set_read_timeout(Some(wait)).unwrap();
+    let got = loop {
+        match client.ws.read() {
+            Ok(Message::Text(t)) => break serde_json::from_str(t.as_str()).ok(),
+            Ok(_) => continue,
+            Err(_) => break None,
+        }
+    };
+    client
+        .ws
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    got
+}
+
+/// The value of metric `name` (no labels) scraped from the metrics port `port`.
+pub fn metric(port: u16, name: &str) -> f64 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("metric {name} not exported"))
+}
+
+/// Waits (polling every 100 ms: this is a test) until `check` holds; panics naming `what` after `within`.
+pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("not within {within:?}: {what}");
+}

@@ -31,6 +31,9 @@ pub use sockudo_apps::{
     AppRecord, DynamoDbConfig, FindResult, Lookup, SourceConfig, SourceError, SqlConfig,
 };
 pub use sockudo_queue::{Backend as QueueBackend, QueueConfig, SqsBackend};
+pub use sockudo_state::{
+    BackendConfig, CacheEntry, RateKind, StateConfig, StateError, StateRequest, StateStats, Target,
+};
 pub use stats::{IoStats, SOURCE_DOWN, SOURCE_UNKNOWN, SOURCE_UP};
 
 use deliver::{Shared, Transport, MAX_IN_FLIGHT};
@@ -54,6 +57,8 @@ pub enum IoRequest {
         slot: u32,
         hooks: Option<AppWebhooks>,
     },
+    /// Cache channels' last events and cluster-wide rate limits in Redis (`sockudo-state`).
+    State(StateRequest),
 }
 
 /// A worker shard's way to the I/O shard. Cheap to clone; `Send`.
@@ -109,6 +114,8 @@ pub struct IoShardConfig {
     pub cluster: Option<cluster::ClusterConfig>,
     /// The durable webhook queue (`queue.driver` other than `memory`); `None`: webhooks wait in memory.
     pub queue: Option<DurableConfig>,
+    /// The shared-state backends (cache, rate limiter); empty: both in memory.
+    pub state: StateConfig,
 }
 
 impl Default for IoShardConfig {
@@ -121,6 +128,7 @@ impl Default for IoShardConfig {
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
             cluster: None,
             queue: None,
+            state: StateConfig::default(),
         }
     }
 }
@@ -197,6 +205,17 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                 },
             };
             let (resolver, resolved) = apps::AppResolver::new(source, Arc::clone(&shared.stats));
+            let state = {
+                let _guard = runtime.enter();
+                sockudo_state::State::start(config.state, Arc::clone(&shared.stats.state))
+            };
+            let state = match state {
+                Ok(state) => state,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.to_string()));
+                    return;
+                }
+            };
             let mut durable_tasks = None;
             let durable = match queue_config {
                 None => None,
@@ -214,7 +233,14 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
                     }
                 }
             };
-            let mut router = Router::new(config.apps, config.batching, shared, resolver, durable);
+            let mut router = Router::new(
+                config.apps,
+                config.batching,
+                shared,
+                resolver,
+                durable,
+                state,
+            );
             let mut cluster_task = None;
             if let Some(cluster) = cluster_config {
                 let (out_tx, out_rx) = mpsc::unbounded_channel();

@@ -33,6 +33,8 @@ pub(crate) struct Router {
     /// delivery task.
     durable: Option<DurableHandle>,
     ids: JobIds,
+    /// Redis cache and rate limiter (when configured).
+    state: sockudo_state::State,
     /// The cluster link's outbound queue, when this node is part of a cluster.
     pub(crate) cluster: Option<mpsc::UnboundedSender<crate::cluster::ClusterOut>>,
 }
@@ -59,6 +61,7 @@ impl Router {
         shared: Arc<Shared>,
         resolver: AppResolver,
         durable: Option<DurableHandle>,
+        state: sockudo_state::State,
     ) -> Router {
         let apps = apps
             .into_iter()
@@ -73,6 +76,7 @@ impl Router {
             shared,
             durable,
             ids: JobIds::new(),
+            state,
             cluster: None,
         }
     }
@@ -145,6 +149,7 @@ impl Router {
                 }
             }
             IoRequest::FindApp { by, reply } => self.resolver.find(by, reply),
+            IoRequest::State(request) => self.state.handle(request),
             IoRequest::AppWebhooks { slot, hooks } => match hooks {
                 Some(hooks) => {
                     self.apps.insert(slot, App::new(hooks));

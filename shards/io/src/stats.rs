@@ -30,6 +30,8 @@ pub struct IoStats {
     pub queue: crate::durable::QueueStats,
     /// The cluster link's counters.
     pub cluster: std::sync::Arc<crate::cluster::ClusterStats>,
+    /// The shared-state backends' counters (cache, rate limiter).
+    pub state: std::sync::Arc<sockudo_state::StateStats>,
     /// Queries sent to the app database (one per distinct lookup in flight).
     pub app_queries: AtomicU64,
     /// App database queries that failed or timed out.

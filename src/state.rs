@@ -1,0 +1,148 @@
+//! Which shared-state backends `cache.driver` and `rate_limiter.driver` name, and how they are reached
+//! (the Redis client itself runs on the I/O shard, crate `sockudo-state`).
+
+use crate::config::model::Config;
+use anyhow::bail;
+use sockudo_io_shard::{BackendConfig, StateConfig, Target};
+
+/// The backends `config` asks for. A driver this build does not include is an error naming the Cargo feature.
+pub fn state_config(config: &Config) -> anyhow::Result<StateConfig> {
+    let cache = match config.cache.driver.as_str() {
+        "memory" | "none" => None,
+        driver @ ("redis" | "redis-cluster" | "redis_cluster") => Some(backend(
+            config,
+            "cache.driver",
+            driver,
+            config.cache.redis.cluster_mode,
+            &config.cache.redis.url_override,
+            &config.cache.redis.prefix,
+        )?),
+        other => bail!(
+            "cache.driver = {other:?}: expected one of \"memory\", \"redis\", \"redis-cluster\", \"none\""
+        ),
+    };
+    let rate_limiter = match config.rate_limiter.driver.as_str() {
+        "memory" => None,
+        driver @ ("redis" | "redis-cluster" | "redis_cluster") => Some(backend(
+            config,
+            "rate_limiter.driver",
+            driver,
+            config.rate_limiter.redis.cluster_mode,
+            &config.rate_limiter.redis.url_override,
+            &config.rate_limiter.redis.prefix,
+        )?),
+        other => bail!(
+            "rate_limiter.driver = {other:?}: expected one of \"memory\", \"redis\", \"redis-cluster\""
+        ),
+    };
+    Ok(StateConfig {
+        cache,
+        rate_limiter,
+    })
+}
+
+/// The Redis (Cluster) backend of one driver: its own URL, else the adapter's Redis settings.
+fn backend(
+    config: &Config,
+    key: &str,
+    driver: &str,
+    cluster_mode: bool,
+    url_override: &str,
+    prefix: &str,
+) -> anyhow::Result<BackendConfig> {
+    let target = if driver != "redis" || cluster_mode {
+        let nodes = if url_override.is_empty() {
+            config.adapter.cluster.nodes.clone()
+        } else {
+            vec![url_override.to_string()]
+        };
+        if nodes.is_empty() {
+            bail!("{key} = {driver:?} needs Redis Cluster nodes: set adapter.cluster.nodes (REDIS_CLUSTER_NODES)");
+        }
+        Target::RedisCluster {
+            nodes: nodes
+                .into_iter()
+                .map(|n| {
+                    if n.contains("://") {
+                        n
+                    } else {
+                        format!("redis://{n}")
+                    }
+                })
+                .collect(),
+        }
+    } else {
+        let url = [
+            url_override,
+            config.adapter.redis.url.as_str(),
+            config.adapter.redis.redis_pub_options.url.as_str(),
+        ]
+        .into_iter()
+        .find(|u| !u.is_empty())
+        .unwrap_or("redis://127.0.0.1:6379");
+        Target::Redis { url: url.into() }
+    };
+    let compiled = match target {
+        Target::Redis { .. } => cfg!(feature = "redis"),
+        Target::RedisCluster { .. } => cfg!(feature = "redis-cluster"),
+    };
+    if !compiled {
+        bail!(
+            "{key} = {driver:?} is not compiled into this build: rebuild with the Cargo feature `{}` (or `full`)",
+            target.feature()
+        );
+    }
+    Ok(BackendConfig {
+        target,
+        prefix: prefix.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drivers_map_to_backends() {
+        let mut config = Config::default();
+        assert_eq!(state_config(&config).unwrap(), StateConfig::default());
+        config.cache.driver = "none".into();
+        assert!(state_config(&config).unwrap().cache.is_none());
+        config.cache.driver = "disk".into();
+        assert!(state_config(&config)
+            .unwrap_err()
+            .to_string()
+            .contains("cache.driver"));
+        config.cache.driver = "memory".into();
+        config.rate_limiter.driver = "redis-cluster".into();
+        let err = state_config(&config).unwrap_err().to_string();
+        assert!(
+            err.contains("adapter.cluster.nodes") || err.contains("feature"),
+            "{err}"
+        );
+    }
+
+    #[cfg(feature = "redis")]
+    #[test]
+    fn redis_url_falls_back_to_the_adapter() {
+        let mut config = Config::default();
+        config.rate_limiter.driver = "redis".into();
+        config.adapter.redis.url = "redis://127.0.0.1:7000".into();
+        let limiter = state_config(&config).unwrap().rate_limiter.unwrap();
+        assert_eq!(
+            limiter.target,
+            Target::Redis {
+                url: "redis://127.0.0.1:7000".into()
+            }
+        );
+        assert_eq!(limiter.prefix, "sockudo_rl:");
+        config.rate_limiter.redis.url_override = "redis://127.0.0.1:7001".into();
+        let limiter = state_config(&config).unwrap().rate_limiter.unwrap();
+        assert_eq!(
+            limiter.target,
+            Target::Redis {
+                url: "redis://127.0.0.1:7001".into()
+            }
+        );
+    }
+}
