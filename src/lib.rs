@@ -19,5 +19,6 @@ pub mod server;
 pub mod shard;
 pub mod systemd;
 pub mod tags;
+pub mod tls;
 pub mod unix_socket;
 pub mod ws;
