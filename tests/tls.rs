@@ -132,10 +132,14 @@ fn default_config() -> Value {
 
 impl TlsServer {
     fn start(ca: &Ca, name: &str) -> (TlsServer, CertificateDer<'static>) {
+        TlsServer::start_with(ca, name, &default_config())
+    }
+
+    fn start_with(ca: &Ca, name: &str, config: &Value) -> (TlsServer, CertificateDer<'static>) {
         let dir = temp_dir(name);
         let der = ca.issue_into(&dir, "first");
         let (port, http_port) = (free_port(), free_port());
-        let child = command(&dir, port, http_port, &default_config())
+        let child = command(&dir, port, http_port, config)
             .stderr(Stdio::inherit())
             .spawn()
             .expect("spawn sockudo");
@@ -407,4 +411,44 @@ fn sighup_swaps_the_certificate_and_keeps_open_connections() {
     assert_eq!(server.presented_certificate(), second);
     server.publish("kept", "after-bad-reload");
     assert_eq!(next_event(&mut ws)["event"], "after-bad-reload");
+}
+
+#[test]
+fn a_backlog_larger_than_the_socket_arrives_whole_and_in_order() {
+    let ca = Ca::new("sockudo test CA");
+    let mut config = default_config();
+    config["event_limits"] = json!({"max_payload_in_kb": 100, "max_batch_size": 100});
+    config["http_api"]["request_limit_in_mb"] = json!(20);
+    let (server, _) = TlsServer::start_with(&ca, "backlog", &config);
+    let mut ws = server.wss();
+    subscribe(&mut ws, "bulk");
+    // 200 events of 90 KB (18 MB) while the client does not read: more than loopback socket buffers hold (at
+    // most 4 MB sent + 6 MB received by default), so the
+    // connection waits for writability with records pending in rustls.
+    let data = "x".repeat(90_000);
+    for batch in 0..2 {
+        let events: Vec<Value> = (0..100)
+            .map(|i| json!({"name": format!("e{}", batch * 100 + i), "channel": "bulk", "data": data}))
+            .collect();
+        let body = json!({ "batch": events }).to_string();
+        let path = format!("/apps/{APP_ID}/batch_events");
+        let query = sockudo::protocol::rest_auth::sign_query(
+            "POST",
+            &path,
+            &[],
+            body.as_bytes(),
+            APP_KEY,
+            APP_SECRET,
+            common::now_unix(),
+        );
+        let (status, _, resp) = server
+            .https("POST", &format!("{path}?{query}"), body.as_bytes())
+            .expect("https");
+        assert_eq!(status, 200, "{resp}");
+    }
+    for i in 0..200 {
+        let event = next_event(&mut ws);
+        assert_eq!(event["event"], format!("e{i}"));
+        assert_eq!(event["data"].as_str().map(str::len), Some(90_000));
+    }
 }
