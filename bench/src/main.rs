@@ -36,12 +36,13 @@ fn run(cli: Cli) -> Result<i32> {
     if matches!(cli.scenario, Scenario::ClientEvents(_)) {
         common.private = true; // client events are only allowed on private/presence channels
     }
-    let ws = net::resolve(&common.url, &["ws"])?;
-    let http_url = common
-        .http_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", ws.host_header));
-    let http = net::resolve(&http_url, &["http"])?;
+    let tls = common.ca.as_deref().map(net::tls_client).transpose()?;
+    let ws = net::resolve(&common.url, ["ws", "wss"], tls.as_ref())?;
+    let http_url = common.http_url.clone().unwrap_or_else(|| {
+        let scheme = if ws.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", ws.host_header)
+    });
+    let http = net::resolve(&http_url, ["http", "https"], tls.as_ref())?;
     let n_sources = if common.sources == 0 {
         net::auto_sources(common.connections)
     } else {

@@ -81,13 +81,7 @@ impl Ctx {
 /// Connect, wait for `pusher:connection_established`, subscribe and wait for
 /// `pusher_internal:subscription_succeeded`. Pings are answered throughout.
 pub async fn establish(ctx: &Ctx, conn: usize, channel: &str) -> Result<WsClient> {
-    let mut ws = WsClient::connect(
-        ctx.ws.addr,
-        ctx.source(conn),
-        &ctx.ws.host_header,
-        &ctx.ws_path,
-    )
-    .await?;
+    let mut ws = WsClient::connect(&ctx.ws, ctx.source(conn), &ctx.ws_path).await?;
     let socket_id = loop {
         let Message::Text(m) = ws.next_message().await? else {
             bail!("closed before connection_established");
