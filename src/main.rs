@@ -51,7 +51,14 @@ fn main() -> ExitCode {
 }
 
 /// `--check-config`: the configuration is valid (errors exit with status 2 before this); print it, secrets masked.
+/// With TLS on, the certificate and key are loaded too, so a bad pair fails the check as it would fail the start.
 fn check_config(loaded: &config::Loaded) -> ExitCode {
+    if loaded.config.ssl.enabled {
+        if let Err(e) = sockudo::tls::load(&loaded.config.ssl) {
+            eprintln!("sockudo: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     print_stdout(&sockudo::check_config::report(loaded));
     ExitCode::SUCCESS
 }

@@ -452,3 +452,32 @@ fn a_backlog_larger_than_the_socket_arrives_whole_and_in_order() {
         assert_eq!(event["data"].as_str().map(str::len), Some(90_000));
     }
 }
+
+#[test]
+fn check_config_loads_the_certificate_and_key() {
+    let dir = temp_dir("check");
+    let ca = Ca::new("sockudo test CA");
+    ca.issue_into(&dir, "check");
+    let run = |dir: &Path| {
+        command(dir, free_port(), free_port(), &default_config())
+            .arg("--check-config")
+            .stderr(Stdio::piped())
+            .output()
+            .expect("run")
+    };
+    let out = run(&dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::write(dir.join("key.pem"), "nothing\n").expect("write");
+    let out = run(&dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("ssl.key_path") && stderr.contains("no private key found"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -18,7 +18,10 @@ pub struct Target {
     /// `Host` header value as given by the user.
     pub host_header: String,
     /// For `wss://`/`https://`: the client configuration (trusting `--ca`) and the name to verify.
-    pub tls: Option<(tokio_rustls::TlsConnector, rustls::pki_types::ServerName<'static>)>,
+    pub tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
 impl std::fmt::Debug for Target {
@@ -179,10 +182,7 @@ impl AsyncWrite for Conn {
         }
     }
 
-    fn poll_shutdown(
-        self: Pin<&mut Self>,
-        cx: &mut TaskContext<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
             Conn::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),

@@ -1,12 +1,12 @@
 //! Signed REST publishing (PROTOCOL.md 2.2) over hand-written keep-alive HTTP/1.1.
 
+use crate::net::{Conn, Target};
 use anyhow::{bail, Result};
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::net::{Conn, Target};
 
 #[derive(Clone)]
 pub struct Signer {

@@ -3,8 +3,8 @@
 //! Small per-connection footprint: one growable read buffer, no write buffer (frames are
 //! written directly). Client frames are masked; fragmented messages are reassembled.
 
-use anyhow::{anyhow, bail, Result};
 use crate::net::{Conn, Target};
+use anyhow::{anyhow, bail, Result};
 use std::net::Ipv4Addr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
