@@ -21,5 +21,6 @@ pub mod shard;
 pub mod state;
 pub mod systemd;
 pub mod tags;
+pub mod tls;
 pub mod unix_socket;
 pub mod ws;

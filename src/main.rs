@@ -51,7 +51,14 @@ fn main() -> ExitCode {
 }
 
 /// `--check-config`: the configuration is valid (errors exit with status 2 before this); print it, secrets masked.
+/// With TLS on, the certificate and key are loaded too, so a bad pair fails the check as it would fail the start.
 fn check_config(loaded: &config::Loaded) -> ExitCode {
+    if loaded.config.ssl.enabled {
+        if let Err(e) = sockudo::tls::load(&loaded.config.ssl) {
+            eprintln!("sockudo: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     print_stdout(&sockudo::check_config::report(loaded));
     ExitCode::SUCCESS
 }
@@ -182,12 +189,27 @@ fn reload(server: &mut Server, current: &mut config::Config, args: &[String]) {
             tracing::warn!("reload: {note}");
         }
     }
+    if current.ssl.enabled && next.ssl.enabled {
+        match server.reload_tls(&next.ssl) {
+            Ok(()) => {
+                tracing::info!(cert = %next.ssl.cert_path, key = %next.ssl.key_path, "TLS certificate reloaded");
+                current.ssl.cert_path = next.ssl.cert_path.clone();
+                current.ssl.key_path = next.ssl.key_path.clone();
+            }
+            Err(e) => tracing::error!(
+                "reload: TLS certificate refused, new connections keep the running one: {e}"
+            ),
+        }
+    }
     let mut restart_only = next.clone();
     restart_only.app_manager.array = current.app_manager.array.clone();
     restart_only.debug = current.debug;
+    restart_only.ssl.cert_path = current.ssl.cert_path.clone();
+    restart_only.ssl.key_path = current.ssl.key_path.clone();
     if restart_only != *current {
         tracing::warn!(
-            "reload: settings other than the apps and the log level take effect after a restart"
+            "reload: settings other than the apps, the log level and the TLS certificate and key take effect \
+             after a restart"
         );
     }
     // Keep what the process runs with for everything but the reloaded parts.

@@ -140,6 +140,12 @@ impl Server {
         })
         .context("cannot start the I/O shard")?;
         metrics.attach_io(io.stats().clone());
+        // Bad TLS material stops the start here, naming the file, before any shard listens.
+        let tls = if config.ssl.enabled {
+            Some(crate::tls::load(&config.ssl)?)
+        } else {
+            None
+        };
         let liveness = Arc::new(Liveness::new(nr_shards));
         let apps = AppSeed::new(&config);
         let seed = ShardSeed {
@@ -151,6 +157,7 @@ impl Server {
             nr_shards,
             metrics: metrics.clone(),
             cluster: cluster_seed,
+            tls,
         };
         let (ready_tx, ready_rx) = mpsc::channel();
         let mut threads = Vec::with_capacity(nr_shards);
@@ -249,6 +256,17 @@ impl Server {
         self.tell_every_shard(|| ShardControl::ReplaceApps(Box::new(next.clone())));
         self.apps = next;
         problems
+    }
+
+    /// Re-reads the TLS certificate and key (SIGHUP): new connections use them, open ones keep theirs. A pair
+    /// that does not load is refused and the running one kept.
+    pub fn reload_tls(
+        &self,
+        ssl: &crate::config::SslConfig,
+    ) -> Result<(), crate::tls::MaterialError> {
+        let config = crate::tls::load(ssl)?;
+        self.tell_every_shard(|| ShardControl::ReplaceTls(config.clone()));
+        Ok(())
     }
 
     /// Ids of the apps the shards serve now.

@@ -184,7 +184,7 @@ fn client_events_follow_policy_features() {
 fn check_config_lists_honoured_and_ignored_keys() {
     let config = json!({
         "port": 6001, "mode": "production",
-        "ssl": {"enabled": false},
+        "ssl": {"enabled": false, "passphrase": ""},
         "app_manager": {"array": {"apps": [policy_app(json!({"limits": {"max_connections": 5},
                                                               "idempotency": {"enabled": true}}))]}}
     });
@@ -207,6 +207,7 @@ fn check_config_lists_honoured_and_ignored_keys() {
         "#   app_manager.array.apps[0].policy.limits.max_connections",
         "# ignored keys (Sockudo features this server does not have) (3):",
         "#   mode",
+        "#   ssl.passphrase",
         "#   ssl.enabled",
         "#   app_manager.array.apps[0].policy.idempotency.enabled",
         "# ignored environment variables (1):",

@@ -18,13 +18,17 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct Common {
-    /// WebSocket base URL of the server; the host must be a loopback address. Several comma-separated URLs
-    /// (e.g. the nodes of a cluster on different ports): connection i goes to URL i % count.
+    /// WebSocket base URL of the server (`ws://` or, with --ca, `wss://`); the host must be a loopback address.
+    /// Several comma-separated URLs (e.g. the nodes of a cluster on different ports): connection i goes to URL
+    /// i % count.
     #[arg(long, global = true, default_value = "ws://127.0.0.1:6001")]
     pub url: String,
-    /// HTTP base URL of the REST API (defaults to the host and port of --url).
+    /// HTTP base URL of the REST API (defaults to the host and port of --url, https for wss).
     #[arg(long, global = true)]
     pub http_url: Option<String>,
+    /// PEM file of the CA that signed the server's certificate: trusted for `wss://` and `https://` URLs.
+    #[arg(long, global = true)]
+    pub ca: Option<String>,
     #[arg(long, global = true, default_value = "app-id")]
     pub app_id: String,
     #[arg(long, global = true, default_value = "app-key")]

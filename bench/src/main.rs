@@ -40,16 +40,17 @@ fn run(cli: Cli) -> Result<i32> {
     if matches!(cli.scenario, Scenario::ClientEvents(_)) {
         common.private = true; // client events are only allowed on private/presence channels
     }
+    let tls = common.ca.as_deref().map(net::tls_client).transpose()?;
     let ws = common
         .url
         .split(',')
-        .map(|u| net::resolve(u.trim(), &["ws"]))
+        .map(|u| net::resolve(u.trim(), ["ws", "wss"], tls.as_ref()))
         .collect::<Result<Vec<_>>>()?;
-    let http_url = common
-        .http_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{}", ws[0].host_header));
-    let http = net::resolve(&http_url, &["http"])?;
+    let http_url = common.http_url.clone().unwrap_or_else(|| {
+        let scheme = if ws[0].tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", ws[0].host_header)
+    });
+    let http = net::resolve(&http_url, ["http", "https"], tls.as_ref())?;
     let n_sources = if common.sources == 0 {
         net::auto_sources(common.connections)
     } else {

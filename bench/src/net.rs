@@ -1,25 +1,78 @@
-//! Loopback-only addressing: URL parsing, target resolution, source-address spreading, fd limit.
+//! Loopback-only addressing: URL parsing, target resolution, source-address spreading, fd limit, and the
+//! optional TLS layer (`wss://`, `https://` with `--ca`).
 
 use anyhow::{anyhow, bail, Context, Result};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
+use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls;
 
-/// A parsed `ws://` or `http://` base URL that resolved to a loopback address.
-#[derive(Debug, Clone)]
+/// A parsed `ws://`/`wss://` or `http://`/`https://` base URL that resolved to a loopback address.
+#[derive(Clone)]
 pub struct Target {
     pub addr: SocketAddr,
     /// `Host` header value as given by the user.
     pub host_header: String,
+    /// For `wss://`/`https://`: the client configuration (trusting `--ca`) and the name to verify.
+    pub tls: Option<(
+        tokio_rustls::TlsConnector,
+        rustls::pki_types::ServerName<'static>,
+    )>,
 }
 
-/// Parse `scheme://host[:port][/...]` and resolve it; refuse anything that is not loopback.
-pub fn resolve(url: &str, schemes: &[&str]) -> Result<Target> {
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target")
+            .field("addr", &self.addr)
+            .field("host_header", &self.host_header)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// The TLS client configuration trusting the PEM CA file `ca` (ALPN http/1.1).
+pub fn tls_client(ca: &str) -> Result<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).with_context(|| format!("--ca {ca}"))? {
+        roots
+            .add(cert.with_context(|| format!("--ca {ca}"))?)
+            .with_context(|| format!("--ca {ca}"))?;
+    }
+    if roots.is_empty() {
+        bail!("--ca {ca}: no certificate found");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+/// Parse `scheme://host[:port][/...]` and resolve it; refuse anything that is not loopback. `schemes` are the
+/// plain scheme and its TLS one (`ws`/`wss`, `http`/`https`); the TLS one needs `tls` (from `--ca`).
+pub fn resolve(
+    url: &str,
+    schemes: [&str; 2],
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> Result<Target> {
     let (scheme, rest) = url
         .split_once("://")
         .ok_or_else(|| anyhow!("URL {url:?} has no scheme"))?;
     if !schemes.contains(&scheme) {
-        bail!("URL {url:?}: scheme must be one of {schemes:?} (TLS is not supported)");
+        bail!("URL {url:?}: scheme must be one of {schemes:?}");
     }
+    let secure = scheme == schemes[1];
+    if secure && tls.is_none() {
+        bail!("URL {url:?}: TLS needs --ca FILE (the PEM CA that signed the server's certificate)");
+    }
+    let default_port = if secure { 443 } else { 80 };
     let authority = rest.split(['/', '?']).next().unwrap_or("");
     if authority.is_empty() {
         bail!("URL {url:?} has no host");
@@ -28,12 +81,12 @@ pub fn resolve(url: &str, schemes: &[&str]) -> Result<Target> {
         if authority.contains("]:") {
             authority.to_string()
         } else {
-            format!("{authority}:80")
+            format!("{authority}:{default_port}")
         }
     } else if authority.contains(':') {
         authority.to_string()
     } else {
-        format!("{authority}:80")
+        format!("{authority}:{default_port}")
     };
     let addrs: Vec<SocketAddr> = with_port
         .to_socket_addrs()
@@ -50,10 +103,91 @@ pub fn resolve(url: &str, schemes: &[&str]) -> Result<Target> {
         .find(|a| a.is_ipv4())
         .copied()
         .unwrap_or(addrs[0]);
+    let tls = match tls.filter(|_| secure) {
+        None => None,
+        Some(config) => {
+            let host = match authority.strip_prefix('[') {
+                Some(v6) => v6.split(']').next().unwrap_or(""),
+                None => authority.split(':').next().unwrap_or(""),
+            };
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .with_context(|| format!("{host} is not a valid TLS server name"))?;
+            Some((tokio_rustls::TlsConnector::from(config.clone()), name))
+        }
+    };
     Ok(Target {
         addr,
         host_header: authority.to_string(),
+        tls,
     })
+}
+
+/// A client connection, plain or TLS.
+pub enum Conn {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+/// Connects to `target` (from `source` when given) and completes the TLS handshake for a TLS target.
+pub async fn open(target: &Target, source: Option<Ipv4Addr>) -> std::io::Result<Conn> {
+    let tcp = connect(target.addr, source).await?;
+    match &target.tls {
+        None => Ok(Conn::Plain(tcp)),
+        Some((connector, name)) => Ok(Conn::Tls(Box::new(
+            connector.connect(name.clone(), tcp).await?,
+        ))),
+    }
+}
+
+impl Conn {
+    /// The local port (seeds the WebSocket masks).
+    pub fn local_port(&self) -> Option<u16> {
+        let tcp = match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(s) => s.get_ref().0,
+        };
+        tcp.local_addr().ok().map(|a| a.port())
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
+        }
+    }
 }
 
 /// Local source addresses 127.0.0.2, 127.0.0.3, ... (skipping .0 and .255 last octets).
@@ -144,12 +278,15 @@ mod tests {
 
     #[test]
     fn refuses_non_loopback() {
-        assert!(resolve("ws://10.1.2.3:6001", &["ws"]).is_err());
-        assert!(resolve("ws://8.8.8.8", &["ws"]).is_err());
-        assert!(resolve("wss://127.0.0.1:6001", &["ws"]).is_err());
-        let t = resolve("ws://127.0.0.1:6001/app/x", &["ws"]).unwrap();
+        const WS: [&str; 2] = ["ws", "wss"];
+        assert!(resolve("ws://10.1.2.3:6001", WS, None).is_err());
+        assert!(resolve("ws://8.8.8.8", WS, None).is_err());
+        assert!(resolve("http://127.0.0.1:6001", WS, None).is_err());
+        let no_ca = resolve("wss://127.0.0.1:6001", WS, None).unwrap_err();
+        assert!(no_ca.to_string().contains("--ca"), "{no_ca}");
+        let t = resolve("ws://127.0.0.1:6001/app/x", WS, None).unwrap();
         assert_eq!(t.addr.port(), 6001);
-        assert!(resolve("ws://[::1]:6001", &["ws"])
+        assert!(resolve("ws://[::1]:6001", WS, None)
             .unwrap()
             .addr
             .ip()

@@ -1,13 +1,12 @@
 //! Signed REST publishing (PROTOCOL.md 2.2) over hand-written keep-alive HTTP/1.1.
 
+use crate::net::{Conn, Target};
 use anyhow::{bail, Result};
 use hmac::{Hmac, KeyInit, Mac};
 use md5::{Digest, Md5};
 use sha2::Sha256;
-use std::net::SocketAddr;
 use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 #[derive(Clone)]
 pub struct Signer {
@@ -66,17 +65,15 @@ pub fn event_body_tagged(name: &str, channel: &str, data: &str, tag: &str) -> St
 
 /// One persistent keep-alive HTTP/1.1 connection. Reconnects transparently when the server closes.
 pub struct HttpConn {
-    target: SocketAddr,
-    host: String,
-    stream: Option<TcpStream>,
+    target: Target,
+    stream: Option<Conn>,
     buf: Vec<u8>,
 }
 
 impl HttpConn {
-    pub fn new(target: SocketAddr, host: String) -> Self {
+    pub fn new(target: Target) -> Self {
         Self {
             target,
-            host,
             stream: None,
             buf: Vec::with_capacity(1024),
         }
@@ -100,7 +97,7 @@ impl HttpConn {
 
     async fn try_post(&mut self, path_and_query: &str, body: &[u8]) -> Result<u16> {
         if self.stream.is_none() {
-            self.stream = Some(crate::net::connect(self.target, None).await?);
+            self.stream = Some(crate::net::open(&self.target, None).await?);
             self.buf.clear();
         }
         let Some(stream) = self.stream.as_mut() else {
@@ -109,7 +106,7 @@ impl HttpConn {
         let mut req = format!(
             "POST {path_and_query} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
              Content-Length: {}\r\nConnection: keep-alive\r\n\r\n",
-            self.host,
+            self.target.host_header,
             body.len()
         )
         .into_bytes();

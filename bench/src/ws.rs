@@ -1,12 +1,12 @@
-//! Minimal WebSocket client (RFC 6455) over a tokio TcpStream.
+//! Minimal WebSocket client (RFC 6455) over a tokio TCP stream, or TLS over it (`wss://`).
 //!
 //! Small per-connection footprint: one growable read buffer, no write buffer (frames are
 //! written directly). Client frames are masked; fragmented messages are reassembled.
 
+use crate::net::{Conn, Target};
 use anyhow::{anyhow, bail, Result};
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::Ipv4Addr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 const MAX_MESSAGE: usize = 16 * 1024 * 1024;
 
@@ -18,7 +18,7 @@ pub enum Message {
 }
 
 pub struct WsClient {
-    stream: TcpStream,
+    stream: Conn,
     buf: Vec<u8>,
     /// Payload of a fragmented message being reassembled.
     partial: Option<Vec<u8>>,
@@ -26,15 +26,11 @@ pub struct WsClient {
 }
 
 impl WsClient {
-    /// TCP connect (optionally from `source`), then the HTTP upgrade to `path`.
-    pub async fn connect(
-        target: SocketAddr,
-        source: Option<Ipv4Addr>,
-        host: &str,
-        path: &str,
-    ) -> Result<Self> {
-        let mut stream = crate::net::connect(target, source).await?;
-        let seed = (stream.local_addr().map(|a| a.port()).unwrap_or(1) as u32) | 1;
+    /// TCP connect (optionally from `source`) and TLS handshake for `wss://`, then the HTTP upgrade to `path`.
+    pub async fn connect(target: &Target, source: Option<Ipv4Addr>, path: &str) -> Result<Self> {
+        let host = &target.host_header;
+        let mut stream = crate::net::open(target, source).await?;
+        let seed = (stream.local_port().unwrap_or(1) as u32) | 1;
         let req = format!(
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"

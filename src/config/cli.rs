@@ -66,14 +66,15 @@ Environment variables (config key in brackets; see config/README.md):
   DATABASE_DYNAMODB_AWS_ACCESS_KEY_ID, DATABASE_DYNAMODB_AWS_SECRET_ACCESS_KEY [database.dynamodb.*]
   UNIX_SOCKET_ENABLED [unix_socket.enabled]  UNIX_SOCKET_PATH [unix_socket.path]
   UNIX_SOCKET_PERMISSION_MODE [unix_socket.permission_mode]
-  SSL_ENABLED [ssl.enabled]  TLS is not implemented yet: true stops the start
+  SSL_ENABLED [ssl.enabled]  SSL_CERT_PATH [ssl.cert_path]  SSL_KEY_PATH [ssl.key_path]
+  SSL_REDIRECT_HTTP [ssl.redirect_http]  SSL_HTTP_PORT [ssl.http_port]
   SOCKUDO_DEFAULT_APP_{ID,KEY,SECRET,ENABLED,ENABLE_CLIENT_MESSAGES,MAX_CONNECTIONS,...}
                         one app for the memory driver (ID, KEY and SECRET together)
   NOTIFY_SOCKET, WATCHDOG_USEC  set by systemd (Type=notify, WatchdogSec=)
 
 Precedence: defaults < config file < command line < environment variables.
 Signals: SIGTERM/SIGINT drain then stop (a second one stops at once); SIGHUP reloads
-apps and the log level from the same sources.
+apps, the log level and the TLS certificate and key from the same sources.
 ";
 
 /// What the command line asks for.

@@ -6,24 +6,6 @@ use serde_json::{Map, Value};
 
 use super::error::ConfigError;
 
-/// Why `ssl.enabled = true` / `SSL_ENABLED=true` stops the start.
-pub const TLS_NOT_SUPPORTED: &str =
-    "TLS is not implemented yet; terminate TLS in a reverse proxy (e.g. nginx over the unix socket, docs/operations.md)";
-
-/// `ssl.enabled = true` stops the start: ignoring it would serve plain text where the operator asked for TLS.
-/// Runs before the key check, which would otherwise drop the (ignored) `ssl` section with a warning.
-pub fn refuse_tls(root: &Value, file: &std::path::Path) -> Result<(), ConfigError> {
-    let enabled = root.get("ssl").and_then(|ssl| ssl.get("enabled"));
-    if enabled.is_some_and(|e| e.as_bool() == Some(true) || e.as_str() == Some("true")) {
-        return Err(ConfigError::BadValue {
-            path: file.to_path_buf(),
-            key: "ssl.enabled".to_string(),
-            message: TLS_NOT_SUPPORTED.to_string(),
-        });
-    }
-    Ok(())
-}
-
 /// Rewrites Sockudo-only spellings in the (already key-checked) tree. `file` is only used in errors.
 pub fn sockudo_spellings(root: &mut Value, file: &std::path::Path) -> Result<(), ConfigError> {
     if let Some(metrics) = object_at(root, "metrics") {

@@ -278,12 +278,11 @@ impl<'a> Env<'a> {
         )?;
         self.uint("SOCKUDO_RING_DEPTH", &mut c.runtime.ring_depth)?;
 
-        if self.parsed("SSL_ENABLED", parse_bool)? == Some(true) {
-            return Err(ConfigError::env(
-                "SSL_ENABLED",
-                super::compat::TLS_NOT_SUPPORTED,
-            ));
-        }
+        self.flag("SSL_ENABLED", &mut c.ssl.enabled)?;
+        self.string("SSL_CERT_PATH", &mut c.ssl.cert_path);
+        self.string("SSL_KEY_PATH", &mut c.ssl.key_path);
+        self.flag("SSL_REDIRECT_HTTP", &mut c.ssl.redirect_http)?;
+        self.uint("SSL_HTTP_PORT", &mut c.ssl.http_port)?;
         self.flag("UNIX_SOCKET_ENABLED", &mut c.unix_socket.enabled)?;
         self.string("UNIX_SOCKET_PATH", &mut c.unix_socket.path);
         self.string(

@@ -97,7 +97,6 @@ pub fn parse(path: &Path, text: &str) -> Result<(Config, KeyReport), ConfigError
             message: "expected a table/object of settings".into(),
         });
     }
-    super::compat::refuse_tls(&tree, path)?;
     let report = screen(&mut tree, path)?;
     sockudo_spellings(&mut tree, path)?;
     let config = serde_path_to_error::deserialize(tree).map_err(|e| typed_error(path, e))?;

@@ -43,8 +43,8 @@ pub use model::{
     is_memory_driver, AdapterConfig, AppArrayConfig, AppCacheConfig, AppManagerConfig,
     ChannelLimits, Config, DatabaseConfig, DeltaCompressionConfig, DynamoDbDatabaseConfig,
     EventLimits, HttpApiConfig, LogFormat, LoggingConfig, MetricsConfig, PresenceConfig,
-    RuntimeConfig, SqlDatabaseConfig, TagFilteringConfig, UnixSocketConfig, WebhookBatchingConfig,
-    WebhooksConfig, WebsocketConfig, APP_MANAGER_DRIVERS,
+    RuntimeConfig, SqlDatabaseConfig, SslConfig, TagFilteringConfig, UnixSocketConfig,
+    WebhookBatchingConfig, WebhooksConfig, WebsocketConfig, APP_MANAGER_DRIVERS,
 };
 
 /// The result of [`load`].

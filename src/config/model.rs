@@ -66,6 +66,8 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Where the per-app REST rate limits are counted (Sockudo's `rate_limiter`).
     pub rate_limiter: RateLimiterConfig,
+    /// TLS on the main port (Sockudo's `ssl`).
+    pub ssl: SslConfig,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             queue: QueueConfig::default(),
             cache: CacheConfig::default(),
             rate_limiter: RateLimiterConfig::default(),
+            ssl: SslConfig::default(),
         }
     }
 }
@@ -730,6 +733,37 @@ impl UnixSocketConfig {
                 "\"{}\" is not an octal file mode such as \"660\"",
                 self.permission_mode
             )),
+        }
+    }
+}
+
+/// TLS on the main port (Sockudo's `ssl`): WebSocket and REST are both served over TLS when enabled. The
+/// certificate and key are re-read on SIGHUP. `ssl.passphrase` and `ssl.ca_path` are not supported (an encrypted
+/// key is refused at start).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SslConfig {
+    /// Env `SSL_ENABLED`.
+    pub enabled: bool,
+    /// PEM certificate chain, leaf first. Env `SSL_CERT_PATH`.
+    pub cert_path: String,
+    /// PEM private key (PKCS#8, PKCS#1/RSA or SEC1/EC). Env `SSL_KEY_PATH`.
+    pub key_path: String,
+    /// Also listen on `http_port` (plain HTTP) and answer every request with a 301 to `https://`.
+    /// Env `SSL_REDIRECT_HTTP`.
+    pub redirect_http: bool,
+    /// Port of the plain-HTTP redirect listener. Env `SSL_HTTP_PORT`.
+    pub http_port: u16,
+}
+
+impl Default for SslConfig {
+    fn default() -> Self {
+        SslConfig {
+            enabled: false,
+            cert_path: "/app/ssl/cert.pem".into(),
+            key_path: "/app/ssl/key.pem".into(),
+            redirect_http: false,
+            http_port: 80,
         }
     }
 }

@@ -230,12 +230,12 @@ fn unknown_key_in_an_app_names_file_and_path() {
 
 #[test]
 fn sockudo_sections_are_ignored_with_one_warning() {
-    let text = r#"{"port": 6002, "cache": {"driver": "memory"}, "ssl": {"enabled": false},
+    let text = r#"{"port": 6002, "cache": {"driver": "memory"}, "ssl": {"passphrase": ""},
                   "app_manager": {"driver": "memory", "cache": {"enabled": false, "ttl": 300},
                                   "array": {"apps": [{"id": "a", "key": "k", "secret": "s"}]}}}"#;
     let loaded = World::default()
         .file("config/config.json", text)
-        .env("SSL_ENABLED", "false")
+        .env("RATE_LIMITER_ENABLED", "false")
         .load(&[])
         .expect("loads");
     assert_eq!(loaded.config.port, 6002);
@@ -244,7 +244,7 @@ fn sockudo_sections_are_ignored_with_one_warning() {
         loaded.notes,
         vec![
             "WARNING: 2 Sockudo setting(s) of features this server does not have were ignored \
-             (see config/README.md): keys ssl.enabled; environment SSL_ENABLED"
+             (see config/README.md): keys ssl.passphrase; environment RATE_LIMITER_ENABLED"
         ]
     );
 }
@@ -384,13 +384,12 @@ fn a_sockudo_shaped_file_carries_over() {
             "mode",
             "path_prefix",
             "rate_limiter.enabled",
-            "ssl.enabled",
         ]
     );
     let warnings: Vec<&String> = loaded
         .notes
         .iter()
-        .filter(|n| n.starts_with("WARNING: 9 Sockudo"))
+        .filter(|n| n.starts_with("WARNING: 8 Sockudo"))
         .collect();
     assert_eq!(
         warnings.len(),
@@ -464,32 +463,65 @@ fn unix_socket_from_file_and_environment_with_a_checked_mode() {
 }
 
 #[test]
-fn tls_asked_for_stops_the_start_instead_of_serving_plain_text() {
+fn ssl_section_and_environment_configure_tls() {
+    let loaded = World::default()
+        .file(
+            "config/config.json",
+            r#"{"ssl": {"enabled": true, "cert_path": "/c.pem", "key_path": "/k.pem",
+                        "redirect_http": true, "http_port": 8080}}"#,
+        )
+        .load(&[])
+        .expect("loads");
+    let ssl = &loaded.config.ssl;
+    assert!(ssl.enabled && ssl.redirect_http);
+    assert_eq!(
+        (ssl.cert_path.as_str(), ssl.key_path.as_str(), ssl.http_port),
+        ("/c.pem", "/k.pem", 8080)
+    );
+    let loaded = World::default()
+        .file("config/config.json", r#"{"ssl": {"enabled": false}}"#)
+        .env("SSL_ENABLED", "true")
+        .env("SSL_CERT_PATH", "/e/c.pem")
+        .env("SSL_KEY_PATH", "/e/k.pem")
+        .env("SSL_REDIRECT_HTTP", "1")
+        .env("SSL_HTTP_PORT", "8081")
+        .load(&[])
+        .expect("loads");
+    let ssl = &loaded.config.ssl;
+    assert!(ssl.enabled && ssl.redirect_http);
+    assert_eq!(
+        (ssl.cert_path.as_str(), ssl.key_path.as_str(), ssl.http_port),
+        ("/e/c.pem", "/e/k.pem", 8081)
+    );
+}
+
+#[test]
+fn tls_settings_that_cannot_work_are_refused() {
     let err = World::default()
         .file(
             "config/config.json",
-            r#"{"ssl": {"enabled": true, "cert_path": "/c.pem"}}"#,
+            r#"{"ssl": {"enabled": true, "cert_path": " "}}"#,
         )
         .load(&[])
         .unwrap_err()
         .to_string();
-    assert!(err.contains("ssl.enabled"), "{err}");
-    assert!(err.contains("TLS is not implemented yet"), "{err}");
+    assert!(err.contains("ssl.cert_path"), "{err}");
     let err = World::default()
-        .env("SSL_ENABLED", "true")
+        .file(
+            "config/config.json",
+            r#"{"port": 6001, "ssl": {"enabled": true, "redirect_http": true, "http_port": 6001}}"#,
+        )
         .load(&[])
         .unwrap_err()
         .to_string();
-    assert!(
-        err.starts_with("SSL_ENABLED: TLS is not implemented yet"),
-        "{err}"
-    );
-    // Disabled TLS in a Sockudo file is still just ignored with a note.
-    World::default()
-        .env("SSL_ENABLED", "false")
-        .file("config/config.json", r#"{"ssl": {"enabled": false}}"#)
+    assert!(err.contains("ssl.http_port"), "{err}");
+    let err = World::default()
+        .env("SSL_ENABLED", "true")
+        .env("UNIX_SOCKET_ENABLED", "true")
         .load(&[])
-        .expect("loads");
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("ssl.enabled"), "{err}");
 }
 
 #[test]

@@ -6,6 +6,27 @@ use std::collections::HashMap;
 use super::error::ConfigError;
 use super::model::Config;
 
+/// TLS settings that cannot work. Whether the files hold a usable certificate and key is checked when the server
+/// loads them (`crate::tls`), with the file named.
+fn validate_ssl(c: &Config) -> Result<(), ConfigError> {
+    if c.unix_socket.enabled {
+        return Err(ConfigError::invalid(
+            "ssl.enabled",
+            "TLS is served on the TCP port, which unix_socket.enabled replaces: terminate TLS in the proxy \
+             in front of the unix socket, or turn one of them off",
+        ));
+    }
+    non_empty("ssl.cert_path", &c.ssl.cert_path)?;
+    non_empty("ssl.key_path", &c.ssl.key_path)?;
+    if c.ssl.redirect_http && (c.ssl.http_port == 0 || c.ssl.http_port == c.port) {
+        return Err(ConfigError::invalid(
+            "ssl.http_port",
+            "the plain-HTTP redirect port must be set and differ from port",
+        ));
+    }
+    Ok(())
+}
+
 /// Returns the first problem found, in key order.
 pub fn validate(c: &Config) -> Result<(), ConfigError> {
     non_empty("host", &c.host)?;
@@ -26,6 +47,9 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
         c.unix_socket
             .mode()
             .map_err(|m| ConfigError::invalid("unix_socket.permission_mode", m))?;
+    }
+    if c.ssl.enabled {
+        validate_ssl(c)?;
     }
     at_least_one("activity_timeout", c.activity_timeout)?;
     at_least_one("pong_timeout", c.pong_timeout)?;

@@ -254,25 +254,31 @@ async fn write_all_until(
     let mut written = 0;
     let mut timer: Option<Timer> = None;
     poll_fn(|cx| {
-        while written < bytes.len() {
+        let progress = loop {
+            if written == bytes.len() {
+                // A TLS stream may still hold the last records; a plain socket has nothing to flush.
+                break Pin::new(&mut *stream).poll_flush(cx);
+            }
             match Pin::new(&mut *stream).poll_write(cx, &bytes[written..]) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                 }
                 Poll::Ready(Ok(n)) => written += n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending => {
-                    let timer = timer.get_or_insert_with(|| {
-                        Timer::new(deadline.saturating_duration_since(Instant::now()))
-                    });
-                    return match Pin::new(timer).poll(cx) {
-                        Poll::Ready(_) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
-                        Poll::Pending => Poll::Pending,
-                    };
+                other => break other.map(|r| r.map(|_| ())),
+            }
+        };
+        match progress {
+            Poll::Pending => {
+                let timer = timer.get_or_insert_with(|| {
+                    Timer::new(deadline.saturating_duration_since(Instant::now()))
+                });
+                match Pin::new(timer).poll(cx) {
+                    Poll::Ready(_) => Poll::Ready(Err(std::io::ErrorKind::TimedOut.into())),
+                    Poll::Pending => Poll::Pending,
                 }
             }
+            done => done,
         }
-        Poll::Ready(Ok(()))
     })
     .await
 }

@@ -90,6 +90,8 @@ pub struct Connection {
     me: Weak<Connection>,
     stream: RefCell<Stream>,
     fd: RawFd,
+    /// The stream is [`Stream::Tls`]: queued frames are encrypted on the way out.
+    tls: bool,
     out: RefCell<OutQueue>,
     writing: Cell<Writing>,
     state: Cell<ConnState>,
@@ -148,6 +150,7 @@ impl Connection {
         metrics: Arc<ShardMetrics>,
     ) -> Rc<Self> {
         let fd = stream.as_raw_fd();
+        let tls = matches!(stream, Stream::Tls(_));
         Rc::new_cyclic(|me| Connection {
             id,
             socket_id: socket_id.into_boxed_str(),
@@ -155,6 +158,7 @@ impl Connection {
             me: me.clone(),
             stream: RefCell::new(stream),
             fd,
+            tls,
             out: RefCell::new(OutQueue::default()),
             writing: Cell::new(Writing::Idle),
             state: Cell::new(ConnState::Open),
@@ -242,6 +246,11 @@ impl Connection {
     /// Sends the 101 response followed by the first frame (the last `frame_len` bytes of `bytes`) in one system
     /// call, straight to the fresh socket; whatever it does not take now is queued.
     pub fn send_upgrade(&self, bytes: Vec<u8>, frame_len: usize) {
+        if self.tls {
+            // Encrypted by the flusher with whatever else is queued in this executor pass.
+            self.push(Rc::new(Bytes::from(bytes)), None);
+            return;
+        }
         // SAFETY: `bytes` outlives the call; the descriptor is this connection's.
         let sent = unsafe {
             libc::send(
@@ -297,7 +306,7 @@ impl Connection {
         if matches!(self.writing.get(), Writing::Blocked | Writing::Done) {
             return false;
         }
-        let drained = self.out.borrow_mut().drain_into(self.fd);
+        let drained = self.drain();
         self.count_written();
         match drained {
             // Still on the flusher's list if it was: the flusher then finds nothing to write.
@@ -370,7 +379,7 @@ impl Connection {
         if self.state.get() == ConnState::Closed {
             return;
         }
-        let drained = self.out.borrow_mut().drain_into(self.fd);
+        let drained = self.drain();
         self.count_written();
         self.after_drain(drained);
         if self.writing.get() == Writing::Blocked {
@@ -450,7 +459,7 @@ impl Connection {
         {
             return false;
         }
-        let drained = self.out.borrow_mut().drain_into(self.fd);
+        let drained = self.drain();
         self.count_written();
         if matches!(drained, Ok(Drain::Empty)) {
             // The flusher skips a `Done` connection still on its list.
@@ -481,6 +490,19 @@ impl Connection {
         }
     }
 
+    /// Writes what the socket takes now: plain frames with one `sendmsg`, TLS ones encrypted first (followed by
+    /// close_notify once the close frame is out).
+    fn drain(&self) -> std::io::Result<Drain> {
+        if !self.tls {
+            return self.out.borrow_mut().drain_into(self.fd);
+        }
+        let mut out = self.out.borrow_mut();
+        match &mut *self.stream.borrow_mut() {
+            Stream::Tls(s) => s.drain_queue(&mut out, self.shutdown_after_flush.get()),
+            _ => out.drain_into(self.fd),
+        }
+    }
+
     /// Moves what the writer completed since the last call into the shard's counters: one add per `sendmsg`,
     /// not one per frame.
     fn count_written(&self) {
@@ -505,7 +527,13 @@ impl Connection {
         use futures_lite::AsyncRead;
         poll_fn(|cx| {
             let mut buf = scratch.borrow_mut();
-            match Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, &mut buf[..]) {
+            // The socket is released before `consume` runs: answering may write to it.
+            let read = Pin::new(&mut *self.stream.borrow_mut()).poll_read(cx, &mut buf[..]);
+            if self.tls && self.stream.borrow().tls_wants_write() {
+                // rustls produced records of its own (an alert, a key update): the flusher sends them.
+                self.schedule_write();
+            }
+            match read {
                 Poll::Ready(Ok(n)) => {
                     self.metrics.ws_bytes_received.add(n as u64);
                     Poll::Ready(Ok(consume(&buf[..n])))
@@ -531,7 +559,7 @@ async fn write_loop(conn: Rc<Connection>) {
         if conn.state.get() == ConnState::Closed {
             return;
         }
-        let drained = conn.out.borrow_mut().drain_into(conn.fd);
+        let drained = conn.drain();
         conn.count_written();
         conn.after_drain(drained);
     }
@@ -540,6 +568,19 @@ async fn write_loop(conn: Rc<Connection>) {
 /// Waits until the socket takes more bytes, writing the front frame's rest through glommio so that the wait is
 /// registered with the reactor.
 async fn wait_writable(conn: &Connection) -> std::io::Result<()> {
+    if conn.tls {
+        // The records rustls holds are what waits; sending them registers with the reactor.
+        return poll_fn(|cx| {
+            if conn.state.get() == ConnState::Closed {
+                return Poll::Ready(Ok(()));
+            }
+            match &mut *conn.stream.borrow_mut() {
+                Stream::Tls(s) => s.poll_send_records(cx),
+                _ => Poll::Ready(Ok(())),
+            }
+        })
+        .await;
+    }
     let written = poll_fn(|cx| {
         if conn.state.get() == ConnState::Closed {
             return Poll::Ready(Ok(0));

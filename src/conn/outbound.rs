@@ -118,6 +118,23 @@ impl OutQueue {
         self.frames.front().map(|f| &f[self.front_offset..])
     }
 
+    /// Appends the unwritten bytes of the front frames to `buf`, at most `max` of them (the last one copied may
+    /// be cut); nothing is marked written.
+    pub fn copy_front(&self, buf: &mut Vec<u8>, max: usize) {
+        for (i, frame) in self.frames.iter().enumerate() {
+            let rest: &[u8] = if i == 0 {
+                &frame[self.front_offset..]
+            } else {
+                frame
+            };
+            let room = max.saturating_sub(buf.len());
+            if room == 0 {
+                return;
+            }
+            buf.extend_from_slice(&rest[..rest.len().min(room)]);
+        }
+    }
+
     /// Marks `n` bytes as written.
     pub fn advance(&mut self, mut n: usize) {
         self.bytes -= n;
@@ -193,6 +210,22 @@ impl OutQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn copy_front_takes_whole_and_cut_frames_up_to_max() {
+        let mut q = OutQueue::default();
+        for s in ["abc", "defg", "hij"] {
+            q.offer(frame(s), None);
+        }
+        q.advance(1);
+        let mut buf = Vec::new();
+        q.copy_front(&mut buf, 5);
+        assert_eq!(buf, b"bcdef");
+        buf.clear();
+        q.copy_front(&mut buf, 100);
+        assert_eq!(buf, b"bcdefghij");
+        assert_eq!(q.bytes(), 9, "copying marks nothing written");
+    }
 
     fn frame(s: &str) -> Frame {
         Rc::new(Bytes::copy_from_slice(s.as_bytes()))

@@ -1,6 +1,7 @@
-//! The socket under an HTTP/WebSocket connection: TCP (the shared port) or a Unix domain socket (a reverse proxy
-//! on the same host). Both are glommio streams over a plain file descriptor, so the flusher's `sendmsg` on the raw
-//! fd works the same for either.
+//! The socket under an HTTP/WebSocket connection: TCP (the shared port), TLS over TCP (`ssl.enabled`) or a Unix
+//! domain socket (a reverse proxy on the same host). TCP and Unix are glommio streams over a plain file
+//! descriptor, so the flusher's `sendmsg` on the raw fd works the same for either; a TLS connection's queue is
+//! encrypted first ([`crate::tls::TlsStream::drain_queue`]).
 
 use futures_lite::{AsyncRead, AsyncWrite};
 use glommio::net::{TcpStream, UnixStream};
@@ -10,6 +11,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::tls::TlsStream;
+
 /// An accepted client socket.
 #[derive(Debug)]
 pub enum Stream {
@@ -17,6 +20,8 @@ pub enum Stream {
     Tcp(TcpStream),
     /// From the Unix socket listener, with its descriptor (glommio's `UnixStream` does not expose it).
     Unix(UnixStream, RawFd),
+    /// From the TCP listener with TLS on (boxed: rustls' state is large, plain connections stay small).
+    Tls(Box<TlsStream>),
 }
 
 impl Stream {
@@ -30,11 +35,17 @@ impl Stream {
     }
 
     /// Shuts down one or both directions.
-    pub async fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+    pub async fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.shutdown(how).await.map_err(Into::into),
             Stream::Unix(s, _) => s.shutdown(how).await.map_err(Into::into),
+            Stream::Tls(s) => s.shutdown(how).await,
         }
+    }
+
+    /// True when this is a TLS connection whose records (an alert, a handshake reply) wait to be sent.
+    pub fn tls_wants_write(&self) -> bool {
+        matches!(self, Stream::Tls(s) if s.wants_write())
     }
 }
 
@@ -43,6 +54,7 @@ impl AsRawFd for Stream {
         match self {
             Stream::Tcp(s) => s.as_raw_fd(),
             Stream::Unix(_, fd) => *fd,
+            Stream::Tls(s) => s.fd(),
         }
     }
 }
@@ -56,6 +68,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s, _) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -69,6 +82,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s, _) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -76,6 +90,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s, _) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -83,6 +98,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_close(cx),
             Stream::Unix(s, _) => Pin::new(s).poll_close(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_close(cx),
         }
     }
 }

@@ -58,6 +58,8 @@ pub struct Shard {
     /// Open WebSocket connections by shard-local id.
     pub conns: RefCell<HashMap<u64, Rc<Connection>>>,
     next_conn_id: Cell<u64>,
+    /// With `ssl.enabled`: the TLS configuration new connections start with (replaced on SIGHUP).
+    tls: RefCell<Option<std::sync::Arc<rustls::ServerConfig>>>,
     /// Local subscribers and remote interest per channel.
     pub channels: RefCell<ChannelIndex>,
     /// Presence members of the channels this shard owns.
@@ -128,6 +130,8 @@ pub struct ShardSeed {
     pub cluster: Option<std::sync::Arc<ClusterSeed>>,
     /// Every shard's heartbeat slot.
     pub liveness: std::sync::Arc<liveness::Liveness>,
+    /// The TLS configuration, when `ssl.enabled`.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 /// What every shard needs to take part in the cluster.
@@ -167,6 +171,8 @@ pub enum ShardControl {
     ReplaceApps(Box<crate::app::AppSeed>),
     /// Serve a connection accepted on the Unix socket listener.
     ServeUnix(std::os::fd::OwnedFd),
+    /// New TLS connections use this configuration (SIGHUP re-read the certificate and key); open ones keep theirs.
+    ReplaceTls(std::sync::Arc<rustls::ServerConfig>),
 }
 
 /// The receiving end of a shard's control channel.
@@ -968,6 +974,24 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
             }
         }
     };
+    // The plain-HTTP listener that sends clients to https://, bound like the main port.
+    let redirect = if config.ssl.enabled && config.ssl.redirect_http && listener.is_some() {
+        let addr = format!("{}:{}", config.host, config.ssl.http_port);
+        match listen(&addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                let _ = ready.send((
+                    thread,
+                    Err(format!(
+                        "shard {thread}: cannot listen on {addr} (ssl.http_port, the https redirect): {e}"
+                    )),
+                ));
+                return;
+            }
+        }
+    } else {
+        None
+    };
     let (id, senders, receivers) = if seed.nr_shards > 1 {
         // glommio's mesh join can miss the wake-up of an executor that went to sleep just as a peer joined
         // (seen with more shards than CPUs: every shard asleep in io_uring, start-up hung). A short timer keeps
@@ -1013,6 +1037,7 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
         apps,
         conns: RefCell::new(HashMap::new()),
         next_conn_id: Cell::new(1),
+        tls: RefCell::new(seed.tls.clone()),
         peers: Peers::start(id, seed.nr_shards, senders),
         read_scratch: RefCell::new(vec![0u8; READ_SCRATCH_BYTES].into_boxed_slice()),
         started: Instant::now(),
@@ -1057,6 +1082,9 @@ pub async fn run(thread: usize, seed: ShardSeed, ready: ReadySender, control: Co
     let _ = ready.send((id, Ok(())));
 
     glommio::spawn_local(obey(shard.clone(), control)).detach();
+    if let Some(redirect) = redirect {
+        glommio::spawn_local(redirect_to_https(shard.clone(), redirect)).detach();
+    }
     #[cfg(debug_assertions)]
     test_hooks::wedge_if_asked(id);
 
@@ -1094,6 +1122,10 @@ async fn obey(shard: Rc<Shard>, mut control: ControlReceiver) {
                 let stream =
                     unsafe { crate::conn::stream::Stream::unix_from_raw_fd(fd.into_raw_fd()) };
                 glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
+            }
+            Some(ShardControl::ReplaceTls(config)) => {
+                *shard.tls.borrow_mut() = Some(config);
+                tracing::debug!(shard = shard.id, "TLS certificate replaced");
             }
             Some(ShardControl::CloseNow) | None => {
                 shard.shutting_down.set(true);
@@ -1169,7 +1201,18 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
                 if let accept_errors::Report::Recovered { failures } = errors.accepted() {
                     tracing::warn!(shard = shard.id, failures, "accepting connections again");
                 }
-                let stream = crate::conn::stream::Stream::Tcp(stream);
+                let tls = shard.tls.borrow().clone();
+                let stream = match tls {
+                    None => crate::conn::stream::Stream::Tcp(stream),
+                    Some(config) => match crate::tls::TlsStream::new(stream, config) {
+                        Ok(tls) => crate::conn::stream::Stream::Tls(Box::new(tls)),
+                        Err(e) => {
+                            tracing::warn!(shard = shard.id, error = %e, "cannot start a TLS connection");
+                            continue;
+                        }
+                    },
+                };
+                // With TLS the handshake happens while the first request is read, so the header timeout bounds it.
                 glommio::spawn_local(crate::conn::http_conn::serve(shard.clone(), stream)).detach();
             }
             Err(e) => {
@@ -1179,6 +1222,29 @@ async fn accept_connections(shard: Rc<Shard>, listener: TcpListener) {
                 {
                     tracing::warn!(shard = shard.id, error = %e, suppressed, "accept failed (out of file descriptors?)");
                 }
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Serves `ssl.redirect_http`'s plain-HTTP port: every request gets a 301 to https on the main port.
+async fn redirect_to_https(shard: Rc<Shard>, listener: TcpListener) {
+    let limits = crate::http::Limits {
+        max_header_bytes: shard.config.http_api.max_header_bytes,
+        // The body is never read: any request is redirected.
+        max_body_bytes: usize::MAX,
+    };
+    let header_timeout = Duration::from_secs(shard.config.http_api.header_timeout);
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let serve =
+                    crate::tls::redirect::serve(stream, shard.config.port, limits, header_timeout);
+                glommio::spawn_local(serve).detach();
+            }
+            Err(e) => {
+                tracing::debug!(shard = shard.id, error = %e, "redirect port: accept failed");
                 glommio::timer::sleep(Duration::from_millis(50)).await;
             }
         }

@@ -159,7 +159,7 @@ async fn publish(ctx: &Arc<Ctx>, load: &Load, total: u64) {
             let next = next.clone();
             let load = load.clone();
             tokio::spawn(async move {
-                let mut http = HttpConn::new(ctx.http.addr, ctx.http.host_header.clone());
+                let mut http = HttpConn::new(ctx.http.clone());
                 let path = signer.events_path();
                 let channels = ctx.common.channels.max(1) as u64;
                 loop {

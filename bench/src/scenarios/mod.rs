@@ -89,13 +89,7 @@ impl Ctx {
 /// `pusher_internal:subscription_succeeded`. Pings are answered throughout.
 pub async fn establish(ctx: &Ctx, conn: usize, channel: &str) -> Result<WsClient> {
     let target = ctx.ws_target(conn);
-    let mut ws = WsClient::connect(
-        target.addr,
-        ctx.source(conn),
-        &target.host_header,
-        &ctx.ws_path,
-    )
-    .await?;
+    let mut ws = WsClient::connect(target, ctx.source(conn), &ctx.ws_path).await?;
     let socket_id = loop {
         let Message::Text(m) = ws.next_message().await? else {
             bail!("closed before connection_established");

@@ -7,6 +7,7 @@ const { spawn } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
+const https = require('node:https');
 const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
@@ -49,9 +50,14 @@ function freePort() {
   });
 }
 
-function httpGet(port, urlPath) {
+/** GET over plain HTTP, or over TLS trusting the PEM `ca` (for localhost) when given. */
+function httpGet(port, urlPath, ca) {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port, path: urlPath, agent: false }, (res) => {
+    const get = ca ? https.get : http.get;
+    const target = ca
+      ? { host: '127.0.0.1', servername: 'localhost', ca, port, path: urlPath, agent: false }
+      : { host: '127.0.0.1', port, path: urlPath, agent: false };
+    const req = get(target, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c) => (body += c));
@@ -109,6 +115,8 @@ async function waitForBinary() {
  * (SO_REUSEPORT) and joined through that bus (addresses from the SOCKUDO_TEST_* variables the service scripts
  * export): every connection, WebSocket or REST, lands on either node, so the whole suite runs against a
  * cluster. stop() stops both and reports the first non-zero exit.
+ *
+ * With TLS on (SSL_* in `env`), pass the test CA's PEM as `ca`: the readiness probe then speaks https.
  */
 async function startServer(opts = {}) {
   const driver = process.env.SOCKUDO_TEST_CLUSTER;
@@ -154,7 +162,7 @@ async function startServer(opts = {}) {
   return { port, proc: a.proc, stop, logs: () => `${a.logs()}\n--- second node ---\n${b.logs()}` };
 }
 
-async function startNode({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {}, port } = {}) {
+async function startNode({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {}, port, ca } = {}) {
   await waitForBinary();
   port = port || (await freePort());
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sockudo-js-'));
@@ -191,7 +199,7 @@ async function startNode({ apps = DEFAULT_APPS, shards = 2, config = {}, env = {
       throw new Error(`sockudo exited during startup:\n${output}`);
     }
     try {
-      const r = await httpGet(port, '/up');
+      const r = await httpGet(port, '/up', ca);
       if (r.status === 200) break;
     } catch (_) {
       /* not up yet */
