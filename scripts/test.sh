@@ -15,13 +15,17 @@ need_cmd node "install Node.js 18 or newer"
 need_cmd npm "install npm"
 need_cmd python3 "install Python 3.9 or newer (with the venv module)"
 
-# bindgen (the xdelta3 crate behind delta compression) needs libclang at build time.
-if command -v dpkg >/dev/null 2>&1 && ! dpkg -s libclang-dev >/dev/null 2>&1; then
-  log "installing libclang-dev (bindgen for xdelta3)"
-  sudo_cmd=""
-  [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
-  $sudo_cmd apt-get install -y libclang-dev || { echo "install libclang-dev to build sockudo" >&2; exit 1; }
-fi
+# bindgen (the xdelta3 crate behind delta compression) needs libclang at build time; the TLS SDK test makes
+# its test CA with the openssl command.
+for package in libclang-dev openssl; do
+  if command -v dpkg >/dev/null 2>&1 && ! dpkg -s "$package" >/dev/null 2>&1; then
+    log "installing $package"
+    sudo_cmd=""
+    [ "$(id -u)" = 0 ] || sudo_cmd="sudo"
+    $sudo_cmd apt-get install -y "$package" || { echo "install $package to build and test sockudo" >&2; exit 1; }
+  fi
+done
+need_cmd openssl "install openssl (the TLS SDK test makes its test CA with it)"
 
 # glommio registers a small amount of locked memory per shard; 8 MiB (the usual default) is plenty for tests.
 memlock=$(ulimit -l)
