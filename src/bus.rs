@@ -1,13 +1,14 @@
 //! The cluster bus behind the adapter drivers: which transport `adapter.driver` names, how it is reached,
 //! and the glue between the transport crate (`sockudo-bus`) and the I/O shard's cluster link.
 
-use crate::config::model::AdapterConfig;
+use crate::config::model::Config;
 use anyhow::bail;
 use sockudo_io_shard::cluster::TransportFactory;
 
 /// The transport for `adapter`, or `None` for the `local` driver (one node, no bus). A driver this build
 /// does not include is an error naming the Cargo feature that does.
-pub fn transport_for(adapter: &AdapterConfig) -> anyhow::Result<Option<TransportFactory>> {
+pub fn transport_for(config: &Config) -> anyhow::Result<Option<TransportFactory>> {
+    let adapter = &config.adapter;
     let driver = adapter.driver.as_str();
     let feature = match driver {
         "local" => return Ok(None),
@@ -19,21 +20,18 @@ pub fn transport_for(adapter: &AdapterConfig) -> anyhow::Result<Option<Transport
             "adapter.driver = {other:?}: expected one of \"local\", \"redis\", \"redis-cluster\", \"nats\""
         ),
     };
-    compiled::factory(adapter, feature)
+    compiled::factory(config, feature)
 }
 
 #[cfg(not(any(feature = "redis", feature = "redis-cluster", feature = "nats")))]
 mod compiled {
     use super::*;
 
-    pub fn factory(
-        adapter: &AdapterConfig,
-        feature: &str,
-    ) -> anyhow::Result<Option<TransportFactory>> {
+    pub fn factory(config: &Config, feature: &str) -> anyhow::Result<Option<TransportFactory>> {
         bail!(
             "adapter.driver = {:?} is not compiled into this build: rebuild with the Cargo feature `{feature}` \
              (or `full`)",
-            adapter.driver
+            config.adapter.driver
         )
     }
 }
@@ -59,36 +57,17 @@ mod compiled {
         }
     }
 
-    /// The bus configuration `adapter` describes for `feature`'s transport.
-    pub fn bus_config(adapter: &AdapterConfig, feature: &str) -> BusConfig {
+    /// The bus configuration `config`'s adapter describes for `feature`'s transport (Redis reached as
+    /// [`crate::redis_target`] says).
+    pub fn bus_config(config: &Config, feature: &str) -> BusConfig {
+        let adapter = &config.adapter;
         match feature {
-            "redis" => {
-                let url = [
-                    adapter.redis.url.as_str(),
-                    adapter.redis.redis_pub_options.url.as_str(),
-                ]
-                .into_iter()
-                .find(|u| !u.is_empty())
-                .unwrap_or("redis://127.0.0.1:6379")
-                .to_string();
-                BusConfig::Redis {
-                    url,
-                    prefix: adapter.redis.prefix.clone(),
-                }
-            }
+            "redis" => BusConfig::Redis {
+                url: crate::redis_target::redis_url(config, ""),
+                prefix: adapter.redis.prefix.clone(),
+            },
             "redis-cluster" => BusConfig::RedisCluster {
-                nodes: adapter
-                    .cluster
-                    .nodes
-                    .iter()
-                    .map(|n| {
-                        if n.contains("://") {
-                            n.clone()
-                        } else {
-                            format!("redis://{n}")
-                        }
-                    })
-                    .collect(),
+                nodes: crate::redis_target::cluster_nodes(config, &[]),
                 prefix: adapter.cluster.prefix.clone(),
             },
             _ => BusConfig::Nats {
@@ -102,11 +81,8 @@ mod compiled {
         }
     }
 
-    pub fn factory(
-        adapter: &AdapterConfig,
-        feature: &str,
-    ) -> anyhow::Result<Option<TransportFactory>> {
-        let config = bus_config(adapter, feature);
+    pub fn factory(config: &Config, feature: &str) -> anyhow::Result<Option<TransportFactory>> {
+        let config = bus_config(config, feature);
         let wanted = config.feature();
         Ok(Some(Box::new(move |events| {
             let (bus_tx, mut bus_rx) =

@@ -15,6 +15,7 @@ pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod queue;
+pub mod redis_target;
 pub mod rest;
 pub mod server;
 pub mod shard;

@@ -16,14 +16,7 @@ pub fn durable_config(config: &Config) -> anyhow::Result<Option<DurableConfig>> 
     let (backend, prefix, lease, feature) = match q.driver.as_str() {
         "memory" => return Ok(None),
         "redis" if !q.redis.cluster_mode => {
-            let url = [
-                config.adapter.redis.url.as_str(),
-                config.adapter.redis.redis_pub_options.url.as_str(),
-            ]
-            .into_iter()
-            .find(|u| !u.is_empty())
-            .map(str::to_string)
-            .unwrap_or_else(|| database_redis_url(&config.database.redis));
+            let url = crate::redis_target::redis_url(config, "");
             (
                 QueueBackend::Redis { url },
                 q.redis.prefix.clone(),
@@ -32,31 +25,14 @@ pub fn durable_config(config: &Config) -> anyhow::Result<Option<DurableConfig>> 
             )
         }
         "redis" | "redis-cluster" | "redis_cluster" => {
-            let nodes = [
-                &q.redis_cluster.nodes,
-                &config.database.redis.cluster_nodes,
-                &config.adapter.cluster.nodes,
-            ]
-            .into_iter()
-            .find(|n| !n.is_empty())
-            .unwrap_or(&q.redis_cluster.nodes);
+            let nodes = crate::redis_target::cluster_nodes(config, &q.redis_cluster.nodes);
             if nodes.is_empty() {
                 bail!(
-                    "queue.driver = {:?} needs Redis Cluster nodes: set queue.redis_cluster.nodes or \
-                     adapter.cluster.nodes (REDIS_CLUSTER_NODES)",
+                    "queue.driver = {:?} needs Redis Cluster nodes: set queue.redis_cluster.nodes, \
+                     adapter.cluster.nodes (REDIS_CLUSTER_NODES) or database.redis.cluster_nodes",
                     q.driver
                 );
             }
-            let nodes = nodes
-                .iter()
-                .map(|n| {
-                    if n.contains("://") {
-                        n.clone()
-                    } else {
-                        format!("redis://{n}")
-                    }
-                })
-                .collect();
             let prefix = if q.driver == "redis" {
                 q.redis.prefix.clone()
             } else {
@@ -131,27 +107,6 @@ pub fn durable_config(config: &Config) -> anyhow::Result<Option<DurableConfig>> 
     }))
 }
 
-/// `redis://[user[:password]@]host:port/db` from `database.redis` (`DATABASE_REDIS_*`).
-fn database_redis_url(r: &crate::config::model::RedisDatabaseConfig) -> String {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                    (b as char).to_string()
-                }
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
-    let auth = match (r.username.as_deref(), r.password.as_deref()) {
-        (Some(u), Some(p)) if !u.is_empty() => format!("{}:{}@", enc(u), enc(p)),
-        (Some(u), _) if !u.is_empty() => format!("{}@", enc(u)),
-        (_, Some(p)) if !p.is_empty() => format!(":{}@", enc(p)),
-        _ => String::new(),
-    };
-    format!("redis://{auth}{}:{}/{}", r.host, r.port, r.db)
-}
-
 /// This process's consumer name: host, process id and start time, so a restarted process is a new consumer
 /// and takes over its predecessor's messages only once their lease ran out.
 fn consumer_name() -> String {
@@ -206,25 +161,6 @@ mod tests {
         }
         assert_eq!(d.queue.lease, Duration::from_secs(3));
         assert_eq!(d.renew_every, Duration::from_secs(1));
-    }
-
-    #[test]
-    fn database_redis_builds_a_url() {
-        let mut r = crate::config::model::RedisDatabaseConfig::default();
-        assert_eq!(database_redis_url(&r), "redis://127.0.0.1:6379/0");
-        r.host = "redis.internal".into();
-        r.port = 6380;
-        r.db = 2;
-        r.password = Some("p@ss word".into());
-        assert_eq!(
-            database_redis_url(&r),
-            "redis://:p%40ss%20word@redis.internal:6380/2"
-        );
-        r.username = Some("u".into());
-        assert_eq!(
-            database_redis_url(&r),
-            "redis://u:p%40ss%20word@redis.internal:6380/2"
-        );
     }
 
     #[cfg(feature = "redis")]

@@ -88,7 +88,7 @@ impl Server {
         } else {
             None
         };
-        let (cluster, cluster_seed) = match crate::bus::transport_for(&config.adapter)? {
+        let (cluster, cluster_seed) = match crate::bus::transport_for(&config)? {
             None => (None, None),
             Some(transport) => {
                 let node_id: u64 = rand::random();

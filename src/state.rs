@@ -51,36 +51,20 @@ fn backend(
     prefix: &str,
 ) -> anyhow::Result<BackendConfig> {
     let target = if driver != "redis" || cluster_mode {
-        let nodes = if url_override.is_empty() {
-            config.adapter.cluster.nodes.clone()
-        } else {
-            vec![url_override.to_string()]
-        };
+        let own: Vec<String> = Some(url_override)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .into_iter()
+            .collect();
+        let nodes = crate::redis_target::cluster_nodes(config, &own);
         if nodes.is_empty() {
-            bail!("{key} = {driver:?} needs Redis Cluster nodes: set adapter.cluster.nodes (REDIS_CLUSTER_NODES)");
+            bail!("{key} = {driver:?} needs Redis Cluster nodes: set adapter.cluster.nodes (REDIS_CLUSTER_NODES) or database.redis.cluster_nodes");
         }
-        Target::RedisCluster {
-            nodes: nodes
-                .into_iter()
-                .map(|n| {
-                    if n.contains("://") {
-                        n
-                    } else {
-                        format!("redis://{n}")
-                    }
-                })
-                .collect(),
-        }
+        Target::RedisCluster { nodes }
     } else {
-        let url = [
-            url_override,
-            config.adapter.redis.url.as_str(),
-            config.adapter.redis.redis_pub_options.url.as_str(),
-        ]
-        .into_iter()
-        .find(|u| !u.is_empty())
-        .unwrap_or("redis://127.0.0.1:6379");
-        Target::Redis { url: url.into() }
+        Target::Redis {
+            url: crate::redis_target::redis_url(config, url_override),
+        }
     };
     let compiled = match target {
         Target::Redis { .. } => cfg!(feature = "redis"),

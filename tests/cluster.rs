@@ -429,6 +429,35 @@ fn a_restarted_bus_heals(driver: Driver) {
     );
 }
 
+/// Sockudo's shared Redis settings (`DATABASE_REDIS_HOST`/`_PORT`/`_DB`) reach the adapter when `REDIS_URL` is
+/// not set.
+#[test]
+fn database_redis_settings_reach_the_adapter() {
+    let broker = Broker::start(Driver::Redis);
+    let env: Vec<(String, String)> = broker
+        .node_env()
+        .into_iter()
+        .filter(|(k, _)| k != "REDIS_URL")
+        .chain([
+            ("DATABASE_REDIS_HOST".into(), "127.0.0.1".into()),
+            ("DATABASE_REDIS_PORT".into(), broker.port.to_string()),
+            ("DATABASE_REDIS_DB".into(), "0".into()),
+        ])
+        .collect();
+    let start = || {
+        Server::start_with(ServerOptions {
+            shards: 1,
+            config: json!({
+                "adapter": broker.adapter_config(),
+                "app_manager": { "array": { "apps": [app_json(json!({}))] } },
+            }),
+            env: env.clone(),
+        })
+    };
+    let (a, b) = (start(), start());
+    wait_linked(&a, &b);
+}
+
 macro_rules! on_every_driver {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
