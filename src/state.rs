@@ -7,38 +7,62 @@ use sockudo_io_shard::{BackendConfig, StateConfig, Target};
 
 /// The backends `config` asks for. A driver this build does not include is an error naming the Cargo feature.
 pub fn state_config(config: &Config) -> anyhow::Result<StateConfig> {
-    let cache = match config.cache.driver.as_str() {
-        "memory" | "none" => None,
-        driver @ ("redis" | "redis-cluster" | "redis_cluster") => Some(backend(
-            config,
-            "cache.driver",
-            driver,
+    let cache = driver_backend(
+        config,
+        "cache.driver",
+        &config.cache.driver,
+        &["memory", "none"],
+        (
             config.cache.redis.cluster_mode,
             &config.cache.redis.url_override,
             &config.cache.redis.prefix,
-        )?),
-        other => bail!(
-            "cache.driver = {other:?}: expected one of \"memory\", \"redis\", \"redis-cluster\", \"none\""
         ),
-    };
-    let rate_limiter = match config.rate_limiter.driver.as_str() {
-        "memory" => None,
-        driver @ ("redis" | "redis-cluster" | "redis_cluster") => Some(backend(
-            config,
-            "rate_limiter.driver",
-            driver,
+    )?;
+    let rate_limiter = driver_backend(
+        config,
+        "rate_limiter.driver",
+        &config.rate_limiter.driver,
+        &["memory"],
+        (
             config.rate_limiter.redis.cluster_mode,
             &config.rate_limiter.redis.url_override,
             &config.rate_limiter.redis.prefix,
-        )?),
-        other => bail!(
-            "rate_limiter.driver = {other:?}: expected one of \"memory\", \"redis\", \"redis-cluster\""
         ),
-    };
+    )?;
     Ok(StateConfig {
         cache,
         rate_limiter,
     })
+}
+
+/// The backend `driver` (setting `key`) names: `None` for one of `local` (kept in this process), the Redis
+/// backend described by `(cluster_mode, url_override, prefix)` for the Redis drivers, an error otherwise.
+fn driver_backend(
+    config: &Config,
+    key: &str,
+    driver: &str,
+    local: &[&str],
+    (cluster_mode, url_override, prefix): (bool, &str, &str),
+) -> anyhow::Result<Option<BackendConfig>> {
+    match driver {
+        d if local.contains(&d) => Ok(None),
+        "redis" | "redis-cluster" | "redis_cluster" => Ok(Some(backend(
+            config,
+            key,
+            driver,
+            cluster_mode,
+            url_override,
+            prefix,
+        )?)),
+        other => {
+            let expected: Vec<String> = local
+                .iter()
+                .chain(&["redis", "redis-cluster"])
+                .map(|d| format!("{d:?}"))
+                .collect();
+            bail!("{key} = {other:?}: expected one of {}", expected.join(", "))
+        }
+    }
 }
 
 /// The Redis (Cluster) backend of one driver: its own URL, else the adapter's Redis settings.

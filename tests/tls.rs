@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{app_json, free_port, APP_ID, APP_KEY, APP_SECRET};
+use common::{app_json, free_port, parse_http_response, APP_ID, APP_KEY, APP_SECRET};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -197,14 +197,7 @@ impl TlsServer {
         tls.flush()?;
         let mut raw = Vec::new();
         tls.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Ok((status, head.to_string(), body.to_string()))
+        Ok(parse_http_response(&raw))
     }
 
     fn publish(&self, channel: &str, name: &str) {

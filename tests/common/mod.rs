@@ -185,14 +185,7 @@ impl Server {
         s.write_all(body)?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw)?;
-        let text = String::from_utf8_lossy(&raw).to_string();
-        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-        let status = head
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        Ok((status, head.to_string(), body.to_string()))
+        Ok(parse_http_response(&raw))
     }
 
     /// A signed REST call; returns status, headers and body.
@@ -263,6 +256,18 @@ impl Drop for Server {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Status, head and body of a whole HTTP/1.1 response (status 0 when the status line does not parse).
+pub fn parse_http_response(raw: &[u8]) -> (u16, String, String) {
+    let text = String::from_utf8_lossy(raw).to_string();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
 }
 
 pub fn now_unix() -> u64 {
