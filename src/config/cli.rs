@@ -35,6 +35,8 @@ Environment variables (config key in brackets; see config/README.md):
   HTTP_API_REQUEST_LIMIT_IN_MB [http_api.request_limit_in_mb]
   LOG_OUTPUT_FORMAT [logging.output_format]  LOG_COLORS_ENABLED [logging.colors_enabled]
   LOG_INCLUDE_TARGET [logging.include_target]  RUST_LOG (log filter, e.g. info,sockudo=debug)
+  SOCKUDO_LOG_DEBUG / SOCKUDO_LOG_PROD (log filter with debug on / off, when RUST_LOG is unset)
+  SOCKUDO_SKIP_INLINE_APPS=true / APP_MANAGER_REGISTER_INLINE_APPS=false (drop the file's inline apps)
   METRICS_ENABLED [metrics.enabled]  METRICS_HOST [metrics.host]  METRICS_PORT [metrics.port]
   METRICS_PROMETHEUS_PREFIX [metrics.prometheus_prefix]  METRICS_DRIVER (prometheus only)
   ADAPTER_DRIVER [adapter.driver: local, redis, redis-cluster, nats]  APP_MANAGER_DRIVER [app_manager.driver]
