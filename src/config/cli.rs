@@ -50,7 +50,7 @@ Environment variables (config key in brackets; see config/README.md):
   NATS_REQUEST_TIMEOUT_MS  NATS_NO_ECHO  NATS_NODES_NUMBER [adapter.nats.*]
   CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS, CLUSTER_HEALTH_NODE_TIMEOUT_MS [adapter.cluster_health.*]
   WEBHOOK_BATCHING_ENABLED [webhooks.batching.enabled]
-  WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]
+  WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]  WEBHOOK_BATCHING_SIZE [webhooks.batching.size]
   QUEUE_DRIVER [queue.driver: memory, redis, redis-cluster, sqs]  QUEUE_BUFFER_SIZE [queue.buffer_size]
   QUEUE_MAX_IN_FLIGHT [queue.max_in_flight]  REDIS_CLUSTER_QUEUE_PREFIX [queue.redis_cluster.prefix]
   SQS_REGION, SQS_QUEUE_URL, SQS_QUEUE_NAME, SQS_ENDPOINT_URL, SQS_VISIBILITY_TIMEOUT,

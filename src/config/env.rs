@@ -297,6 +297,7 @@ impl<'a> Env<'a> {
             "WEBHOOK_BATCHING_DURATION",
             &mut c.webhooks.batching.duration,
         )?;
+        self.uint("WEBHOOK_BATCHING_SIZE", &mut c.webhooks.batching.size)?;
 
         self.uint("SOCKUDO_IO_MEMORY_KB", &mut c.runtime.io_memory_kb)?;
         self.uint("SOCKUDO_PREEMPT_TIMER_MS", &mut c.runtime.preempt_timer_ms)?;

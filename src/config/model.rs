@@ -661,6 +661,8 @@ pub struct WebhookBatchingConfig {
     pub enabled: bool,
     /// Milliseconds to collect events before sending. Env `WEBHOOK_BATCHING_DURATION`.
     pub duration: u64,
+    /// The most events one batched request carries (at least 1). Env `WEBHOOK_BATCHING_SIZE`.
+    pub size: usize,
 }
 
 impl Default for WebhookBatchingConfig {
@@ -668,6 +670,7 @@ impl Default for WebhookBatchingConfig {
         WebhookBatchingConfig {
             enabled: false,
             duration: 50,
+            size: 100,
         }
     }
 }

@@ -135,6 +135,7 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
     }
     if c.webhooks.batching.enabled {
         at_least_one("webhooks.batching.duration", c.webhooks.batching.duration)?;
+        at_least_one("webhooks.batching.size", c.webhooks.batching.size as u64)?;
     }
     at_least_one("runtime.io_memory_kb", c.runtime.io_memory_kb as u64)?;
     at_least_one("runtime.preempt_timer_ms", c.runtime.preempt_timer_ms)?;
@@ -305,6 +306,11 @@ mod tests {
             "websocket.max_messages: must be at least 1"
         );
         assert!(error_of(|c| c.websocket.max_bytes = Some(0)).starts_with("websocket.max_bytes:"));
+        assert!(error_of(|c| {
+            c.webhooks.batching.enabled = true;
+            c.webhooks.batching.size = 0;
+        })
+        .starts_with("webhooks.batching.size:"));
         assert_eq!(
             error_of(|c| c.metrics.port = 6001),
             "metrics.port: must differ from port (6001)"
