@@ -58,6 +58,10 @@ fn start_and_check_up(name: &str, config: &str) -> String {
         .env("METRICS_ENABLED", "false")
         .env("ADAPTER_DRIVER", "local")
         .env("APP_MANAGER_DRIVER", "memory")
+        // Sockudo's node1.json / node2.json run the rate limiter on a (TLS) Redis.
+        .env("RATE_LIMITER_DRIVER", "memory")
+        .env("CACHE_DRIVER", "memory")
+        .env("QUEUE_DRIVER", "memory")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log file"))
