@@ -16,7 +16,7 @@ pub use registry::AppRegistry;
 pub use slots::{AppSlots, SlotShared};
 
 use crate::config::{AppConfig, Config};
-use sockudo_webhooks::{AppWebhooks, EventKind, KindSet};
+use sockudo_webhooks::{AppWebhooks, EventKind, KindSet, WebhookDefaults};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -102,13 +102,14 @@ impl App {
     }
 }
 
-/// The webhooks of `cfg`, as the I/O shard delivers them. Definitions were checked when the configuration was
-/// loaded; one that still does not parse here yields no webhook.
-pub fn app_webhooks(cfg: &AppConfig) -> AppWebhooks {
+/// The webhooks of `cfg`, as the I/O shard delivers them, with the server-wide `defaults` for the fields a
+/// webhook leaves out. Definitions were checked when the configuration was loaded; one that still does not
+/// parse here yields no webhook.
+pub fn app_webhooks(cfg: &AppConfig, defaults: &WebhookDefaults) -> AppWebhooks {
     let webhooks = cfg
         .webhooks
         .as_deref()
-        .map(sockudo_webhooks::parse_webhooks)
+        .map(|raw| sockudo_webhooks::parse_webhooks_with(raw, defaults))
         .and_then(Result::ok)
         .unwrap_or_default();
     AppWebhooks {
@@ -210,6 +211,8 @@ pub struct AppSeed {
     /// Apps of an earlier configuration gone from this one (reload): `(id, key, slot)`.
     removed: Vec<(String, String, u32)>,
     defaults: AppLimits,
+    /// `webhooks.retry` / `webhooks.request_timeout_ms`: what webhooks use for the fields they leave out.
+    webhook_defaults: WebhookDefaults,
     /// The process-wide slot table.
     pub slots: Arc<AppSlots>,
     /// Where apps come from.
@@ -271,6 +274,7 @@ impl AppSeed {
             apps,
             removed: Vec::new(),
             defaults,
+            webhook_defaults: config.webhooks.defaults(),
             slots,
             policy,
         }
@@ -309,14 +313,17 @@ impl AppSeed {
     pub fn slot_webhooks(&self) -> Vec<(u32, Option<AppWebhooks>)> {
         self.apps
             .iter()
-            .map(|(cfg, shared)| (shared.slot, Some(app_webhooks(cfg))))
+            .map(|(cfg, shared)| (shared.slot, Some(app_webhooks(cfg, &self.webhook_defaults))))
             .chain(self.removed.iter().map(|(_, _, slot)| (*slot, None)))
             .collect()
     }
 
     /// The webhooks of the configured apps, in slot order (slot `i` at position `i`).
     pub fn webhooks(&self) -> Vec<AppWebhooks> {
-        self.apps.iter().map(|(cfg, _)| app_webhooks(cfg)).collect()
+        self.apps
+            .iter()
+            .map(|(cfg, _)| app_webhooks(cfg, &self.webhook_defaults))
+            .collect()
     }
 
     /// Builds a shard-local registry; `io` answers cache misses of a database driver.
@@ -324,6 +331,7 @@ impl AppSeed {
         let registry = AppRegistry::new(
             self.slots.clone(),
             self.defaults.clone(),
+            self.webhook_defaults,
             self.policy.clone(),
             io,
         );
@@ -342,13 +350,18 @@ impl AppSeed {
     }
 
     fn build(&self, cfg: &AppConfig, shared: &Arc<SlotShared>) -> App {
-        App::build(cfg, shared, &self.defaults)
+        App::build(cfg, shared, &self.defaults, &self.webhook_defaults)
     }
 }
 
 impl App {
     /// The server's view of app record `cfg`, sharing the per-app state of its slot.
-    pub fn build(cfg: &AppConfig, shared: &Arc<SlotShared>, defaults: &AppLimits) -> App {
+    pub fn build(
+        cfg: &AppConfig,
+        shared: &Arc<SlotShared>,
+        defaults: &AppLimits,
+        webhook_defaults: &WebhookDefaults,
+    ) -> App {
         App {
             index: shared.slot,
             id: cfg.id.clone(),
@@ -361,7 +374,7 @@ impl App {
             backend_events: shared.backend_events.clone(),
             read_requests: shared.read_requests.clone(),
             config: cfg.clone(),
-            webhooks: app_webhooks(cfg).wanted(),
+            webhooks: app_webhooks(cfg, webhook_defaults).wanted(),
             delta_rules: cfg
                 .channel_delta_compression
                 .as_ref()
@@ -432,5 +445,41 @@ mod tests {
         assert!(!w.try_take(101, 6, 10));
         assert!(w.try_take(101, 5, 10));
         assert!(w.try_take(102, 1000, 0), "0 means unlimited");
+    }
+
+    #[test]
+    fn webhooks_take_the_server_wide_retry_and_timeout_for_fields_they_leave_out() {
+        let mut config = Config::default();
+        config.webhooks.retry.max_attempts = Some(3);
+        config.webhooks.retry.initial_backoff_ms = 250;
+        config.webhooks.request_timeout_ms = 2_000;
+        let mut app = AppConfig::dev_app();
+        app.webhooks = Some(vec![
+            serde_json::json!({"url": "http://127.0.0.1:1/a", "event_types": ["channel_occupied"]}),
+            serde_json::json!({"url": "http://127.0.0.1:1/b", "event_types": ["channel_occupied"],
+                               "retry": {"max_attempts": 9}, "request_timeout_ms": 500}),
+        ]);
+        config.app_manager.array.apps.push(app);
+        let seed = AppSeed::new(&config);
+        let hooks = &seed.webhooks()[0].webhooks;
+        assert_eq!(hooks[0].retry.max_attempts, Some(3));
+        assert_eq!(
+            hooks[0].retry.initial_backoff,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(hooks[0].request_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(
+            hooks[1].retry.max_attempts,
+            Some(9),
+            "the webhook's own wins"
+        );
+        assert_eq!(
+            hooks[1].retry.initial_backoff,
+            std::time::Duration::from_millis(250)
+        );
+        assert_eq!(
+            hooks[1].request_timeout,
+            std::time::Duration::from_millis(500)
+        );
     }
 }

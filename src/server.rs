@@ -132,6 +132,7 @@ impl Server {
                 .batching
                 .enabled
                 .then(|| Duration::from_millis(config.webhooks.batching.duration)),
+            batch_size: config.webhooks.batching.size,
             queue_capacity: IO_QUEUE_CAPACITY,
             max_pending_deliveries: MAX_PENDING_WEBHOOKS,
             cluster,

@@ -10,6 +10,7 @@ use super::registry::Hit;
 use super::{app_webhooks, App, AppPolicy, AppRegistry};
 use crate::config::AppConfig;
 use sockudo_io_shard::{AppRecord, FindResult, IoRequest, Lookup, SourceError};
+use sockudo_webhooks::WebhookDefaults;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -126,13 +127,18 @@ fn apply(apps: &AppRegistry, by: &Lookup, result: FindResult) -> Outcome {
             };
         }
     };
-    let found = record.and_then(|r| parse_record(r, by));
+    let found = record.and_then(|r| parse_record(r, by, &apps.webhook_defaults));
     match found {
         Some(cfg) => {
             let shared = apps.slots.intern(&cfg.id);
             let previous = apps.by_index(shared.slot);
             shared.publish(Some(&cfg));
-            let app = Rc::new(App::build(&cfg, &shared, &apps.defaults));
+            let app = Rc::new(App::build(
+                &cfg,
+                &shared,
+                &apps.defaults,
+                &apps.webhook_defaults,
+            ));
             if previous
                 .as_ref()
                 .is_none_or(|p| p.config.webhooks != cfg.webhooks)
@@ -171,14 +177,18 @@ fn tell_io_webhooks(apps: &AppRegistry, app: &App) {
     if let Some(io) = &apps.io {
         io.send(IoRequest::AppWebhooks {
             slot: app.index,
-            hooks: Some(app_webhooks(&app.config)),
+            hooks: Some(app_webhooks(&app.config, &apps.webhook_defaults)),
         });
     }
 }
 
 /// The app of a database record, or `None` (with a warning naming the app id and the field) when the record
 /// cannot be used.
-pub fn parse_record(record: AppRecord, by: &Lookup) -> Option<AppConfig> {
+pub fn parse_record(
+    record: AppRecord,
+    by: &Lookup,
+    webhook_defaults: &WebhookDefaults,
+) -> Option<AppConfig> {
     let id = record
         .get("id")
         .map(|v| {
@@ -201,7 +211,7 @@ pub fn parse_record(record: AppRecord, by: &Lookup) -> Option<AppConfig> {
         }
     }
     if let Some(hooks) = cfg.webhooks.as_deref() {
-        if let Err(e) = sockudo_webhooks::parse_webhooks(hooks) {
+        if let Err(e) = sockudo_webhooks::parse_webhooks_with(hooks, webhook_defaults) {
             tracing::warn!(app_id = %id, field = "webhooks", error = %e, "app record skipped: a field does not parse");
             return None;
         }
@@ -227,6 +237,7 @@ mod tests {
         let cfg = parse_record(
             record(json!({"id": "1", "key": "k", "secret": "s", "enabled": true, "max_connections": "5"})),
             &Lookup::Key("k".into()),
+            &WebhookDefaults::default(),
         )
         .unwrap();
         assert_eq!(cfg.max_connections, Some(5));
@@ -237,13 +248,24 @@ mod tests {
         let by = Lookup::Id("1".into());
         assert!(parse_record(
             record(json!({"id": "1", "key": "k", "secret": "s", "max_connections": "many"})),
-            &by
+            &by,
+            &WebhookDefaults::default()
         )
         .is_none());
-        assert!(parse_record(record(json!({"id": "1", "key": "k", "secret": ""})), &by).is_none());
-        assert!(parse_record(record(json!({"id": "1", "key": "k", "secret": "s", "webhooks": [{"event_types": ["nope"]}]})), &by).is_none());
+        assert!(parse_record(
+            record(json!({"id": "1", "key": "k", "secret": ""})),
+            &by,
+            &WebhookDefaults::default()
+        )
+        .is_none());
+        assert!(parse_record(record(json!({"id": "1", "key": "k", "secret": "s", "webhooks": [{"event_types": ["nope"]}]})), &by, &WebhookDefaults::default()).is_none());
         assert!(
-            parse_record(record(json!({"id": "2", "key": "k", "secret": "s"})), &by).is_none(),
+            parse_record(
+                record(json!({"id": "2", "key": "k", "secret": "s"})),
+                &by,
+                &WebhookDefaults::default()
+            )
+            .is_none(),
             "another app"
         );
     }

@@ -7,6 +7,7 @@
 
 use super::{App, AppLimits, AppPolicy, AppSlots};
 use sockudo_io_shard::{IoSender, Lookup};
+use sockudo_webhooks::WebhookDefaults;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -41,6 +42,8 @@ pub(crate) enum Hit {
 pub struct AppRegistry {
     pub(crate) slots: Arc<AppSlots>,
     pub(crate) defaults: AppLimits,
+    /// What webhooks use for the fields they leave out (`webhooks.retry`, `webhooks.request_timeout_ms`).
+    pub(crate) webhook_defaults: WebhookDefaults,
     pub(crate) policy: AppPolicy,
     pub(crate) io: Option<IoSender>,
     by_key: RefCell<HashMap<String, Cached>>,
@@ -58,12 +61,14 @@ impl AppRegistry {
     pub(crate) fn new(
         slots: Arc<AppSlots>,
         defaults: AppLimits,
+        webhook_defaults: WebhookDefaults,
         policy: AppPolicy,
         io: Option<IoSender>,
     ) -> AppRegistry {
         AppRegistry {
             slots,
             defaults,
+            webhook_defaults,
             policy,
             io,
             by_key: RefCell::default(),
@@ -172,7 +177,12 @@ impl AppRegistry {
         let (latest, _) = shared.latest();
         match latest {
             Some(cfg) => {
-                let app = Rc::new(App::build(&cfg, &shared, &self.defaults));
+                let app = Rc::new(App::build(
+                    &cfg,
+                    &shared,
+                    &self.defaults,
+                    &self.webhook_defaults,
+                ));
                 self.by_slot.borrow_mut().insert(slot, app.clone());
                 Some(app)
             }

@@ -364,3 +364,127 @@ fn each_sockudo_shipped_key_set_loads() {
         assert!(!loaded.keys.honoured.is_empty(), "file {file}");
     }
 }
+
+/// Every variable Sockudo 5.0.1 reads by an exact name (the list in the reference's configuration
+/// chapter), from its core, driver, default-app, logging, TLS, CORS, webhook and WebSocket groups.
+const SOCKUDO_VARIABLES: &[&str] = &[
+    "ACTIVITY_TIMEOUT",
+    "ADAPTER_DRIVER",
+    "APP_MANAGER_DRIVER",
+    "APP_MANAGER_REGISTER_INLINE_APPS",
+    "CACHE_CLEANUP_INTERVAL",
+    "CACHE_DRIVER",
+    "CACHE_MAX_CAPACITY",
+    "CACHE_TTL_SECONDS",
+    "CORS_CREDENTIALS",
+    "CORS_HEADERS",
+    "CORS_METHODS",
+    "CORS_ORIGINS",
+    "DATABASE_CONNECTION_POOL_SIZE",
+    "DEBUG",
+    "DEBUG_MODE",
+    "ENVIRONMENT",
+    "HEALTH_CHECK_TIMEOUT_MS",
+    "HOST",
+    "INSTANCE_PROCESS_ID",
+    "LOG_COLORS_ENABLED",
+    "LOG_INCLUDE_TARGET",
+    "LOG_OUTPUT_FORMAT",
+    "METRICS_DRIVER",
+    "NATS_PASSWORD",
+    "NATS_PREFIX",
+    "NATS_REQUEST_TIMEOUT_MS",
+    "NATS_SERVERS",
+    "NATS_TOKEN",
+    "NATS_USERNAME",
+    "PORT",
+    "QUEUE_DRIVER",
+    "RATE_LIMITER_API_MAX_REQUESTS",
+    "RATE_LIMITER_API_TRUST_HOPS",
+    "RATE_LIMITER_API_WINDOW_SECONDS",
+    "RATE_LIMITER_DRIVER",
+    "RATE_LIMITER_ENABLED",
+    "RATE_LIMITER_REDIS_PREFIX",
+    "RATE_LIMITER_WS_MAX_REQUESTS",
+    "RATE_LIMITER_WS_TRUST_HOPS",
+    "RATE_LIMITER_WS_WINDOW_SECONDS",
+    "REDIS_CLUSTER_NODES",
+    "REDIS_URL",
+    "RUST_LOG",
+    "SHUTDOWN_GRACE_PERIOD",
+    "SOCKUDO_DEFAULT_APP_ALLOWED_ORIGINS",
+    "SOCKUDO_DEFAULT_APP_ANNOTATIONS_ENABLED",
+    "SOCKUDO_DEFAULT_APP_ENABLED",
+    "SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES",
+    "SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION",
+    "SOCKUDO_DEFAULT_APP_ENABLE_WATCHLIST_EVENTS",
+    "SOCKUDO_DEFAULT_APP_ID",
+    "SOCKUDO_DEFAULT_APP_KEY",
+    "SOCKUDO_DEFAULT_APP_MAX_BACKEND_EVENTS_PER_SECOND",
+    "SOCKUDO_DEFAULT_APP_MAX_CHANNEL_NAME_LENGTH",
+    "SOCKUDO_DEFAULT_APP_MAX_CLIENT_EVENTS_PER_SECOND",
+    "SOCKUDO_DEFAULT_APP_MAX_CONNECTIONS",
+    "SOCKUDO_DEFAULT_APP_MAX_EVENT_BATCH_SIZE",
+    "SOCKUDO_DEFAULT_APP_MAX_EVENT_CHANNELS_AT_ONCE",
+    "SOCKUDO_DEFAULT_APP_MAX_EVENT_NAME_LENGTH",
+    "SOCKUDO_DEFAULT_APP_MAX_EVENT_PAYLOAD_IN_KB",
+    "SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBERS_PER_CHANNEL",
+    "SOCKUDO_DEFAULT_APP_MAX_PRESENCE_MEMBER_SIZE_IN_KB",
+    "SOCKUDO_DEFAULT_APP_MAX_READ_REQUESTS_PER_SECOND",
+    "SOCKUDO_DEFAULT_APP_SECRET",
+    "SOCKUDO_ENABLE_CLIENT_MESSAGES",
+    "SOCKUDO_LOG_DEBUG",
+    "SOCKUDO_LOG_PROD",
+    "SOCKUDO_MAX_CONNECTIONS",
+    "SOCKUDO_SERVER_ROLE",
+    "SOCKUDO_SKIP_INLINE_APPS",
+    "SSL_CERT_PATH",
+    "SSL_ENABLED",
+    "SSL_HTTP_PORT",
+    "SSL_KEY_PATH",
+    "SSL_REDIRECT_HTTP",
+    "TAG_FILTERING_ENABLED",
+    "UNIX_SOCKET_ENABLED",
+    "UNIX_SOCKET_PATH",
+    "UNIX_SOCKET_PERMISSION_MODE",
+    "USER_AUTHENTICATION_TIMEOUT",
+    "WEBHOOK_BATCHING_DURATION",
+    "WEBHOOK_BATCHING_ENABLED",
+    "WEBHOOK_BATCHING_SIZE",
+    "WEBSOCKET_AUTO_PING",
+    "WEBSOCKET_COMPRESSION",
+    "WEBSOCKET_DISCONNECT_ON_BUFFER_FULL",
+    "WEBSOCKET_IDLE_TIMEOUT",
+    "WEBSOCKET_MAX_BACKPRESSURE",
+    "WEBSOCKET_MAX_BYTES",
+    "WEBSOCKET_MAX_FRAME_SIZE",
+    "WEBSOCKET_MAX_MESSAGES",
+    "WEBSOCKET_MAX_MESSAGE_SIZE",
+    "WEBSOCKET_MAX_PAYLOAD_KB",
+    "WEBSOCKET_PING_INTERVAL",
+    "WEBSOCKET_WRITE_BUFFER_SIZE",
+];
+
+/// Sockudo's variables follow the key rule: each sets a catalogue key (honoured: applied, ignored:
+/// reported in the startup warning) or is one of the few without a key, honoured in `env.rs`.
+/// A variable known to neither would be silently dropped.
+#[test]
+fn every_sockudo_variable_is_applied_or_reported() {
+    let env_only: Vec<&str> = super::env::ENV_ONLY.iter().map(|(name, _)| *name).collect();
+    let unknown: Vec<&&str> = SOCKUDO_VARIABLES
+        .iter()
+        .filter(|var| catalogue().key_of_env(var).is_none() && !env_only.contains(var))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "Sockudo variables neither in sockudo_keys.tsv's env column nor in env::ENV_ONLY: {unknown:?}"
+    );
+    for var in [
+        "CACHE_CLEANUP_INTERVAL",
+        "CACHE_MAX_CAPACITY",
+        "SOCKUDO_DEFAULT_APP_ANNOTATIONS_ENABLED",
+    ] {
+        let get = env_of(&[(var, "1".into())]);
+        assert_eq!(Env::new(&get).ignored_sockudo_vars(), vec![var.to_string()]);
+    }
+}

@@ -35,6 +35,8 @@ Environment variables (config key in brackets; see config/README.md):
   HTTP_API_REQUEST_LIMIT_IN_MB [http_api.request_limit_in_mb]
   LOG_OUTPUT_FORMAT [logging.output_format]  LOG_COLORS_ENABLED [logging.colors_enabled]
   LOG_INCLUDE_TARGET [logging.include_target]  RUST_LOG (log filter, e.g. info,sockudo=debug)
+  SOCKUDO_LOG_DEBUG / SOCKUDO_LOG_PROD (log filter with debug on / off, when RUST_LOG is unset)
+  SOCKUDO_SKIP_INLINE_APPS=true / APP_MANAGER_REGISTER_INLINE_APPS=false (drop the file's inline apps)
   METRICS_ENABLED [metrics.enabled]  METRICS_HOST [metrics.host]  METRICS_PORT [metrics.port]
   METRICS_PROMETHEUS_PREFIX [metrics.prometheus_prefix]  METRICS_DRIVER (prometheus only)
   ADAPTER_DRIVER [adapter.driver: local, redis, redis-cluster, nats]  APP_MANAGER_DRIVER [app_manager.driver]
@@ -48,7 +50,7 @@ Environment variables (config key in brackets; see config/README.md):
   NATS_REQUEST_TIMEOUT_MS  NATS_NO_ECHO  NATS_NODES_NUMBER [adapter.nats.*]
   CLUSTER_HEALTH_HEARTBEAT_INTERVAL_MS, CLUSTER_HEALTH_NODE_TIMEOUT_MS [adapter.cluster_health.*]
   WEBHOOK_BATCHING_ENABLED [webhooks.batching.enabled]
-  WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]
+  WEBHOOK_BATCHING_DURATION [webhooks.batching.duration]  WEBHOOK_BATCHING_SIZE [webhooks.batching.size]
   QUEUE_DRIVER [queue.driver: memory, redis, redis-cluster, sqs]  QUEUE_BUFFER_SIZE [queue.buffer_size]
   QUEUE_MAX_IN_FLIGHT [queue.max_in_flight]  REDIS_CLUSTER_QUEUE_PREFIX [queue.redis_cluster.prefix]
   SQS_REGION, SQS_QUEUE_URL, SQS_QUEUE_NAME, SQS_ENDPOINT_URL, SQS_VISIBILITY_TIMEOUT,

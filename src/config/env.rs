@@ -18,6 +18,34 @@ pub const CONFIG_FILE: &str = "CONFIG_FILE";
 /// Prefix of the variables describing the default app.
 const APP: &str = "SOCKUDO_DEFAULT_APP_";
 
+/// Sockudo's variables that set no configuration key (so the key catalogue cannot list them), each
+/// honoured here with Sockudo's meaning (`RUST_LOG` and `SOCKUDO_LOG_*` in `logging.rs`). A unit test
+/// checks that each of Sockudo's variables is in the catalogue or in this list.
+#[cfg(test)]
+pub const ENV_ONLY: &[(&str, &str)] = &[
+    (CONFIG_FILE, "the config file (instead of --config)"),
+    ("RUST_LOG", "log filter; always wins"),
+    (
+        "SOCKUDO_LOG_DEBUG",
+        "log filter when debug is on and RUST_LOG is unset",
+    ),
+    (
+        "SOCKUDO_LOG_PROD",
+        "log filter when debug is off and RUST_LOG is unset",
+    ),
+    (
+        SKIP_INLINE_APPS,
+        "true: drop the config file's inline apps (app_manager.array.apps)",
+    ),
+    (
+        REGISTER_INLINE_APPS,
+        "false: drop the config file's inline apps, like SOCKUDO_SKIP_INLINE_APPS=true",
+    ),
+];
+
+const SKIP_INLINE_APPS: &str = "SOCKUDO_SKIP_INLINE_APPS";
+const REGISTER_INLINE_APPS: &str = "APP_MANAGER_REGISTER_INLINE_APPS";
+
 /// Read access to the environment with the parsing rules above.
 pub struct Env<'a> {
     get: &'a dyn Fn(&str) -> Option<String>,
@@ -269,6 +297,7 @@ impl<'a> Env<'a> {
             "WEBHOOK_BATCHING_DURATION",
             &mut c.webhooks.batching.duration,
         )?;
+        self.uint("WEBHOOK_BATCHING_SIZE", &mut c.webhooks.batching.size)?;
 
         self.uint("SOCKUDO_IO_MEMORY_KB", &mut c.runtime.io_memory_kb)?;
         self.uint("SOCKUDO_PREEMPT_TIMER_MS", &mut c.runtime.preempt_timer_ms)?;
@@ -305,6 +334,16 @@ impl<'a> Env<'a> {
             .collect()
     }
 
+    /// Whether the file's inline apps are dropped, as Sockudo does: `SOCKUDO_SKIP_INLINE_APPS` true, or
+    /// `APP_MANAGER_REGISTER_INLINE_APPS` false.
+    pub fn skip_inline_apps(&self) -> Result<bool, ConfigError> {
+        let skip = self.parsed(SKIP_INLINE_APPS, parse_bool)?.unwrap_or(false);
+        let register = self
+            .parsed(REGISTER_INLINE_APPS, parse_bool)?
+            .unwrap_or(true);
+        Ok(skip || !register)
+    }
+
     /// The app described by `SOCKUDO_DEFAULT_APP_*`, if `_ID`, `_KEY` and `_SECRET` are all set.
     /// Some but not all of the three is an error; other `_*` variables without them are ignored.
     pub fn default_app(&self) -> Result<Option<AppConfig>, ConfigError> {
@@ -337,7 +376,12 @@ impl<'a> Env<'a> {
         if let Some(v) = flag("ENABLED")? {
             app.enabled = v;
         }
-        if let Some(v) = flag("ENABLE_CLIENT_MESSAGES")? {
+        // Sockudo's older name is the fallback.
+        let client_messages = match flag("ENABLE_CLIENT_MESSAGES")? {
+            Some(v) => Some(v),
+            None => self.parsed("SOCKUDO_ENABLE_CLIENT_MESSAGES", parse_bool)?,
+        };
+        if let Some(v) = client_messages {
             app.enable_client_messages = v;
         }
         app.enable_user_authentication = flag("ENABLE_USER_AUTHENTICATION")?;
@@ -562,6 +606,27 @@ mod tests {
             msg(&[("LOG_OUTPUT_FORMAT", "xml")]),
             "LOG_OUTPUT_FORMAT: \"xml\" is not a valid log format (use human or json)"
         );
+    }
+
+    #[test]
+    fn sockudos_older_client_messages_variable_is_the_fallback() {
+        let app = |vars: &[(&str, &str)]| {
+            let mut all = vec![
+                ("SOCKUDO_DEFAULT_APP_ID", "1"),
+                ("SOCKUDO_DEFAULT_APP_KEY", "k"),
+                ("SOCKUDO_DEFAULT_APP_SECRET", "s"),
+            ];
+            all.extend_from_slice(vars);
+            let get = with(&all);
+            let app = Env::new(&get).default_app().expect("valid").expect("app");
+            app.enable_client_messages
+        };
+        assert!(!app(&[]));
+        assert!(app(&[("SOCKUDO_ENABLE_CLIENT_MESSAGES", "true")]));
+        assert!(!app(&[
+            ("SOCKUDO_ENABLE_CLIENT_MESSAGES", "true"),
+            ("SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES", "false"),
+        ]));
     }
 
     #[test]

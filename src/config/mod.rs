@@ -132,6 +132,14 @@ pub fn load_with(
     }
 
     let apps = &mut config.app_manager.array.apps;
+    if env.skip_inline_apps()? && !apps.is_empty() {
+        notes.push(format!(
+            "{} inline app(s) of the config file skipped (SOCKUDO_SKIP_INLINE_APPS / \
+             APP_MANAGER_REGISTER_INLINE_APPS)",
+            apps.len()
+        ));
+        apps.clear();
+    }
     if let Some(app) = env.default_app()? {
         notes.push(format!(
             "app \"{}\" configured from SOCKUDO_DEFAULT_APP_* environment variables",

@@ -646,11 +646,70 @@ pub struct AppArrayConfig {
 }
 
 /// Webhook delivery.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WebhooksConfig {
     /// Group webhook events that occur close together into one request.
     pub batching: WebhookBatchingConfig,
+    /// How failed requests are retried, for every webhook that does not set its own `retry` fields.
+    pub retry: WebhookRetryConfig,
+    /// Timeout of one request, for every webhook that does not set its own.
+    pub request_timeout_ms: u64,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        WebhooksConfig {
+            batching: WebhookBatchingConfig::default(),
+            retry: WebhookRetryConfig::default(),
+            request_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl WebhooksConfig {
+    /// What a webhook uses for the fields it leaves out.
+    pub fn defaults(&self) -> sockudo_webhooks::WebhookDefaults {
+        let ms = std::time::Duration::from_millis;
+        sockudo_webhooks::WebhookDefaults {
+            retry: sockudo_webhooks::RetryPolicy {
+                enabled: self.retry.enabled,
+                max_attempts: self.retry.max_attempts,
+                max_elapsed: ms(self.retry.max_elapsed_time_ms),
+                initial_backoff: ms(self.retry.initial_backoff_ms),
+                max_backoff: ms(self.retry.max_backoff_ms),
+            },
+            request_timeout: ms(self.request_timeout_ms),
+        }
+    }
+}
+
+/// Server-wide webhook retry settings (Sockudo's `webhooks.retry`; a webhook's own `retry` fields win).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookRetryConfig {
+    /// False: one attempt, never retried.
+    pub enabled: bool,
+    /// Total attempts, the first included; unset: limited by `max_elapsed_time_ms` only.
+    pub max_attempts: Option<u32>,
+    /// No attempt starts later than this after the first.
+    pub max_elapsed_time_ms: u64,
+    /// Wait before the first retry.
+    pub initial_backoff_ms: u64,
+    /// Longest wait between attempts.
+    pub max_backoff_ms: u64,
+}
+
+impl Default for WebhookRetryConfig {
+    fn default() -> Self {
+        WebhookRetryConfig {
+            enabled: true,
+            max_attempts: None,
+            max_elapsed_time_ms: 300_000,
+            initial_backoff_ms: 1_000,
+            max_backoff_ms: 60_000,
+        }
+    }
 }
 
 /// Webhook batching.
@@ -661,6 +720,8 @@ pub struct WebhookBatchingConfig {
     pub enabled: bool,
     /// Milliseconds to collect events before sending. Env `WEBHOOK_BATCHING_DURATION`.
     pub duration: u64,
+    /// The most events one batched request carries (at least 1). Env `WEBHOOK_BATCHING_SIZE`.
+    pub size: usize,
 }
 
 impl Default for WebhookBatchingConfig {
@@ -668,6 +729,7 @@ impl Default for WebhookBatchingConfig {
         WebhookBatchingConfig {
             enabled: false,
             duration: 50,
+            size: 100,
         }
     }
 }

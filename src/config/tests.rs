@@ -153,6 +153,53 @@ fn env_default_app_is_added_or_replaces_the_same_id() {
 }
 
 #[test]
+fn inline_apps_are_skipped_as_sockudo_skips_them() {
+    for (var, value) in [
+        ("SOCKUDO_SKIP_INLINE_APPS", "true"),
+        ("APP_MANAGER_REGISTER_INLINE_APPS", "false"),
+    ] {
+        let world = World::default()
+            .file("config/config.json", FILE)
+            .env("APP_MANAGER_DRIVER", "mysql")
+            .env(var, value)
+            .env("SOCKUDO_DEFAULT_APP_ID", "2")
+            .env("SOCKUDO_DEFAULT_APP_KEY", "k2")
+            .env("SOCKUDO_DEFAULT_APP_SECRET", "s2");
+        let loaded = world.load(&[]).expect("loads");
+        let ids: Vec<_> = loaded
+            .config
+            .app_manager
+            .array
+            .apps
+            .iter()
+            .map(|a| a.id.as_str())
+            .collect();
+        assert_eq!(ids, vec!["2"], "{var}={value}: the file's app is dropped");
+        assert!(
+            loaded.notes[0].starts_with("1 inline app(s) of the config file skipped"),
+            "{:?}",
+            loaded.notes
+        );
+    }
+    let kept = World::default()
+        .file("config/config.json", FILE)
+        .env("SOCKUDO_SKIP_INLINE_APPS", "false")
+        .env("APP_MANAGER_REGISTER_INLINE_APPS", "true")
+        .load(&[])
+        .expect("loads");
+    assert_eq!(kept.config.app_manager.array.apps.len(), 1);
+    let err = World::default()
+        .file("config/config.json", FILE)
+        .env("SOCKUDO_SKIP_INLINE_APPS", "perhaps")
+        .load(&[])
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("SOCKUDO_SKIP_INLINE_APPS: "),
+        "{err}"
+    );
+}
+
+#[test]
 fn partial_default_app_is_an_error() {
     let err = World::default()
         .env("SOCKUDO_DEFAULT_APP_KEY", "k")

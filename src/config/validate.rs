@@ -133,8 +133,24 @@ pub fn validate(c: &Config) -> Result<(), ConfigError> {
             ),
         ));
     }
+    let retry = &c.webhooks.retry;
+    at_least_one("webhooks.request_timeout_ms", c.webhooks.request_timeout_ms)?;
+    at_least_one(
+        "webhooks.retry.initial_backoff_ms",
+        retry.initial_backoff_ms,
+    )?;
+    if let Some(max) = retry.max_attempts {
+        at_least_one("webhooks.retry.max_attempts", u64::from(max))?;
+    }
+    if retry.max_backoff_ms < retry.initial_backoff_ms {
+        return Err(ConfigError::invalid(
+            "webhooks.retry.max_backoff_ms",
+            "must not be less than initial_backoff_ms",
+        ));
+    }
     if c.webhooks.batching.enabled {
         at_least_one("webhooks.batching.duration", c.webhooks.batching.duration)?;
+        at_least_one("webhooks.batching.size", c.webhooks.batching.size as u64)?;
     }
     at_least_one("runtime.io_memory_kb", c.runtime.io_memory_kb as u64)?;
     at_least_one("runtime.preempt_timer_ms", c.runtime.preempt_timer_ms)?;
@@ -205,12 +221,14 @@ fn apps(c: &Config) -> Result<(), ConfigError> {
             ));
         }
         if let Some(webhooks) = &app.webhooks {
-            sockudo_webhooks::parse_webhooks(webhooks).map_err(|e| match e.split_once(": ") {
-                Some((path, message)) if path.starts_with("webhooks") => {
-                    ConfigError::invalid(at(path), message)
-                }
-                _ => ConfigError::invalid(at("webhooks"), e),
-            })?;
+            sockudo_webhooks::parse_webhooks_with(webhooks, &c.webhooks.defaults()).map_err(
+                |e| match e.split_once(": ") {
+                    Some((path, message)) if path.starts_with("webhooks") => {
+                        ConfigError::invalid(at(path), message)
+                    }
+                    _ => ConfigError::invalid(at("webhooks"), e),
+                },
+            )?;
         }
         if let Some(rules) = &app.channel_delta_compression {
             crate::delta::ChannelRules::parse(rules).map_err(|e| {
@@ -305,6 +323,17 @@ mod tests {
             "websocket.max_messages: must be at least 1"
         );
         assert!(error_of(|c| c.websocket.max_bytes = Some(0)).starts_with("websocket.max_bytes:"));
+        assert!(error_of(|c| {
+            c.webhooks.batching.enabled = true;
+            c.webhooks.batching.size = 0;
+        })
+        .starts_with("webhooks.batching.size:"));
+        assert_eq!(
+            error_of(|c| c.webhooks.retry.max_backoff_ms = 10),
+            "webhooks.retry.max_backoff_ms: must not be less than initial_backoff_ms"
+        );
+        assert!(error_of(|c| c.webhooks.request_timeout_ms = 0)
+            .starts_with("webhooks.request_timeout_ms:"));
         assert_eq!(
             error_of(|c| c.metrics.port = 6001),
             "metrics.port: must differ from port (6001)"

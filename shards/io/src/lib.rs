@@ -105,6 +105,8 @@ pub struct IoShardConfig {
     pub app_source: Option<SourceConfig>,
     /// Batching window (`webhooks.batching.duration`); `None`: one event per request.
     pub batching: Option<Duration>,
+    /// The most events one batched request carries (`webhooks.batching.size`, at least 1).
+    pub batch_size: usize,
     /// Capacity of the queue from the worker shards (default [`DEFAULT_QUEUE_CAPACITY`]).
     pub queue_capacity: usize,
     /// Cap on webhook requests waiting for a connection slot or their next retry; beyond it the oldest
@@ -124,6 +126,7 @@ impl Default for IoShardConfig {
             apps: Vec::new(),
             app_source: None,
             batching: None,
+            batch_size: sockudo_webhooks::batch::MAX_EVENTS_PER_REQUEST,
             queue_capacity: DEFAULT_QUEUE_CAPACITY,
             max_pending_deliveries: DEFAULT_MAX_PENDING_DELIVERIES,
             cluster: None,
@@ -236,6 +239,7 @@ pub fn start(mut config: IoShardConfig) -> anyhow::Result<(IoShard, IoSender)> {
             let mut router = Router::new(
                 config.apps,
                 config.batching,
+                config.batch_size,
                 shared,
                 resolver,
                 durable,

@@ -58,6 +58,7 @@ impl Router {
     pub(crate) fn new(
         apps: Vec<AppWebhooks>,
         batching: Option<Duration>,
+        batch_size: usize,
         shared: Arc<Shared>,
         resolver: AppResolver,
         durable: Option<DurableHandle>,
@@ -71,7 +72,7 @@ impl Router {
         Router {
             apps,
             resolver,
-            batcher: Batcher::new(batching),
+            batcher: Batcher::with_max(batching, batch_size),
             tasks: JoinSet::new(),
             shared,
             durable,

@@ -166,6 +166,29 @@ fn batching_groups_events_per_webhook() {
 }
 
 #[test]
+fn batching_size_caps_the_events_of_one_request() {
+    let a = Receiver::new(vec![200]);
+    let hooks = app(json!([{"url": a.url, "event_types": ["channel_occupied"]}]));
+    let (shard, sender) = start(IoShardConfig {
+        batch_size: 2,
+        ..config(vec![hooks], Some(Duration::from_millis(150)))
+    })
+    .expect("start");
+    for ch in ["c1", "c2", "c3"] {
+        assert!(sender.send(occupied(ch)));
+    }
+    let sizes: Vec<usize> = (0..2)
+        .map(|_| a.next(WAIT).expect("a batch").events().len())
+        .collect();
+    assert_eq!(
+        sizes,
+        [2, 1],
+        "a full batch goes at once, the rest when the window closes"
+    );
+    shard.shutdown(Duration::from_secs(1));
+}
+
+#[test]
 fn a_500_is_retried_with_the_same_body_after_about_a_second() {
     let receiver = Receiver::new(vec![500, 200]);
     let hooks = app(json!([{"url": receiver.url, "event_types": ["channel_occupied"]}]));

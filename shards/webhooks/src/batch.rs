@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-/// The most events one request carries (Sockudo's batch size).
+/// The most events one request carries by default (Sockudo's `webhooks.batching.size`).
 pub const MAX_EVENTS_PER_REQUEST: usize = 100;
 
 /// Sockudo's default batching window.

@@ -93,13 +93,40 @@ impl AppWebhooks {
     }
 }
 
-/// Reads an app's `webhooks` array. Errors name the entry and field, e.g.
-/// `webhooks[1].event_types: unknown event type "foo"`.
+/// What a webhook uses for the `retry` fields and `request_timeout_ms` it does not set: the server-wide
+/// `webhooks.retry` / `webhooks.request_timeout_ms` (Sockudo's defaults unless configured).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WebhookDefaults {
+    /// The retry policy a webhook starts from.
+    pub retry: RetryPolicy,
+    /// The timeout of one request.
+    pub request_timeout: Duration,
+}
+
+impl Default for WebhookDefaults {
+    fn default() -> WebhookDefaults {
+        WebhookDefaults {
+            retry: RetryPolicy::default(),
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Reads an app's `webhooks` array with the built-in defaults ([`parse_webhooks_with`]).
 pub fn parse_webhooks(raw: &[serde_json::Value]) -> Result<Vec<WebhookConfig>, String> {
+    parse_webhooks_with(raw, &WebhookDefaults::default())
+}
+
+/// Reads an app's `webhooks` array; fields a webhook leaves out come from `defaults`. Errors name the entry
+/// and field, e.g. `webhooks[1].event_types: unknown event type "foo"`.
+pub fn parse_webhooks_with(
+    raw: &[serde_json::Value],
+    defaults: &WebhookDefaults,
+) -> Result<Vec<WebhookConfig>, String> {
     raw.iter()
         .enumerate()
         .map(|(index, value)| {
-            parse_one(value).map_err(|e| {
+            parse_one(value, defaults).map_err(|e| {
                 // Errors about the entry as a whole start with ':'; the others with a field path.
                 let dot = if e.starts_with(':') { "" } else { "." };
                 format!("webhooks[{index}]{dot}{e}")
@@ -149,7 +176,10 @@ struct RawRetry {
 }
 
 /// Parses one entry; the error starts with the field path (the caller prefixes `webhooks[i].`).
-fn parse_one(value: &serde_json::Value) -> Result<WebhookConfig, String> {
+fn parse_one(
+    value: &serde_json::Value,
+    defaults: &WebhookDefaults,
+) -> Result<WebhookConfig, String> {
     let raw: RawWebhook = serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
         let path = if path == "." { String::new() } else { path };
@@ -162,11 +192,11 @@ fn parse_one(value: &serde_json::Value) -> Result<WebhookConfig, String> {
         None => ChannelFilter::default(),
     };
     let headers = parse_headers(raw.headers.unwrap_or_default())?;
-    let retry = parse_retry(raw.retry)?;
+    let retry = parse_retry(raw.retry, defaults.retry)?;
     let request_timeout = match raw.request_timeout_ms {
         Some(0) => return Err("request_timeout_ms: must be greater than 0".into()),
         Some(ms) => Duration::from_millis(ms),
-        None => DEFAULT_REQUEST_TIMEOUT,
+        None => defaults.request_timeout,
     };
     Ok(WebhookConfig {
         target,
@@ -267,8 +297,8 @@ fn parse_headers(headers: BTreeMap<String, String>) -> Result<Vec<(String, Strin
     Ok(out)
 }
 
-fn parse_retry(raw: Option<RawRetry>) -> Result<RetryPolicy, String> {
-    let mut policy = RetryPolicy::default();
+fn parse_retry(raw: Option<RawRetry>, defaults: RetryPolicy) -> Result<RetryPolicy, String> {
+    let mut policy = defaults;
     let Some(raw) = raw else {
         return Ok(policy);
     };
@@ -480,5 +510,44 @@ mod tests {
             url: "https://user:pw@example.com:8443/hook?token=abc".into(),
         };
         assert_eq!(t.display_safe(), "https://example.com:8443/hook");
+    }
+
+    #[test]
+    fn fields_a_webhook_leaves_out_come_from_the_server_defaults() {
+        let defaults = WebhookDefaults {
+            retry: RetryPolicy {
+                enabled: true,
+                max_attempts: Some(3),
+                max_elapsed: Duration::from_secs(20),
+                initial_backoff: Duration::from_millis(200),
+                max_backoff: Duration::from_secs(2),
+            },
+            request_timeout: Duration::from_secs(4),
+        };
+        let list = [
+            json!({"url": "http://h/a", "event_types": ["channel_occupied"]}),
+            json!({"url": "http://h/b", "event_types": ["channel_occupied"],
+                   "retry": {"max_attempts": 7}, "request_timeout_ms": 900}),
+        ];
+        let hooks = parse_webhooks_with(&list, &defaults).expect("valid");
+        assert_eq!(hooks[0].retry, defaults.retry);
+        assert_eq!(hooks[0].request_timeout, Duration::from_secs(4));
+        assert_eq!(
+            hooks[1].retry,
+            RetryPolicy {
+                max_attempts: Some(7),
+                ..defaults.retry
+            }
+        );
+        assert_eq!(hooks[1].request_timeout, Duration::from_millis(900));
+        let err = parse_webhooks_with(
+            &[
+                json!({"url": "http://h/c", "event_types": ["channel_occupied"],
+                     "retry": {"initial_backoff_ms": 5000}}),
+            ],
+            &defaults,
+        )
+        .unwrap_err();
+        assert!(err.starts_with("webhooks[0].retry.max_backoff_ms"), "{err}");
     }
 }

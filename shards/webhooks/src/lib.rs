@@ -17,7 +17,9 @@ pub mod retry;
 #[cfg(test)]
 mod test_support;
 
-pub use config::{parse_webhooks, AppWebhooks, WebhookConfig, WebhookTarget};
+pub use config::{
+    parse_webhooks, parse_webhooks_with, AppWebhooks, WebhookConfig, WebhookDefaults, WebhookTarget,
+};
 pub use error::{ClientInitError, DeliveryError};
 pub use event::{EventKind, KindSet, WebhookEvent};
 pub use filter::ChannelFilter;
