@@ -30,6 +30,9 @@ fn main() -> ExitCode {
         return check_config(&loaded);
     }
     logging::init(&loaded.config);
+    // Clients that build TLS configs from the process default (Redis over `rediss://`) need one provider:
+    // both ring and aws-lc-rs are compiled in with the AWS backends, so rustls cannot pick one by itself.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match loaded.source.path() {
         Some(path) => tracing::info!(config = %path.display(), "configuration loaded"),
         None => tracing::info!("no configuration file: defaults and environment only"),

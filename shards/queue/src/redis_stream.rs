@@ -26,7 +26,7 @@ const MAX_BLOCK: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 enum Target {
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     #[cfg(feature = "redis-cluster")]
     Cluster(Vec<String>),
 }
@@ -78,10 +78,10 @@ fn backend_error(what: &str, e: redis::RedisError) -> QueueError {
 impl RedisQueue {
     pub(crate) fn new(config: QueueConfig) -> Result<RedisQueue, QueueError> {
         let target = match config.backend {
-            Backend::Redis { url } => Target::Single(
+            Backend::Redis { url } => Target::Single(Box::new(
                 redis::Client::open(url.as_str())
                     .map_err(|e| QueueError::Config(format!("invalid Redis URL: {e}")))?,
-            ),
+            )),
             #[cfg(feature = "redis-cluster")]
             Backend::RedisCluster { nodes } => {
                 if nodes.is_empty() {
