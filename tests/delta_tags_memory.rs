@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use sockudo::delta::channel::{ChannelDeltas, EventInput};
-use sockudo::delta::{Algorithm, DeltaSettings};
+use sockudo::delta::{Algorithm, DeltaSettings, SocketDelta};
 use sockudo::tags::{FilterLimits, TagFilter, Tags};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -108,13 +108,22 @@ fn evaluating_a_filter_allocates_nothing() {
     let allocated = allocations() - before;
     // goal passes the `and` branch, untyped the `not` branch, shot neither.
     assert_eq!(passed, 20_000);
-    assert_eq!(allocated, 0, "filter evaluation allocated {allocated} times");
+    assert_eq!(
+        allocated, 0,
+        "filter evaluation allocated {allocated} times"
+    );
 }
 
 /// A ~1 KB ticker envelope in which a few fields change.
 fn envelope(i: u32) -> Bytes {
     let book: Vec<String> = (0..45)
-        .map(|l| format!("[\\\"{}.00\\\",\\\"{}\\\"]", 59_000 + l * 13, 1 + l * 37 % 500))
+        .map(|l| {
+            format!(
+                "[\\\"{}.00\\\",\\\"{}\\\"]",
+                59_000 + l * 13,
+                1 + l * 37 % 500
+            )
+        })
         .collect();
     Bytes::from(format!(
         r#"{{"event":"tick","channel":"ticker","data":"{{\"bid\":\"{}.5\",\"ask\":\"{}.5\",\"volume\":{},\"book\":[{}]}}"}}"#,
@@ -165,6 +174,8 @@ fn a_delta_socket_costs_a_few_integers_not_a_copy_of_the_message() {
     const EVENTS: u32 = 25;
     let envelopes: Vec<Bytes> = (0..EVENTS).map(envelope).collect();
     assert!(envelopes[0].len() > 1000);
+    // One map entry per socket: connection id and this.
+    assert!(std::mem::size_of::<SocketDelta>() <= 24);
     let one = state_bytes(1, EVENTS, &envelopes);
     for sockets in [1_000u64, 1_500, 4_000] {
         let many = state_bytes(sockets + 1, EVENTS, &envelopes);
