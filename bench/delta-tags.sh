@@ -8,6 +8,8 @@
 # Cases: 1,000 subscribers of one channel, 100 events/s for 10 s of a 1 KB ticker envelope (few fields change):
 #   plain    no delta (baseline)          fossil / xdelta3   every subscriber asks for deltas
 #   tagged   plain, events tagged          filtered  every subscriber filters, 10 % of the events match
+#   fossil-i100 / xdelta3-i100   as fossil / xdelta3 with delta_compression.full_message_interval = 100
+#                                (a full message every 101st event instead of every 11th)
 # Needs release builds of `sockudo` and `sockudo-bench`.
 set -euo pipefail
 
@@ -27,12 +29,22 @@ BASE="-n 1000 -c 1 fanout --rate 100 --duration 10 --ticker --payload-bytes 1000
 case_args() {
     case $1 in
     plain) echo "$BASE" ;;
-    fossil) echo "--delta fossil $BASE" ;;
-    xdelta3) echo "--delta xdelta3 $BASE" ;;
+    fossil | fossil-i100) echo "--delta fossil $BASE" ;;
+    xdelta3 | xdelta3-i100) echo "--delta xdelta3 $BASE" ;;
     tagged) echo "--filter-match 100 $BASE" ;;
     filtered) echo "--filter-match 10 $BASE" ;;
     *) echo "unknown case $1" >&2; exit 2 ;;
     esac
+}
+
+# The server's config file for a case (every case gets one, `{}` for the defaults).
+case_config() {
+    local file="$OUT/$1.config.json"
+    case $1 in
+    *-i100) echo '{"delta_compression":{"full_message_interval":100}}' >"$file" ;;
+    *) echo '{}' >"$file" ;;
+    esac
+    echo "$file"
 }
 
 wait_port() {
@@ -57,7 +69,7 @@ trap stop_server EXIT
 for run in $(seq 1 "$RUNS"); do
     for case in $CASES; do
         port=$((PORT + RANDOM % 500))
-        TAG_FILTERING_ENABLED=true METRICS_PORT=$((port + 1000)) "$BIN/sockudo" --port "$port" --shards "$SHARDS" \
+        TAG_FILTERING_ENABLED=true METRICS_PORT=$((port + 1000)) "$BIN/sockudo" --config "$(case_config "$case")" --port "$port" --shards "$SHARDS" \
             >"$OUT/$case-$run.log" 2>&1 &
         SERVER_PID=$!
         wait_port "$port"

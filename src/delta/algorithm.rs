@@ -49,6 +49,9 @@ mod tests {
     const F1_BASE: &str = r#"{"event":"price-update","channel":"market-data","data":"{\"asset\":\"BTC\",\"price\":\"100.00\",\"volume\":1000,\"exchange\":\"binance\",\"ts\":1700000000000}"}"#;
     const F1_TARGET: &str = r#"{"event":"price-update","channel":"market-data","data":"{\"asset\":\"BTC\",\"price\":\"100.01\",\"volume\":1005,\"exchange\":\"binance\",\"ts\":1700000000250}"}"#;
     const F1_DELTA: &str = "MlcKMVNAMCxKOjFcIixcInZvbHVtZVwiOjEwMDVnQDFrLDY6MjUwfSJ9MnpRdFRQOw==";
+    const F2_BASE: &str = r#"{"event":"match_event","channel":"match:123","data":"{\"minute\":\"23.30\",\"event_type\":\"shot\",\"player\":\"Vinicius\",\"xG\":0.12}","tags":{"event_type":"shot","team":"Real Madrid"}}"#;
+    const F2_TARGET: &str = r#"{"event":"match_event","channel":"match:123","data":"{\"minute\":\"24.10\",\"event_type\":\"goal\",\"player\":\"Vinicius\",\"xG\":0.87}","tags":{"event_type":"goal","team":"Real Madrid"}}"#;
+    const F2_DELTA: &str = "MncKMTRAMCxTOjQuMTBcIixcImV2ZW50X3R5cGVcIjpcImdvYWxfQDFXLDI6ODdQQDI2LFM6Z29hbCIsInRlYW0iOiJSZWFsIE1hZHJpZCJ9fTNjdF9YQzs=";
     const F3_BASE: &str = r#"{"event":"status","channel":"cafe-menu","data":"{\"item\":\"Café crème\",\"price\":\"3,50 €\",\"note\":\"naïve – äöü\",\"stock\":12}"}"#;
     const F3_TARGET: &str = r#"{"event":"status","channel":"cafe-menu","data":"{\"item\":\"Café crème\",\"price\":\"3,80 €\",\"note\":\"naïve – äöü ✓\",\"stock\":11}"}"#;
     const F3_DELTA: &str = "MksKMVBAMCwxOjhfQDFRLE06IOKck1wiLFwic3RvY2tcIjoxMX0ifTM2UFFUUTs=";
@@ -65,6 +68,7 @@ mod tests {
     fn golden_fossil_vectors_decode_and_ours_round_trip() {
         for (base, target, golden) in [
             (F1_BASE, F1_TARGET, F1_DELTA),
+            (F2_BASE, F2_TARGET, F2_DELTA),
             (F3_BASE, F3_TARGET, F3_DELTA),
         ] {
             let applied = fossil_delta::apply(base.as_bytes(), b64(golden)).unwrap();

@@ -37,13 +37,59 @@ struct Group {
 pub struct SocketDelta {
     /// Encoding of this socket's deltas.
     pub algorithm: Algorithm,
-    held: Vec<u32>,
+    held: HeldBases,
 }
 
 impl SocketDelta {
     /// The frame carrying sequence `seq` never reached the client (queue full): it does not hold that base.
     pub fn lost(&mut self, seq: u32) {
-        self.held.retain(|s| *s != seq);
+        self.held.remove(seq);
+    }
+}
+
+/// Sequence numbers of the bases a socket holds, oldest first. The usual single base (a channel without
+/// conflation, or one key) is kept inline, so a tracked socket costs no allocation of its own.
+#[derive(Debug, Clone, PartialEq, Default)]
+enum HeldBases {
+    #[default]
+    None,
+    One(u32),
+    // Boxed so the enum, and with it every socket's map entry, stays 16 bytes; only sockets holding bases of
+    // several conflation keys pay for the vector.
+    #[allow(clippy::box_collection)]
+    Many(Box<Vec<u32>>),
+}
+
+impl HeldBases {
+    fn contains(&self, seq: u32) -> bool {
+        match self {
+            HeldBases::None => false,
+            HeldBases::One(s) => *s == seq,
+            HeldBases::Many(v) => v.contains(&seq),
+        }
+    }
+
+    fn remove(&mut self, seq: u32) {
+        match self {
+            HeldBases::One(s) if *s == seq => *self = HeldBases::None,
+            HeldBases::Many(v) => v.retain(|s| *s != seq),
+            _ => {}
+        }
+    }
+
+    /// Adds `seq`, dropping the oldest when more than `max` are held.
+    fn push(&mut self, seq: u32, max: usize) {
+        match self {
+            HeldBases::None => *self = HeldBases::One(seq),
+            HeldBases::One(_) if max <= 1 => *self = HeldBases::One(seq),
+            HeldBases::One(s) => *self = HeldBases::Many(Box::new(vec![*s, seq])),
+            HeldBases::Many(v) => {
+                v.push(seq);
+                if v.len() > max {
+                    v.remove(0);
+                }
+            }
+        }
     }
 }
 
@@ -55,7 +101,7 @@ impl ChannelDeltas {
             .and_modify(|s| s.algorithm = algorithm)
             .or_insert(SocketDelta {
                 algorithm,
-                held: Vec::new(),
+                held: HeldBases::None,
             });
     }
 
@@ -68,7 +114,7 @@ impl ChannelDeltas {
     /// Forgets the bases `conn` holds (`pusher:delta_sync_error`): its next message of every key is full.
     pub fn reset_socket(&mut self, conn: u64) {
         if let Some(s) = self.sockets.get_mut(&conn) {
-            s.held.clear();
+            s.held = HeldBases::None;
         }
     }
 
@@ -202,21 +248,16 @@ impl Round {
 
     /// The frame for one tracked socket, recording that it now holds this event as its base for the key.
     pub fn frame_for(&mut self, socket: &mut SocketDelta) -> Frame {
-        let holds_base = self
-            .prev_seq
-            .is_some_and(|prev| socket.held.contains(&prev));
+        let holds_base = self.prev_seq.is_some_and(|prev| socket.held.contains(prev));
         let delta = if holds_base {
             self.delta_frame(socket.algorithm)
         } else {
             None
         };
         if let Some(prev) = self.prev_seq {
-            socket.held.retain(|s| *s != prev);
+            socket.held.remove(prev);
         }
-        socket.held.push(self.seq);
-        if socket.held.len() > self.max_held {
-            socket.held.remove(0);
-        }
+        socket.held.push(self.seq, self.max_held);
         match delta {
             Some(frame) => {
                 self.delta_sent = true;
@@ -307,6 +348,33 @@ mod tests {
             *base = Some(stripped.clone());
             stripped
         }
+    }
+
+    #[test]
+    fn held_bases_keep_the_newest_up_to_the_cap() {
+        let mut held = HeldBases::default();
+        held.push(1, 1);
+        held.push(2, 1);
+        assert_eq!(
+            held,
+            HeldBases::One(2),
+            "cap 1: the new base replaces the old"
+        );
+        held.push(3, 3);
+        held.push(4, 3);
+        held.push(5, 3);
+        assert_eq!(
+            held,
+            HeldBases::Many(Box::new(vec![3, 4, 5])),
+            "cap 3: the oldest (2) went"
+        );
+        held.remove(4);
+        assert!(held.contains(3) && held.contains(5) && !held.contains(4));
+        let mut one = HeldBases::One(7);
+        one.remove(8);
+        assert!(one.contains(7));
+        one.remove(7);
+        assert_eq!(one, HeldBases::None);
     }
 
     #[test]

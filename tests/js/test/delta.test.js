@@ -278,3 +278,74 @@ describe('delta compression with omit_delta_algorithm and xdelta3 as the server 
     c.ws.close();
   });
 });
+
+describe('delta compression limits: min_message_size, max_channel_states_per_socket, conflation_key_path', () => {
+  let server;
+  before(async () => {
+    server = await h.startServer({
+      shards: 1,
+      apps: APPS,
+      config: {
+        delta_compression: { min_message_size: 400, max_channel_states_per_socket: 2, conflation_key_path: 'asset' },
+      },
+    });
+  });
+  after(async () => {
+    const res = await server.stop();
+    assert.equal(res.code, 0);
+  });
+
+  test('small envelopes stay plain, the third channel of a socket is plain, the server-wide key path conflates', T, async () => {
+    const port = server.port;
+    const ref = await plainConn(port);
+    const c = await deltaConn(port);
+    await c.enableDelta();
+    const channels = ['lim-a', 'lim-b', 'lim-c'];
+    for (const ch of channels) {
+      await raw.rawSubscribe(ref, ch);
+      await raw.rawSubscribe(c, ch);
+    }
+    const small = (asset) => JSON.stringify({ asset, small: true });
+    const items = [];
+    for (let i = 0; i < 12; i++) {
+      const asset = ASSETS[i % 2];
+      for (const ch of channels) items.push({ name: 'e', channel: ch, data: payload(i, asset) });
+    }
+    // Under 400 bytes: plain frames, and the delta stream goes on against the last large message.
+    items.push({ name: 'e', channel: 'lim-a', data: small('BTC') });
+    for (let i = 12; i < 16; i++) items.push({ name: 'e', channel: 'lim-a', data: payload(i, 'BTC') });
+    await publishAll(port, items);
+    const want = { 'lim-a': 17, 'lim-b': 12, 'lim-c': 12 };
+    for (const [ch, n] of Object.entries(want)) {
+      await h.until(() => (ref.events.get(ch) || []).length === n && (c.events.get(ch) || []).length === n, 5000, ch);
+      assertSame(c, ref, ch, ch);
+    }
+    const of = (ch) => c.messages.filter((m) => m.channel === ch && !m.event.startsWith('pusher_internal:'));
+    // Subscription order decides which two channels get delta state.
+    for (const ch of ['lim-a', 'lim-b']) {
+      const frames = of(ch);
+      assert.ok(frames.filter((m) => m.event === 'pusher:delta').length >= 8, `${ch} got deltas`);
+      // No app rule matches lim-*: the server-wide conflation_key_path applies.
+      const full = frames.find((m) => typeof m.__delta_seq === 'number');
+      assert.ok(ASSETS.includes(full.__conflation_key), JSON.stringify(full));
+      assert.ok(frames.filter((m) => m.event === 'pusher:delta').every((m) => ASSETS.includes(m.data.conflation_key)));
+    }
+    assert.ok(of('lim-c').every((m) => m.event === 'e' && m.__delta_seq === undefined), 'over the per-socket cap: plain');
+    const smallFrame = of('lim-a').find((m) => m.event === 'e' && JSON.parse(m.data).small === true);
+    assert.ok(smallFrame, 'the small event arrived');
+    assert.equal(smallFrame.__delta_seq, undefined, 'a small envelope is not tracked');
+    assert.equal(of('lim-a').at(-1).event, 'pusher:delta', 'deltas resume after the small message');
+
+    // Leaving a tracked channel frees its slot: a new subscription gets delta state again.
+    c.send({ event: 'pusher:unsubscribe', data: { channel: 'lim-b' } });
+    await h.sleep(100);
+    await raw.rawSubscribe(ref, 'lim-d');
+    await raw.rawSubscribe(c, 'lim-d');
+    await publishAll(port, Array.from({ length: 5 }, (_, i) => ({ name: 'e', channel: 'lim-d', data: payload(i, 'SOL') })));
+    await h.until(() => (c.events.get('lim-d') || []).length === 5 && (ref.events.get('lim-d') || []).length === 5, 5000, 'lim-d');
+    assertSame(c, ref, 'lim-d', 'lim-d');
+    assert.ok(of('lim-d').filter((m) => m.event === 'pusher:delta').length >= 3, 'the freed slot tracks lim-d');
+    ref.ws.close();
+    c.ws.close();
+  });
+});

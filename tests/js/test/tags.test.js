@@ -131,6 +131,41 @@ describe('tag filtering (SHARDS=2, tag_filtering.enabled)', () => {
     assert.equal(c.messages.filter((m) => m.channel === 'refused' && m.event === 'x').length, 0);
   });
 
+  test('batch_events carry tags per item; client events (untagged) reach only unfiltered members', T, async () => {
+    const api = h.sdk(server.port);
+    const byShard = await raw.perShard(server.port, 2);
+    const [f0, u0] = byShard.get('0');
+    const [f1, u1] = byShard.get('1');
+    conns.push(f0, u0, f1, u1);
+    const goals = { tags_filter: { key: 'type', cmp: 'eq', val: 'goal' } };
+    // Filtered members (both shards) and unfiltered ones.
+    for (const c of [f0, f1]) await raw.rawSubscribe(c, 'private-live', { ...api.authorizeChannel(c.socketId, 'private-live'), ...goals });
+    for (const c of [u0, u1]) await raw.rawPrivate(api, c, 'private-live');
+    const batch = [
+      { name: 'b-goal', channel: 'private-live', data: '{}', tags: { type: 'goal' } },
+      { name: 'b-shot', channel: 'private-live', data: '{}', tags: { type: 'shot' } },
+      { name: 'b-none', channel: 'private-live', data: '{}' },
+      { name: 'b-goal2', channel: 'private-live', data: '{}', tags: { type: 'goal', min: '90' } },
+    ];
+    const res = await h.signedPost(server.port, h.APP, `/apps/${h.APP.id}/batch_events`, { batch });
+    assert.equal(res.status, 200, res.body);
+    // A client event from an unfiltered member: no tags, so filtered members never get it.
+    u0.send({ event: 'client-typing', channel: 'private-live', data: { who: 'u0' } });
+    const events = (c) => c.messages.filter((m) => m.channel === 'private-live' && !m.event.startsWith('pusher')).map((m) => m.event);
+    await h.until(() => events(u1).length === 5, 5000, 'unfiltered member on the other shard');
+    await h.until(() => [f0, f1].every((c) => events(c).length >= 2), 5000, 'filtered members');
+    await h.sleep(200);
+    assert.deepEqual(events(u1), ['b-goal', 'b-shot', 'b-none', 'b-goal2', 'client-typing']);
+    assert.deepEqual(events(u0), ['b-goal', 'b-shot', 'b-none', 'b-goal2'], 'the sender does not get its own client event');
+    for (const c of [f0, f1]) assert.deepEqual(events(c), ['b-goal', 'b-goal2']);
+    const goal2 = f1.messages.find((m) => m.event === 'b-goal2');
+    assert.deepEqual(goal2.tags, { min: '90', type: 'goal' });
+    const bad = await h.signedPost(server.port, h.APP, `/apps/${h.APP.id}/batch_events`, {
+      batch: [{ name: 'ok', channel: 'private-live', data: '{}' }, { name: 'x', channel: 'private-live', data: '{}', tags: { n: 5 } }],
+    });
+    assert.equal(bad.status, 400, 'a bad tag in any item refuses the batch');
+  });
+
   test('enable_tags=false strips tags after routing; bad publish tags are a 400', T, async () => {
     const [f, plain] = [await raw.rawConn(server.port), await raw.rawConn(server.port)];
     conns.push(f, plain);
