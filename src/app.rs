@@ -222,6 +222,10 @@ pub struct AppSeed {
 /// Longest time an unknown key is remembered as unknown (shorter when the cache TTL is shorter).
 const MAX_NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Shortest time an unknown key is remembered as unknown, also with the cache disabled or a TTL of 0: a flood
+/// of connects with a bad key then costs at most one query per shard per second instead of one per connect.
+const MIN_NEGATIVE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl AppSeed {
     /// Prepares the apps of `config`; call once per process. With a database driver the inline apps are not
     /// used: every app comes from the database.
@@ -257,7 +261,7 @@ impl AppSeed {
             };
             AppPolicy::Database {
                 ttl,
-                negative_ttl: ttl.min(MAX_NEGATIVE_TTL),
+                negative_ttl: ttl.clamp(MIN_NEGATIVE_TTL, MAX_NEGATIVE_TTL),
             }
         };
         let apps = match policy {
@@ -434,6 +438,35 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unknown_keys_are_remembered_between_one_and_five_seconds() {
+        use std::time::Duration;
+        let negative = |enabled: bool, ttl: u64| {
+            let mut config = Config::default();
+            config.app_manager.driver = "postgresql".into();
+            config.app_manager.cache.enabled = enabled;
+            config.app_manager.cache.ttl = ttl;
+            match AppSeed::new(&config).policy {
+                AppPolicy::Database { ttl, negative_ttl } => (ttl, negative_ttl),
+                AppPolicy::Memory => panic!("a database driver"),
+            }
+        };
+        assert_eq!(
+            negative(true, 300),
+            (Duration::from_secs(300), Duration::from_secs(5))
+        );
+        assert_eq!(
+            negative(true, 3),
+            (Duration::from_secs(3), Duration::from_secs(3))
+        );
+        assert_eq!(
+            negative(false, 300),
+            (Duration::ZERO, Duration::from_secs(1)),
+            "a flood of bad keys is bounded with the cache disabled too"
+        );
+        assert_eq!(negative(true, 0).1, Duration::from_secs(1));
+    }
 
     #[test]
     fn rate_window_refuses_past_the_limit_and_resets_each_second() {

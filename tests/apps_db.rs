@@ -66,8 +66,15 @@ fn start(db: &dyn AppDb, table: &str, ttl_secs: u64, metrics_port: Option<u16>) 
     })
 }
 
+type Socket = tungstenite::WebSocket<std::net::TcpStream>;
+
 /// Connects with `key`: `Ok(socket_id)` on `connection_established`, `Err(code)` when refused.
 fn connect(server: &Server, key: &str) -> Result<String, u16> {
+    open(server, key).map(|(_, socket_id)| socket_id)
+}
+
+/// Connects with `key` and keeps the socket open: `Ok((socket, socket_id))`, `Err(code)` when refused.
+fn open(server: &Server, key: &str) -> Result<(Socket, String), u16> {
     let (mut ws, _) = server.ws(&format!("/app/{key}?protocol=7&client=js&version=8.4.0"));
     loop {
         match ws.read().expect("read") {
@@ -76,12 +83,29 @@ fn connect(server: &Server, key: &str) -> Result<String, u16> {
                 if v["event"] == "pusher:connection_established" {
                     let data: serde_json::Value =
                         serde_json::from_str(v["data"].as_str().unwrap()).unwrap();
-                    return Ok(data["socket_id"].as_str().unwrap().to_string());
+                    let socket_id = data["socket_id"].as_str().unwrap().to_string();
+                    return Ok((ws, socket_id));
                 }
             }
             tungstenite::Message::Close(Some(frame)) => return Err(u16::from(frame.code)),
             tungstenite::Message::Close(None) => return Err(1005),
             _ => {}
+        }
+    }
+}
+
+/// Subscribes `client` to private channel `channel` with auth signed by `secret`: true when the server
+/// accepts it, false on `pusher:error`.
+fn private_subscribe_signed_with(client: &mut common::Client, channel: &str, secret: &str) -> bool {
+    let to_sign = sockudo::protocol::auth::channel_string_to_sign(&client.socket_id, channel, None);
+    let auth = sockudo::protocol::auth::expected_auth(APP_KEY, secret, &to_sign);
+    client.send(json!({"event": "pusher:subscribe", "data": {"channel": channel, "auth": auth}}));
+    loop {
+        let reply = client.next_event();
+        match reply["event"].as_str() {
+            Some("pusher_internal:subscription_succeeded") => return true,
+            Some("pusher:error") => return false,
+            _ => continue,
         }
     }
 }
@@ -161,7 +185,6 @@ fn applies_changes_within_the_ttl(db: &dyn AppDb, name: &str) {
     // The old connection kept working (it may also get events published while the shards disagreed).
     while c.next_event()["event"] != "still" {}
 
-    db.update(&table, "added", "secret = 'other'");
     db.update(&table, "added", &db_key_set("added-key-2"));
     eventually(Duration::from_secs(10), "the new key connects", || {
         connect(&server, "added-key-2").is_ok()
@@ -169,6 +192,56 @@ fn applies_changes_within_the_ttl(db: &dyn AppDb, name: &str) {
     eventually(Duration::from_secs(10), "the old key is refused", || {
         connect(&server, "added-key") == Err(4001)
     });
+
+    // A lowered limit applies to new connections within the TTL.
+    let (_held, _) = open(&server, "added-key-2").expect("one connection under the limit");
+    db.update(&table, "added", "max_connections = 1");
+    eventually(
+        Duration::from_secs(10),
+        "max_connections = 1 refuses a second connection with 4004",
+        || connect(&server, "added-key-2") == Err(4004),
+    );
+
+    // A rotated secret applies within the TTL: REST signatures, and channel auth on a connection opened
+    // before the change (a backend signs with the new secret at once).
+    db.update(&table, APP_ID, "secret = 'rotated-secret'");
+    let events = format!("/apps/{APP_ID}/events");
+    let body = br#"{"name":"signed","channels":["live"],"data":"new"}"#;
+    eventually(
+        Duration::from_secs(10),
+        "REST accepts the new secret and refuses the old one",
+        || {
+            server
+                .signed_at(
+                    "POST",
+                    &events,
+                    &[],
+                    body,
+                    common::now_unix(),
+                    "rotated-secret",
+                )
+                .0
+                == 200
+                && server.signed("POST", &events, &[], body).0 == 401
+        },
+    );
+    let mut attempt = 0;
+    eventually(
+        Duration::from_secs(10),
+        "an open connection's channel auth uses the new secret",
+        || {
+            attempt += 1;
+            private_subscribe_signed_with(
+                &mut c,
+                &format!("private-new-{attempt}"),
+                "rotated-secret",
+            )
+        },
+    );
+    assert!(
+        !private_subscribe_signed_with(&mut c, "private-old", APP_SECRET),
+        "the old secret no longer authorizes"
+    );
 }
 
 fn db_key_set(key: &str) -> String {
@@ -225,6 +298,50 @@ fn unknown_keys_are_bounded(db: &dyn AppDb, name: &str) {
     assert!(after - before >= 1.0, "the database was asked");
 }
 
+/// The server creates Sockudo's table when it is missing (the test then writes into it with the database's own
+/// client), and reads what a row leaves unset from Sockudo's nested `policy` JSON.
+fn creates_the_missing_table_and_reads_policy(db: &dyn AppDb, name: &str) {
+    let table = table(name);
+    let server = start(db, &table, 300, None);
+    assert_eq!(
+        connect(&server, "probe-key"),
+        Err(4001),
+        "the table was created empty"
+    );
+    db.insert(
+        &table,
+        APP_ID,
+        APP_KEY,
+        APP_SECRET,
+        true,
+        &[
+            ("max_event_batch_size", "NULL"),
+            ("policy", r#"'{"limits":{"max_event_batch_size":1}}'"#),
+        ],
+    );
+    assert!(connect(&server, APP_KEY).is_ok());
+    let batch = |n: usize| {
+        let events: Vec<_> = (0..n)
+            .map(|i| json!({"name": "e", "channel": "c", "data": i.to_string()}))
+            .collect();
+        let body = json!({ "batch": events }).to_string();
+        server
+            .signed(
+                "POST",
+                &format!("/apps/{APP_ID}/batch_events"),
+                &[],
+                body.as_bytes(),
+            )
+            .0
+    };
+    assert_eq!(batch(1), 200);
+    assert_eq!(
+        batch(2),
+        400,
+        "policy.limits.max_event_batch_size = 1 applies"
+    );
+}
+
 macro_rules! driver_tests {
     ($module:ident, $feature:literal, $db:expr, $port_var:literal) => {
         #[cfg(feature = $feature)]
@@ -250,6 +367,14 @@ macro_rules! driver_tests {
                     &$db,
                     concat!(stringify!($module), "_outage"),
                     $port_var,
+                );
+            }
+
+            #[test]
+            fn creates_the_missing_table_and_reads_policy() {
+                super::creates_the_missing_table_and_reads_policy(
+                    &$db,
+                    concat!(stringify!($module), "_create"),
                 );
             }
 
@@ -623,6 +748,7 @@ impl Dynamo {
     fn attribute(value: &str) -> serde_json::Value {
         match value {
             "true" | "false" => json!({"BOOL": value == "true"}),
+            "NULL" => json!({"NULL": true}),
             v if v.starts_with('\'') => json!({"S": v.trim_matches('\'')}),
             v => json!({"N": v}),
         }
@@ -690,30 +816,3 @@ impl AppDb for Dynamo {
 }
 
 driver_tests!(dynamodb, "dynamodb", Dynamo, "SOCKUDO_TEST_DYNAMODB_PORT");
-
-/// The table is created when missing, and an item in Sockudo's layout with `policy` as a JSON string works.
-#[cfg(feature = "dynamodb")]
-#[test]
-fn dynamodb_creates_the_table_and_reads_policy() {
-    let db = Dynamo;
-    let table = table("dynamodb_create");
-    let server = start(&db, &table, 300, None);
-    assert_eq!(
-        connect(&server, APP_KEY),
-        Err(4001),
-        "the table was created empty"
-    );
-    db.insert(
-        &table,
-        APP_ID,
-        APP_KEY,
-        APP_SECRET,
-        true,
-        &[(
-            "policy",
-            r#"'{"features":{"enable_client_messages":true}}'"#,
-        )],
-    );
-    db.insert(&table, "other", "other-key", "s", true, &[]);
-    assert!(connect(&server, "other-key").is_ok());
-}

@@ -2,8 +2,8 @@
 //!
 //! Shard-local (`RefCell`), touched only by the shard's thread. With the memory driver every app is inserted at
 //! start and never expires. With a database driver entries are filled by [`super::lookup`] and carry a
-//! deadline; an expired entry is still served (and refreshed in the background) so that a database outage
-//! never takes a cached app away.
+//! deadline; an expired entry is looked up again on its next use, and still served when the database cannot
+//! answer, so that a database outage never takes a cached app away.
 
 use super::{App, AppLimits, AppPolicy, AppSlots};
 use sockudo_io_shard::{IoSender, Lookup};
@@ -203,8 +203,9 @@ impl AppRegistry {
         self.by_slot.borrow().is_empty()
     }
 
-    /// Drops expired negative entries and stale entries nothing asked for in a while (called by the sweeper),
-    /// so a flood of unknown keys does not grow the cache.
+    /// Drops expired negative entries (called by the sweeper), so a flood of unknown keys does not grow the
+    /// cache. Found apps stay (bounded by the apps the process has seen): an expired one is the fallback while
+    /// the database is down.
     pub fn purge(&self, now: Instant) {
         for map in [&self.by_key, &self.by_id] {
             map.borrow_mut().retain(|_, entry| match entry {

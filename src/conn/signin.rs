@@ -32,7 +32,8 @@ pub async fn signin(shard: &Shard, conn: &Rc<Connection>, data: SigninData) {
         conn.send_error(code, message, None);
     };
     let to_sign = auth::user_string_to_sign(&conn.socket_id, &data.user_data);
-    if !auth::verify_auth(&conn.app.key, &conn.app.secret, &to_sign, &data.auth) {
+    let app = shard.current_app(&conn.app).await;
+    if !auth::verify_auth(&app.key, &app.secret, &to_sign, &data.auth) {
         refuse(
             Some(codes::UNAUTHORIZED),
             &format!("Invalid signature: Expected HMAC SHA256 hex digest of {to_sign}"),

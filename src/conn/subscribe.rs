@@ -82,7 +82,8 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
             }
         }
         channel::ChannelKind::Private | channel::ChannelKind::PrivateEncrypted => {
-            if let Err(message) = check_signature(conn, name, None, data.auth.as_deref()) {
+            let app = shard.current_app(&conn.app).await;
+            if let Err(message) = check_signature(&app, conn, name, None, data.auth.as_deref()) {
                 refuse(None, &message);
                 return;
             }
@@ -92,8 +93,9 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
                 refuse(None, "Presence channels need channel_data with a user_id");
                 return;
             };
+            let app = shard.current_app(&conn.app).await;
             if let Err(message) =
-                check_signature(conn, name, Some(channel_data), data.auth.as_deref())
+                check_signature(&app, conn, name, Some(channel_data), data.auth.as_deref())
             {
                 refuse(None, &message);
                 return;
@@ -183,7 +185,10 @@ pub async fn subscribe(shard: &Rc<Shard>, conn: &Rc<Connection>, data: Subscribe
     }
 }
 
+/// Checks `provided` against `app`'s key and secret (the app's current copy: a secret rotated in the app
+/// database applies to connections opened before the change).
 fn check_signature(
+    app: &crate::app::App,
     conn: &Connection,
     channel: &str,
     channel_data: Option<&str>,
@@ -191,7 +196,7 @@ fn check_signature(
 ) -> Result<(), String> {
     let to_sign = auth::channel_string_to_sign(&conn.socket_id, channel, channel_data);
     let provided = provided.unwrap_or("");
-    if auth::verify_auth(&conn.app.key, &conn.app.secret, &to_sign, provided) {
+    if auth::verify_auth(&app.key, &app.secret, &to_sign, provided) {
         return Ok(());
     }
     let got = provided

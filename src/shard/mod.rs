@@ -948,6 +948,20 @@ impl Shard {
     ) -> Result<Option<Rc<App>>, crate::app::LookupError> {
         crate::app::lookup::resolve(&self.apps, by).await
     }
+
+    /// The current copy of `app` (a connection's app, fixed when it connected), for checks that must follow a
+    /// change in the app database within the cache TTL, such as a rotated secret on channel auth and signin: a
+    /// fresh cache hit costs one map lookup, a stale entry is looked up again. When the app is gone, disabled
+    /// or cannot be looked up now, the connection keeps its own copy (open connections stay).
+    pub async fn current_app(&self, app: &Rc<App>) -> Rc<App> {
+        match self
+            .find_app(sockudo_io_shard::Lookup::Id(app.id.clone()))
+            .await
+        {
+            Ok(Some(current)) if current.enabled => current,
+            _ => app.clone(),
+        }
+    }
 }
 
 /// Runs shard `id` to completion on the current (pinned) thread's executor.

@@ -74,7 +74,9 @@ impl Server {
             serde_json::to_vec_pretty(&opts.config).unwrap(),
         )
         .unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockudo"));
+        let mut cmd = Command::new(
+            std::env::var_os("SOCKUDO_TEST_BIN").unwrap_or(env!("CARGO_BIN_EXE_sockudo").into()),
+        );
         cmd.arg("--config")
             .arg(&config_path)
             .current_dir(&dir)
