@@ -489,6 +489,15 @@ fn metrics_answer_while_a_slow_client_holds_a_connection_and_bind_metrics_host()
             std::thread::sleep(Duration::from_millis(300));
         }
     });
+    // And more clients holding connections open than the metrics port serves at once: each new scrape takes the
+    // place of the oldest of them.
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.2", metrics_port)).unwrap();
+            s.write_all(b"G").unwrap();
+            s
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(200));
     for _ in 0..5 {
         let started = Instant::now();
@@ -507,6 +516,13 @@ fn metrics_answer_while_a_slow_client_holds_a_connection_and_bind_metrics_host()
         std::thread::sleep(Duration::from_millis(300));
     }
     slow.join().unwrap();
+    // The first one held was cut to make room: it reads end-of-stream (or a reset), not an answer.
+    held[0]
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = held[0].read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
 
 #[test]
