@@ -9,10 +9,10 @@
 use super::{usage::Usage, MetricsRegistry};
 use crate::http::{self, Method, Response};
 use anyhow::Context;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::collections::VecDeque;
+use std::io::{Read, Write};
 use std::net::Shutdown;
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
