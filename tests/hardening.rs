@@ -17,9 +17,14 @@ fn rss_kb(pid: u32) -> u64 {
         .unwrap()
 }
 
-/// A masked client frame.
+/// A masked client frame with FIN set.
 fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = vec![0x80 | opcode];
+    masked_frame(0x80 | opcode, payload)
+}
+
+/// A masked client frame whose first byte (FIN, opcode) is `first`.
+fn masked_frame(first: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = vec![first];
     match payload.len() {
         n if n < 126 => out.push(0x80 | n as u8),
         n if n < 65536 => {
@@ -484,6 +489,15 @@ fn metrics_answer_while_a_slow_client_holds_a_connection_and_bind_metrics_host()
             std::thread::sleep(Duration::from_millis(300));
         }
     });
+    // And more clients holding connections open than the metrics port serves at once: each new scrape takes the
+    // place of the oldest of them.
+    let mut held: Vec<TcpStream> = (0..20)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.2", metrics_port)).unwrap();
+            s.write_all(b"G").unwrap();
+            s
+        })
+        .collect();
     std::thread::sleep(Duration::from_millis(200));
     for _ in 0..5 {
         let started = Instant::now();
@@ -502,6 +516,13 @@ fn metrics_answer_while_a_slow_client_holds_a_connection_and_bind_metrics_host()
         std::thread::sleep(Duration::from_millis(300));
     }
     slow.join().unwrap();
+    // The first one held was cut to make room: it reads end-of-stream (or a reset), not an answer.
+    held[0]
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = held[0].read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
 
 #[test]
@@ -591,4 +612,35 @@ fn shutdown_close_4200_is_preceded_by_pusher_error() {
     assert_eq!(e["event"], "pusher:error", "{e}");
     assert_eq!(e["data"]["code"], 4200, "{e}");
     assert_eq!(code, Some(4200));
+}
+
+#[test]
+fn a_message_in_more_than_1024_fragments_is_closed_1009() {
+    let server = Server::start();
+    // 1,024 frames in all (first + 1,022 continuations + final) make one message: it is answered.
+    let mut s = raw_websocket(&server, 64 * 1024);
+    let ping = br#"{"event":"pusher:ping"}"#;
+    let mut within = masked_frame(0x01, &ping[..1]);
+    for b in &ping[1..ping.len() - 1] {
+        within.extend(masked_frame(0x00, &[*b]));
+    }
+    within.extend(std::iter::repeat_n(masked_frame(0x00, b""), 1024 - ping.len()).flatten());
+    within.extend(masked_frame(0x80, &ping[ping.len() - 1..]));
+    s.write_all(&within).unwrap();
+    // One more continuation (1,025 frames): close 1009, and the connection ends.
+    let mut over = masked_frame(0x01, b"");
+    over.extend(std::iter::repeat_n(masked_frame(0x00, b""), 1024).flatten());
+    s.write_all(&over).unwrap();
+    let frames = server_frames(&read_all(&mut s, Duration::from_secs(10)));
+    let texts: Vec<Value> = frames
+        .iter()
+        .filter(|(op, _)| *op == 1)
+        .filter_map(|(_, p)| serde_json::from_slice(p).ok())
+        .collect();
+    assert!(
+        texts.iter().any(|t| t["event"] == "pusher:pong"),
+        "the 1,024-frame message was not answered: {texts:?}"
+    );
+    let (code, _) = close_and_error(&frames);
+    assert_eq!(code, Some(1009), "{texts:?}");
 }

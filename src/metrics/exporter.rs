@@ -2,15 +2,19 @@
 //!
 //! Each scrape is served on a short-lived thread of its own, at most [`MAX_CLIENTS`] at once, and each has
 //! [`REQUEST_DEADLINE`] in all to send its request and take the answer: a client trickling bytes cannot hold the
-//! endpoint, and a flood of them cannot take more than a few threads.
+//! endpoint, and a flood of them cannot take more than a few threads. When all [`MAX_CLIENTS`] are busy, a new
+//! client takes the place of the oldest one (whose socket is cut): a real scrape is answered in milliseconds, so the
+//! oldest is almost always a client that is holding its connection, and a few of those cannot lock scrapes out.
 
 use super::{usage::Usage, MetricsRegistry};
 use crate::http::{self, Method, Response};
 use anyhow::Context;
+use std::collections::VecDeque;
 use std::io::{Read, Write};
+use std::net::Shutdown;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Content type of the Prometheus text format.
@@ -19,8 +23,41 @@ const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// How long one client may take, in all, to send its request and read the answer.
 const REQUEST_DEADLINE: Duration = Duration::from_secs(5);
 
-/// Scrapes served at once; a client over this is answered 503 at once.
+/// Clients served at once; one more takes the place of the oldest.
 pub const MAX_CLIENTS: usize = 16;
+
+/// Threads alive at once, counting those of cut clients that have not noticed yet; a client beyond this is answered
+/// 503 at once.
+const MAX_THREADS: usize = 2 * MAX_CLIENTS;
+
+/// The clients being served, oldest first: an id and a handle on the socket to cut it.
+#[derive(Default)]
+struct Inflight {
+    next_id: u64,
+    clients: VecDeque<(u64, TcpStream)>,
+}
+
+impl Inflight {
+    /// Registers a client, first cutting the oldest when [`MAX_CLIENTS`] are served; returns the new client's id.
+    fn admit(&mut self, handle: TcpStream) -> u64 {
+        if self.clients.len() >= MAX_CLIENTS {
+            if let Some((_, oldest)) = self.clients.pop_front() {
+                tracing::debug!(peer = ?oldest.peer_addr().ok(), "metrics: cutting the oldest client for a new one");
+                // Wakes its thread, blocked in a read or a write, with end-of-file or an error.
+                let _ = oldest.shutdown(Shutdown::Both);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.clients.push_back((id, handle));
+        id
+    }
+
+    /// A client is done (or was cut).
+    fn remove(&mut self, id: u64) {
+        self.clients.retain(|(c, _)| *c != id);
+    }
+}
 
 /// Binds the metrics port; start-up fails with this error when it cannot.
 pub fn bind(host: &str, port: u16) -> anyhow::Result<TcpListener> {
@@ -38,9 +75,10 @@ pub fn spawn(listener: TcpListener, registry: Arc<MetricsRegistry>) -> anyhow::R
         .spawn(move || {
             tracing::info!(addr = ?addr, "metrics serving");
             let active = Arc::new(AtomicUsize::new(0));
+            let inflight = Arc::new(Mutex::new(Inflight::default()));
             for stream in listener.incoming() {
                 match stream {
-                    Ok(s) => dispatch(s, &registry, &active),
+                    Ok(s) => dispatch(s, &registry, &active, &inflight),
                     Err(e) => {
                         tracing::warn!(error = %e, "metrics accept failed");
                         std::thread::sleep(Duration::from_millis(50));
@@ -52,9 +90,15 @@ pub fn spawn(listener: TcpListener, registry: Arc<MetricsRegistry>) -> anyhow::R
     Ok(())
 }
 
-/// Hands one client to a thread of its own, or answers 503 when [`MAX_CLIENTS`] are being served.
-fn dispatch(mut stream: TcpStream, registry: &Arc<MetricsRegistry>, active: &Arc<AtomicUsize>) {
-    if active.fetch_add(1, Ordering::AcqRel) >= MAX_CLIENTS {
+/// Hands one client to a thread of its own (cutting the oldest client when [`MAX_CLIENTS`] are served), or answers
+/// 503 when [`MAX_THREADS`] are still alive.
+fn dispatch(
+    mut stream: TcpStream,
+    registry: &Arc<MetricsRegistry>,
+    active: &Arc<AtomicUsize>,
+    inflight: &Arc<Mutex<Inflight>>,
+) {
+    if active.fetch_add(1, Ordering::AcqRel) >= MAX_THREADS {
         active.fetch_sub(1, Ordering::AcqRel);
         let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
         let mut out = Vec::new();
@@ -62,19 +106,37 @@ fn dispatch(mut stream: TcpStream, registry: &Arc<MetricsRegistry>, active: &Arc
         let _ = stream.write_all(&out);
         return;
     }
-    let (registry, done) = (registry.clone(), active.clone());
+    let handle = match stream.try_clone() {
+        Ok(h) => h,
+        Err(e) => {
+            active.fetch_sub(1, Ordering::AcqRel);
+            tracing::warn!(error = %e, "metrics: cannot clone a client socket");
+            return;
+        }
+    };
+    let id = lock(inflight).admit(handle);
+    let (registry, done, list) = (registry.clone(), active.clone(), inflight.clone());
     let spawned = std::thread::Builder::new()
         .name("metrics-client".into())
         .spawn(move || {
             if let Err(e) = serve(stream, &registry) {
                 tracing::debug!(error = %e, "metrics request failed");
             }
+            lock(&list).remove(id);
             done.fetch_sub(1, Ordering::AcqRel);
         });
     if let Err(e) = spawned {
+        lock(inflight).remove(id);
         active.fetch_sub(1, Ordering::AcqRel);
         tracing::warn!(error = %e, "cannot spawn a metrics client thread");
     }
+}
+
+/// The client list, even if a client thread panicked while holding it (the list stays consistent).
+fn lock(inflight: &Mutex<Inflight>) -> std::sync::MutexGuard<'_, Inflight> {
+    inflight
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// Time left before `deadline`, or a timed-out error.
@@ -149,6 +211,31 @@ mod tests {
         let u = answer(&Method::Get, "/usage", &r);
         assert_eq!(u.status, 200);
         assert_eq!(answer(&Method::Get, "/nope", &r).status, 404);
+    }
+
+    #[test]
+    fn a_new_client_takes_the_place_of_the_oldest() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut inflight = Inflight::default();
+        let mut ids = Vec::new();
+        let mut peers = Vec::new();
+        for _ in 0..=MAX_CLIENTS {
+            let client = TcpStream::connect(addr).unwrap();
+            let (server_side, _) = listener.accept().unwrap();
+            ids.push(inflight.admit(server_side));
+            peers.push(client);
+        }
+        assert_eq!(inflight.clients.len(), MAX_CLIENTS);
+        assert_eq!(inflight.clients.front().map(|c| c.0), Some(ids[1]));
+        // The oldest was cut: its peer reads end-of-stream.
+        peers[0]
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        assert_eq!(peers[0].read(&mut [0u8; 8]).unwrap(), 0);
+        inflight.remove(ids[5]);
+        assert_eq!(inflight.clients.len(), MAX_CLIENTS - 1);
+        assert!(inflight.clients.iter().all(|c| c.0 != ids[5]));
     }
 
     #[test]
