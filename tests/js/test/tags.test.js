@@ -11,6 +11,9 @@ const raw = require('./raw');
 const T = { timeout: 60000 };
 const APPS = [{
   ...h.DEFAULT_APPS[0],
+  // One subscriber per filter on each shard, plus the connections perShard holds while the kernel spreads
+  // connects over the shards: more than the default app's 50 when the spread is uneven.
+  max_connections: 500,
   max_backend_events_per_second: 100000,
   channel_delta_compression: { 'notags-*': { enable_tags: false } },
 }];
