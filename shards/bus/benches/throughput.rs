@@ -60,11 +60,7 @@ impl Measured {
 
 async fn publish_only(broker: &Broker, count: u64, payload: &Bytes) -> Measured {
     let (tx, mut rx) = mpsc::channel(1024);
-    let bus = Bus::start(
-        broker.config(&format!("bench-{}", std::process::id())),
-        tx,
-    )
-    .expect("bus");
+    let bus = Bus::start(broker.config(&format!("bench-{}", std::process::id())), tx).expect("bus");
     wait_up(&mut rx).await;
     let topics: Vec<String> = (0..64).map(|i| format!("ch.app.room-{i}")).collect();
     let (cpu0, broker0, start) = (process_cpu(), broker.cpu(), Instant::now());

@@ -368,7 +368,10 @@ fn spawn_node(config: BusConfig) -> (mpsc::UnboundedSender<Command>, std::thread
     (commands_tx, thread)
 }
 
-fn ask<T>(node: &mpsc::UnboundedSender<Command>, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> T {
+fn ask<T>(
+    node: &mpsc::UnboundedSender<Command>,
+    command: impl FnOnce(oneshot::Sender<T>) -> Command,
+) -> T {
     let (tx, rx) = oneshot::channel();
     node.send(command(tx)).expect("node running");
     rx.blocking_recv().expect("node answered")
@@ -439,7 +442,8 @@ fn fanout(broker: &Broker, idle: f64, params: &Params, routing: Routing, m: usiz
                 .map(|c| routing.topic(c))
                 .collect(),
         };
-        node.send(Command::Interest(interest)).expect("node running");
+        node.send(Command::Interest(interest))
+            .expect("node running");
         ask(node, |done| Command::SubscribeLive(topics, done));
     }
     let total = params.rate * params.seconds;
@@ -459,7 +463,11 @@ fn fanout(broker: &Broker, idle: f64, params: &Params, routing: Routing, m: usiz
     let deadline = Instant::now() + Duration::from_secs(30);
     let after = loop {
         let after = marks(&cluster.nodes);
-        let wanted: u64 = after.iter().zip(&before).map(|(a, b)| a.1.wanted - b.1.wanted).sum();
+        let wanted: u64 = after
+            .iter()
+            .zip(&before)
+            .map(|(a, b)| a.1.wanted - b.1.wanted)
+            .sum();
         if wanted >= expected_wanted || Instant::now() > deadline {
             break after;
         }
@@ -468,9 +476,23 @@ fn fanout(broker: &Broker, idle: f64, params: &Params, routing: Routing, m: usiz
     let seconds = start.elapsed().as_secs_f64();
     let broker_cpu = (broker.cpu() - broker0).as_secs_f64() - idle * seconds;
     let nodes_cpu: Duration = after.iter().zip(&before).map(|(a, b)| a.0 - b.0).sum();
-    let received: u64 = after.iter().zip(&before).map(|(a, b)| a.1.received - b.1.received).sum();
-    let wanted: u64 = after.iter().zip(&before).map(|(a, b)| a.1.wanted - b.1.wanted).sum();
-    let shape = if m == 1 { "sparse".to_string() } else if m == k { "broadcast".to_string() } else { format!("m={m}") };
+    let received: u64 = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.1.received - b.1.received)
+        .sum();
+    let wanted: u64 = after
+        .iter()
+        .zip(&before)
+        .map(|(a, b)| a.1.wanted - b.1.wanted)
+        .sum();
+    let shape = if m == 1 {
+        "sparse".to_string()
+    } else if m == k {
+        "broadcast".to_string()
+    } else {
+        format!("m={m}")
+    };
     println!(
         "{:<14} {:<10} {:<12} nodes CPU {:>7.2} us/event ({:>5.2} us/received)   publisher {:>5.2} us/event   broker {:>6.2} us/event   received {received} (wanted {wanted} of {expected_wanted})",
         broker.name,
@@ -535,7 +557,10 @@ fn interest_changes(broker: &Broker, idle: f64, nodes: usize) {
     let broker_probe = step();
     let broker_unsubscribe = step();
     let rss2 = broker.rss();
-    let times: Vec<BulkTimes> = results.into_iter().map(|r| r.blocking_recv().expect("bulk")).collect();
+    let times: Vec<BulkTimes> = results
+        .into_iter()
+        .map(|r| r.blocking_recv().expect("bulk"))
+        .collect();
     let total = (nodes * BULK) as f64;
     let mut live: Vec<Duration> = times.iter().map(|t| t.live_after).collect();
     let sub_cpu: Duration = times
@@ -559,7 +584,10 @@ fn interest_changes(broker: &Broker, idle: f64, nodes: usize) {
 }
 
 fn main() {
-    let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
+    let args: Vec<u64> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
     let params = Params {
         nodes: args.first().copied().unwrap_or(8) as usize,
         channels: args.get(1).copied().unwrap_or(1_000) as u32,
