@@ -16,124 +16,17 @@
     allow(dead_code, unused_mut)
 )]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sockudo_bus::{Bus, BusConfig, BusEvent};
+use common::{process_cpu, wait_up, Broker};
+use sockudo_bus::{Bus, BusEvent};
 use tokio::sync::mpsc;
 
 /// Cap on messages waiting in the outbox while the bench publishes (the outbox bound is 10,000).
 const IN_FLIGHT: u64 = 4_000;
-
-fn env(name: &str) -> String {
-    std::env::var(name)
-        .unwrap_or_else(|_| panic!("{name} is not set: source the scripts/services/ script first"))
-}
-
-fn process_cpu() -> Duration {
-    // SAFETY: getrusage only writes the struct we pass.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
-        usage
-    };
-    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
-}
-
-/// CPU time of the broker processes (pid files under target/services/<dir>/).
-fn broker_cpu(pid_files: &[String]) -> Duration {
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let mut total = 0;
-    for file in pid_files {
-        let Ok(pid) = std::fs::read_to_string(file) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())) else {
-            continue;
-        };
-        // Fields after the command name (which may contain spaces): utime is the 12th, stime the 13th.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
-        let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        total += utime + stime;
-    }
-    Duration::from_nanos(total * 1_000_000_000 / ticks)
-}
-
-struct Broker {
-    name: &'static str,
-    config: Box<dyn Fn(&str) -> BusConfig>,
-    pid_files: Vec<String>,
-}
-
-fn services_dir() -> String {
-    format!("{}/../../target/services", env!("CARGO_MANIFEST_DIR"))
-}
-
-fn brokers() -> Vec<Broker> {
-    let mut brokers = Vec::new();
-    #[cfg(feature = "redis")]
-    {
-        let url = env("SOCKUDO_TEST_REDIS_URL");
-        brokers.push(Broker {
-            name: "redis",
-            config: Box::new(move |prefix| BusConfig::Redis {
-                url: url.clone(),
-                prefix: prefix.into(),
-            }),
-            pid_files: vec![format!("{}/redis/redis.pid", services_dir())],
-        });
-    }
-    #[cfg(feature = "redis-cluster")]
-    {
-        let nodes: Vec<String> = env("SOCKUDO_TEST_REDIS_CLUSTER_NODES")
-            .split(',')
-            .map(String::from)
-            .collect();
-        let pid_files = nodes
-            .iter()
-            .filter_map(|n| n.rsplit(':').next())
-            .map(|port| format!("{}/redis-cluster/{port}/redis.pid", services_dir()))
-            .collect();
-        brokers.push(Broker {
-            name: "redis-cluster",
-            config: Box::new(move |prefix| BusConfig::RedisCluster {
-                nodes: nodes.clone(),
-                prefix: prefix.into(),
-            }),
-            pid_files,
-        });
-    }
-    #[cfg(feature = "nats")]
-    {
-        let url = env("SOCKUDO_TEST_NATS_URL");
-        brokers.push(Broker {
-            name: "nats",
-            config: Box::new(move |prefix| BusConfig::Nats {
-                servers: vec![url.clone()],
-                prefix: prefix.into(),
-                username: None,
-                password: None,
-                token: None,
-                connect_timeout: Duration::from_secs(2),
-            }),
-            pid_files: vec![format!("{}/nats/nats.pid", services_dir())],
-        });
-    }
-    brokers
-}
-
-async fn wait_up(rx: &mut mpsc::Receiver<BusEvent>) {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(20), rx.recv()).await {
-            Ok(Some(BusEvent::Up)) => return,
-            Ok(Some(_)) => {}
-            _ => panic!("bus did not come up"),
-        }
-    }
-}
 
 /// Publishes `count` messages on `topics` (round robin), keeping at most IN_FLIGHT in the outbox.
 async fn publish_all(bus: &Bus, topics: &[String], count: u64, payload: &Bytes) {
@@ -167,14 +60,10 @@ impl Measured {
 
 async fn publish_only(broker: &Broker, count: u64, payload: &Bytes) -> Measured {
     let (tx, mut rx) = mpsc::channel(1024);
-    let bus = Bus::start(
-        (broker.config)(&format!("bench-{}", std::process::id())),
-        tx,
-    )
-    .expect("bus");
+    let bus = Bus::start(broker.config(&format!("bench-{}", std::process::id())), tx).expect("bus");
     wait_up(&mut rx).await;
     let topics: Vec<String> = (0..64).map(|i| format!("ch.app.room-{i}")).collect();
-    let (cpu0, broker0, start) = (process_cpu(), broker_cpu(&broker.pid_files), Instant::now());
+    let (cpu0, broker0, start) = (process_cpu(), broker.cpu(), Instant::now());
     publish_all(&bus, &topics, count, payload).await;
     let stats = bus.stats();
     while stats.published.load(std::sync::atomic::Ordering::Relaxed) < count {
@@ -183,7 +72,7 @@ async fn publish_only(broker: &Broker, count: u64, payload: &Bytes) -> Measured 
     let measured = Measured {
         seconds: start.elapsed().as_secs_f64(),
         own_cpu: process_cpu() - cpu0,
-        broker_cpu: broker_cpu(&broker.pid_files) - broker0,
+        broker_cpu: broker.cpu() - broker0,
         count,
     };
     assert_eq!(stats.dropped(), 0);
@@ -195,8 +84,8 @@ async fn pub_sub(broker: &Broker, count: u64, payload: &Bytes) -> (Measured, u64
     let prefix = format!("bench-ps-{}", std::process::id());
     let (sub_tx, mut sub_rx) = mpsc::channel(100_000);
     let (pub_tx, mut pub_rx) = mpsc::channel(1024);
-    let subscriber = Bus::start((broker.config)(&prefix), sub_tx).expect("bus");
-    let publisher = Bus::start((broker.config)(&prefix), pub_tx).expect("bus");
+    let subscriber = Bus::start(broker.config(&prefix), sub_tx).expect("bus");
+    let publisher = Bus::start(broker.config(&prefix), pub_tx).expect("bus");
     wait_up(&mut sub_rx).await;
     wait_up(&mut pub_rx).await;
     let topics: Vec<String> = (0..64).map(|i| format!("ch.app.room-{i}")).collect();
@@ -216,7 +105,7 @@ async fn pub_sub(broker: &Broker, count: u64, payload: &Bytes) -> (Measured, u64
             }
         }
     }
-    let (cpu0, broker0, start) = (process_cpu(), broker_cpu(&broker.pid_files), Instant::now());
+    let (cpu0, broker0, start) = (process_cpu(), broker.cpu(), Instant::now());
     let receive = async {
         let mut received = 0u64;
         while received < count {
@@ -234,7 +123,7 @@ async fn pub_sub(broker: &Broker, count: u64, payload: &Bytes) -> (Measured, u64
     let measured = Measured {
         seconds: start.elapsed().as_secs_f64(),
         own_cpu: process_cpu() - cpu0,
-        broker_cpu: broker_cpu(&broker.pid_files) - broker0,
+        broker_cpu: broker.cpu() - broker0,
         count: received.max(1),
     };
     let dropped = subscriber.stats().dropped() + publisher.stats().dropped();
@@ -250,7 +139,7 @@ fn main() {
         .collect();
     let count = args.first().copied().unwrap_or(200_000);
     let payload = Bytes::from(vec![b'x'; args.get(1).copied().unwrap_or(100) as usize]);
-    let brokers = brokers();
+    let brokers = common::brokers();
     assert!(
         !brokers.is_empty(),
         "no broker compiled in: run with --features redis, redis-cluster and/or nats"
