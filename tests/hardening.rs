@@ -259,7 +259,8 @@ fn a_body_sent_to_a_route_that_takes_none_does_not_cost_the_answer() {
         req.extend(vec![b'x'; 8 * 1024 * 1024]);
         let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
         s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
-        s.write_all(&req).expect("the whole body is taken (and dropped)");
+        s.write_all(&req)
+            .expect("the whole body is taken (and dropped)");
         let text = String::from_utf8_lossy(&read_all(&mut s, Duration::from_secs(5))).to_string();
         assert!(text.starts_with("HTTP/1.1 "), "no answer: {text:?}");
     }
