@@ -44,8 +44,12 @@ pub struct AppLimits {
     pub max_presence_member_bytes: usize,
     /// Longest user id.
     pub max_user_id_length: usize,
-    /// Client events one connection may send per second; 0 = unlimited.
+    /// Client events one connection may send per window; 0 = unlimited.
     pub max_client_events_per_second: u64,
+    /// The window those client events are counted in, in seconds (at least 1).
+    pub client_event_window_secs: u32,
+    /// Going over the client event limit closes the connection (4301) instead of only refusing the event.
+    pub terminate_on_client_event_limit: bool,
     /// Connections must sign in or join a private/presence channel within the user authentication timeout.
     pub enable_user_authentication: bool,
     /// Origins allowed to open WebSockets; empty = any.
@@ -242,6 +246,8 @@ impl AppSeed {
             max_presence_member_bytes: config.presence.max_member_size_in_kb as usize * 1024,
             max_user_id_length: config.presence.max_user_id_length as usize,
             max_client_events_per_second: 10,
+            client_event_window_secs: 1,
+            terminate_on_client_event_limit: false,
             enable_user_authentication: false,
             allowed_origins: Vec::new(),
             max_backend_events_per_second: 0,
@@ -426,6 +432,13 @@ fn effective_limits(cfg: &AppConfig, defaults: &AppLimits) -> AppLimits {
         max_client_events_per_second: cfg
             .max_client_events_per_second
             .unwrap_or(defaults.max_client_events_per_second),
+        client_event_window_secs: cfg
+            .decay_seconds
+            .map(|s| s.clamp(1, u64::from(u32::MAX)) as u32)
+            .unwrap_or(defaults.client_event_window_secs),
+        terminate_on_client_event_limit: cfg
+            .terminate_on_limit
+            .unwrap_or(defaults.terminate_on_client_event_limit),
         enable_user_authentication: cfg.enable_user_authentication.unwrap_or(false),
         allowed_origins: cfg.allowed_origins.clone().unwrap_or_default(),
         max_backend_events_per_second: cfg.max_backend_events_per_second.unwrap_or(0),

@@ -3,8 +3,8 @@
 
 mod common;
 use common::*;
-use serde_json::json;
-use std::time::Duration;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
 
 fn data_of(msg: &serde_json::Value) -> serde_json::Value {
     serde_json::from_str(msg["data"].as_str().expect("string data")).unwrap()
@@ -126,6 +126,59 @@ fn client_events_reach_others_on_other_shards_never_the_sender() {
     let got = a.next_event();
     assert_eq!(got["event"], "client-hi");
     assert_eq!(got["user_id"], "bob");
+}
+
+/// A server whose default app has the client event limit `max` in Sockudo's nested `policy.limits` shape.
+fn client_event_limited(limits: Value) -> Server {
+    Server::start_with(ServerOptions {
+        config: json!({"app_manager":{"array":{"apps":[app_json(json!({"policy":{"limits": limits}}))]}}}),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn client_event_limits_count_in_decay_seconds_windows() {
+    let server =
+        client_event_limited(json!({"max_client_events_per_second": 2, "decay_seconds": 3}));
+    let mut a = server.client();
+    a.subscribe_private("private-w");
+    let first = Instant::now();
+    for _ in 0..3 {
+        a.send(json!({"event":"client-x","channel":"private-w","data":{}}));
+    }
+    assert_eq!(a.next_event()["data"]["code"], 4301);
+    // 1.2 s on, a one-second window would have begun again; this one lasts 3 s.
+    std::thread::sleep(Duration::from_millis(1200));
+    a.send(json!({"event":"client-x","channel":"private-w","data":{}}));
+    let err = a.next_event();
+    assert_eq!(err["data"]["code"], 4301, "{err}");
+    assert!(
+        err["data"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("in 3 seconds"),
+        "{err}"
+    );
+    // Once the window has run out, events are relayed again (no error; the connection answers pings).
+    std::thread::sleep(Duration::from_millis(3100).saturating_sub(first.elapsed()));
+    a.send(json!({"event":"client-x","channel":"private-w","data":{}}));
+    a.send(json!({"event":"pusher:ping","data":{}}));
+    assert_eq!(a.next_event()["event"], "pusher:pong");
+}
+
+#[test]
+fn terminate_on_limit_closes_the_connection_with_4301() {
+    let server = client_event_limited(
+        json!({"max_client_events_per_second": 1, "terminate_on_limit": true}),
+    );
+    let mut a = server.client();
+    a.subscribe_private("private-t");
+    a.send(json!({"event":"client-x","channel":"private-t","data":{}}));
+    a.send(json!({"event":"client-x","channel":"private-t","data":{}}));
+    let err = a.next_event();
+    assert_eq!(err["event"], "pusher:error", "{err}");
+    assert_eq!(err["data"]["code"], 4301, "{err}");
+    assert_eq!(a.close_code(), Some(4301));
 }
 
 #[test]

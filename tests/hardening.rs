@@ -246,6 +246,27 @@ fn raw_http(server: &Server, request: &[u8], wait: Duration) -> (u16, String, Du
 }
 
 #[test]
+fn a_body_sent_to_a_route_that_takes_none_does_not_cost_the_answer() {
+    // `/up` takes no body: the server answers without reading it and closes. Closing with 8 MiB unread would
+    // send a reset that can destroy the answer (and fail the client's write) before the client reads it.
+    let server = Server::start();
+    for _ in 0..3 {
+        let mut req = format!(
+            "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
+            8 * 1024 * 1024
+        )
+        .into_bytes();
+        req.extend(vec![b'x'; 8 * 1024 * 1024]);
+        let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+        s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(&req)
+            .expect("the whole body is taken (and dropped)");
+        let text = String::from_utf8_lossy(&read_all(&mut s, Duration::from_secs(5))).to_string();
+        assert!(text.starts_with("HTTP/1.1 "), "no answer: {text:?}");
+    }
+}
+
+#[test]
 fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
     let server = Server::start();
     let path = format!("/apps/{APP_ID}/events");

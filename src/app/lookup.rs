@@ -244,6 +244,21 @@ mod tests {
     }
 
     #[test]
+    fn the_client_event_window_and_termination_come_from_the_policy_column() {
+        // The SQL drivers lift `policy.limits.decay_seconds` / `terminate_on_limit` into the flat record.
+        let cfg = parse_record(
+            record(json!({"id": "1", "key": "k", "secret": "s", "decay_seconds": "5", "terminate_on_limit": true})),
+            &Lookup::Id("1".into()),
+            &WebhookDefaults::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            (cfg.decay_seconds, cfg.terminate_on_limit),
+            (Some(5), Some(true))
+        );
+    }
+
+    #[test]
     fn bad_records_are_skipped() {
         let by = Lookup::Id("1".into());
         assert!(parse_record(

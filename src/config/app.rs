@@ -58,6 +58,12 @@ pub struct AppConfig {
     pub max_event_payload_in_kb: Option<u64>,
     /// Events in one batch publish.
     pub max_event_batch_size: Option<u64>,
+    /// Length in seconds of the window `max_client_events_per_second` counts in (Sockudo's
+    /// `policy.limits.decay_seconds`; default 1): at most that many client events per window.
+    pub decay_seconds: Option<u64>,
+    /// Close the connection (4301) when it goes over the client event limit, instead of only refusing the event
+    /// (Sockudo's `policy.limits.terminate_on_limit`).
+    pub terminate_on_limit: Option<bool>,
     /// Origin patterns allowed to connect (`*`, exact, one `*` wildcard); `None` = any.
     /// A comma separated string is accepted too.
     pub allowed_origins: Option<Vec<String>>,
@@ -90,6 +96,8 @@ impl Default for AppConfig {
             max_event_name_length: None,
             max_event_payload_in_kb: None,
             max_event_batch_size: None,
+            decay_seconds: None,
+            terminate_on_limit: None,
             allowed_origins: None,
             webhooks: None,
             channel_delta_compression: None,

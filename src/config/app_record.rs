@@ -44,6 +44,10 @@ macro_rules! with_limits {
             max_event_payload_in_kb: Option<u64>,
             #[serde(deserialize_with = "opt_uint")]
             max_event_batch_size: Option<u64>,
+            #[serde(deserialize_with = "opt_uint")]
+            decay_seconds: Option<u64>,
+            #[serde(deserialize_with = "opt_flag")]
+            terminate_on_limit: Option<bool>,
         }
     };
 }
@@ -181,6 +185,8 @@ impl TryFrom<AppRecord> for AppConfig {
             max_event_name_length: limit!(max_event_name_length),
             max_event_payload_in_kb: limit!(max_event_payload_in_kb),
             max_event_batch_size: limit!(max_event_batch_size),
+            decay_seconds: limit!(decay_seconds),
+            terminate_on_limit: limit!(terminate_on_limit),
             allowed_origins: one_of(
                 r.allowed_origins,
                 policy.channels.allowed_origins,

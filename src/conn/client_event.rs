@@ -69,13 +69,19 @@ pub fn relay(
         return;
     }
     if !within_rate(shard, conn) {
-        refuse(
-            Some(codes::CLIENT_EVENT_RATE_LIMIT),
-            &format!(
-                "Client event rejected: more than {} per second",
-                limits.max_client_events_per_second
-            ),
+        let window = match limits.client_event_window_secs {
+            1 => "per second".to_string(),
+            n => format!("in {n} seconds"),
+        };
+        let message = format!(
+            "Client event rejected: more than {} {window}",
+            limits.max_client_events_per_second
         );
+        if limits.terminate_on_client_event_limit {
+            conn.close_with_error(codes::CLIENT_EVENT_RATE_LIMIT, &message, shard.now());
+        } else {
+            refuse(Some(codes::CLIENT_EVENT_RATE_LIMIT), &message);
+        }
         return;
     }
     let user_id = conn.presence_user(name);
@@ -123,21 +129,83 @@ fn data_as_string(data_json: &str) -> String {
 
 /// Counts the event in the connection's current one-second window.
 fn within_rate(shard: &Shard, conn: &Connection) -> bool {
-    let max = conn.app.limits.max_client_events_per_second;
+    let limits = &conn.app.limits;
+    let (admitted, window) = count_in_window(
+        conn.client_event_window.get(),
+        shard.now(),
+        limits.client_event_window_secs,
+        limits.max_client_events_per_second,
+    );
+    conn.client_event_window.set(window);
+    admitted
+}
+
+/// Counts one more event in a fixed window of `window_secs` seconds, `(start, count)`, that restarts at `now`
+/// once it has run out. Whether the event is admitted (0 = unlimited), and the window after it.
+fn count_in_window(
+    (start, count): (u32, u32),
+    now: u32,
+    window_secs: u32,
+    max: u64,
+) -> (bool, (u32, u32)) {
     if max == 0 {
-        return true;
+        return (true, (start, count));
     }
-    let now = shard.now();
-    let (start, count) = conn.client_event_window.get();
-    let (start, count) = if now != start {
+    let (start, count) = if now.wrapping_sub(start) >= window_secs.max(1) {
         (now, 0)
     } else {
         (start, count)
     };
     if u64::from(count) >= max {
-        conn.client_event_window.set((start, count));
-        return false;
+        return (false, (start, count));
     }
-    conn.client_event_window.set((start, count + 1));
-    true
+    (true, (start, count + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_in_window;
+
+    /// Sends `times` events at `now`, returning how many were admitted and the window after them.
+    fn send(
+        mut window: (u32, u32),
+        now: u32,
+        secs: u32,
+        max: u64,
+        times: usize,
+    ) -> (usize, (u32, u32)) {
+        let mut admitted = 0;
+        for _ in 0..times {
+            let (ok, next) = count_in_window(window, now, secs, max);
+            window = next;
+            admitted += usize::from(ok);
+        }
+        (admitted, window)
+    }
+
+    #[test]
+    fn one_second_windows_admit_max_per_second() {
+        let (n, w) = send((100, 0), 100, 1, 3, 5);
+        assert_eq!(n, 3);
+        let (n, _) = send(w, 101, 1, 3, 5);
+        assert_eq!(n, 3, "a new second, a new window");
+    }
+
+    #[test]
+    fn decay_seconds_stretch_the_window() {
+        let (n, w) = send((100, 0), 100, 5, 3, 2);
+        assert_eq!(n, 2);
+        let (n, w) = send(w, 103, 5, 3, 3);
+        assert_eq!(n, 1, "still the window that began at 100");
+        let (n, _) = send(w, 105, 5, 3, 4);
+        assert_eq!(n, 3, "the window ran out at 105");
+    }
+
+    #[test]
+    fn zero_means_unlimited_and_a_zero_window_counts_as_one_second() {
+        assert_eq!(send((0, 0), 7, 1, 0, 1000).0, 1000);
+        let (n, w) = send((7, 0), 7, 0, 2, 3);
+        assert_eq!(n, 2);
+        assert_eq!(send(w, 8, 0, 2, 3).0, 2);
+    }
 }

@@ -124,6 +124,12 @@ pub async fn serve(shard: Rc<Shard>, mut stream: Stream) {
                 let (took, out) = (started.elapsed(), *sent.as_ref().unwrap_or(&0));
                 shard.metrics.http_call(route, resp.status, took, need, out);
                 if sent.is_err() || !keep_alive {
+                    if sent.is_ok() && body_len < req.content_length {
+                        // A body the route does not take was not read: drop it for a moment before closing, so
+                        // the client reads the answer instead of a reset.
+                        let unread = (header_len + req.content_length).saturating_sub(buf.len());
+                        discard_briefly(&shard, &mut stream, unread).await;
+                    }
                     return;
                 }
                 buf.drain(..need);

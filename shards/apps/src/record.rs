@@ -98,7 +98,11 @@ fn convert(kind: Kind, text: &str) -> Result<Value, String> {
 }
 
 /// App fields this server reads that have no column in Sockudo's table, only a place in `policy`.
-const POLICY_ONLY: &[&str] = &["enable_subscription_count"];
+const POLICY_ONLY: &[&str] = &[
+    "enable_subscription_count",
+    "decay_seconds",
+    "terminate_on_limit",
+];
 
 /// Sockudo's nested `policy` column (`{limits, features, channels, webhooks}`) fills the flat fields the row
 /// leaves unset (`channels.allowed_origins`, `channels.channel_delta_compression`); the other policy sections
@@ -181,7 +185,7 @@ mod tests {
             (
                 "policy",
                 Some(
-                    r#"{"limits":{"max_connections":9,"max_event_batch_size":3},"features":{"enable_client_messages":true,"enable_subscription_count":true,"unknown":1},"channels":{"allowed_origins":["https://a"]},"history":{"enabled":true}}"#
+                    r#"{"limits":{"max_connections":9,"max_event_batch_size":3,"decay_seconds":5,"terminate_on_limit":true},"features":{"enable_client_messages":true,"enable_subscription_count":true,"unknown":1},"channels":{"allowed_origins":["https://a"]},"history":{"enabled":true}}"#
                         .to_string(),
                 ),
             ),
@@ -189,6 +193,8 @@ mod tests {
         .unwrap();
         assert_eq!(r["max_connections"], "5");
         assert_eq!(r["max_event_batch_size"], 3);
+        assert_eq!(r["decay_seconds"], 5);
+        assert_eq!(r["terminate_on_limit"], true);
         assert_eq!(r["enable_client_messages"], true);
         assert_eq!(r["enable_subscription_count"], true);
         assert!(!r.contains_key("unknown"));
