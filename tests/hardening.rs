@@ -301,15 +301,7 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
     );
     // Correctly signed, but larger than this app's event limits can need: 413 before the body.
     let body = vec![b' '; 2 * 1024 * 1024];
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "POST",
-        &path,
-        &[],
-        &body,
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("POST", &path, &body);
     let req = format!(
         "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n",
         body.len()
@@ -319,15 +311,7 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
     assert!(took < Duration::from_secs(3));
     // A signed head with a body that does not match its body_md5: 401 after the body.
     let good = br#"{"name":"e","channel":"c","data":"1"}"#;
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "POST",
-        &path,
-        &[],
-        good,
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("POST", &path, good);
     let evil = br#"{"name":"e","channel":"c","data":"2"}"#;
     let (status, _, body) = server
         .try_http("POST", &format!("{path}?{query}"), evil)
@@ -342,15 +326,7 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
         raw_http(&server, req.as_bytes(), Duration::from_secs(5)).0,
         401
     );
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "POST",
-        &path,
-        &[],
-        good,
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("POST", &path, good);
     let mut s = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(
@@ -374,15 +350,7 @@ fn unsigned_or_oversized_bodies_are_refused_before_they_are_read() {
 fn one_signature_rule_lowercase_hex_and_auth_version_required() {
     let server = Server::start();
     let path = format!("/apps/{APP_ID}/channels");
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "GET",
-        &path,
-        &[],
-        b"",
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("GET", &path, b"");
     let sig_at = query.find("auth_signature=").unwrap() + "auth_signature=".len();
     let upper = format!("{}{}", &query[..sig_at], query[sig_at..].to_uppercase());
     assert_ne!(upper, query);
@@ -439,15 +407,7 @@ fn half_sent_requests_and_idle_connections_are_closed_by_the_timeouts() {
     // A signed head whose body never completes: 408 after the body timeout.
     let path = format!("/apps/{APP_ID}/events");
     let body = br#"{"name":"e","channel":"c","data":"1"}"#;
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "POST",
-        &path,
-        &[],
-        body,
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("POST", &path, body);
     let req = format!(
         "POST {path}?{query} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{{\"name\"",
         body.len()

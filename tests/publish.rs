@@ -137,15 +137,7 @@ fn bad_signatures_and_stale_timestamps_are_401() {
         .unwrap();
     assert_eq!(status, 401);
     // Body changed after signing.
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "POST",
-        &events_path(),
-        &[],
-        body.as_bytes(),
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("POST", &events_path(), body.as_bytes());
     let tampered = json!({"name":"e","channel":"c","data":"evil"}).to_string();
     let (status, _, _) = server
         .try_http(
@@ -198,15 +190,7 @@ fn keep_alive_and_pipelined_requests() {
     let mut batch = Vec::new();
     for i in 0..3 {
         let body = json!({"name":"e","channel":"c","data":i.to_string()}).to_string();
-        let q = sockudo::protocol::rest_auth::sign_query(
-            "POST",
-            &events_path(),
-            &[],
-            body.as_bytes(),
-            APP_KEY,
-            APP_SECRET,
-            now_unix(),
-        );
+        let q = signed_query("POST", &events_path(), body.as_bytes());
         batch.extend_from_slice(
             format!(
                 "POST {}?{q} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",

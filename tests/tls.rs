@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{app_json, free_port, parse_http_response, APP_ID, APP_KEY, APP_SECRET};
+use common::{app_json, free_port, parse_http_response, APP_ID, APP_KEY};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
@@ -203,16 +203,7 @@ impl TlsServer {
     fn publish(&self, channel: &str, name: &str) {
         let body = json!({ "name": name, "channels": [channel], "data": "{}" }).to_string();
         let path = format!("/apps/{APP_ID}/events");
-        let ts = common::now_unix();
-        let query = sockudo::protocol::rest_auth::sign_query(
-            "POST",
-            &path,
-            &[],
-            body.as_bytes(),
-            APP_KEY,
-            APP_SECRET,
-            ts,
-        );
+        let query = common::signed_query("POST", &path, body.as_bytes());
         let (status, _, resp) = self
             .https("POST", &format!("{path}?{query}"), body.as_bytes())
             .expect("https");
@@ -425,15 +416,7 @@ fn a_backlog_larger_than_the_socket_arrives_whole_and_in_order() {
             .collect();
         let body = json!({ "batch": events }).to_string();
         let path = format!("/apps/{APP_ID}/batch_events");
-        let query = sockudo::protocol::rest_auth::sign_query(
-            "POST",
-            &path,
-            &[],
-            body.as_bytes(),
-            APP_KEY,
-            APP_SECRET,
-            common::now_unix(),
-        );
+        let query = common::signed_query("POST", &path, body.as_bytes());
         let (status, _, resp) = server
             .https("POST", &format!("{path}?{query}"), body.as_bytes())
             .expect("https");

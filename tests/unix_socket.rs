@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{app_json, now_unix, APP_ID, APP_KEY, APP_SECRET};
+use common::{app_json, signed_query, APP_ID, APP_KEY};
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -141,15 +141,7 @@ fn websocket_and_rest_over_the_unix_socket() {
 
     let body = json!({"name": "hello", "channels": ["uds"], "data": "{}"}).to_string();
     let path = format!("/apps/{APP_ID}/events");
-    let query = sockudo::protocol::rest_auth::sign_query(
-        "POST",
-        &path,
-        &[],
-        body.as_bytes(),
-        APP_KEY,
-        APP_SECRET,
-        now_unix(),
-    );
+    let query = signed_query("POST", &path, body.as_bytes());
     assert_eq!(
         http(&server.path, "POST", &format!("{path}?{query}"), &body),
         (200, "{}".to_string())

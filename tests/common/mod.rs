@@ -279,6 +279,19 @@ pub fn now_unix() -> u64 {
         .as_secs()
 }
 
+/// The query string signing `method path` with `body` for the test app, stamped now.
+pub fn signed_query(method: &str, path: &str, body: &[u8]) -> String {
+    sockudo::protocol::rest_auth::sign_query(
+        method,
+        path,
+        &[],
+        body,
+        APP_KEY,
+        APP_SECRET,
+        now_unix(),
+    )
+}
+
 /// A connected Pusher client.
 pub struct Client {
     pub ws: WebSocket<TcpStream>,

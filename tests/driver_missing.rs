@@ -1,10 +1,13 @@
-//! A Redis cache or rate limiter configured in a build without the `redis` feature stops the server at start,
-//! naming the feature (the default build has none of them).
-#![cfg(not(feature = "redis"))]
+//! A backend configured in a build without its Cargo feature stops the server at start, naming the feature:
+//! a database app manager, a Redis cache or rate limiter. These run in builds that leave the features out (the
+//! default build has none of them).
+#![cfg(any(not(feature = "postgres"), not(feature = "redis")))]
 
 use std::process::Command;
 
-fn start_output(var: &str, value: &str) -> String {
+/// Starts the server with `var=value` and nothing else configured; asserts it refuses to start and returns
+/// what it printed.
+fn refused_start(var: &str, value: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_sockudo"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -24,18 +27,26 @@ fn start_output(var: &str, value: &str) -> String {
     String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout)
 }
 
+#[cfg(not(feature = "postgres"))]
+#[test]
+fn a_database_driver_not_compiled_in_stops_the_server_naming_the_feature() {
+    let text = refused_start("APP_MANAGER_DRIVER", "postgresql");
+    assert!(text.contains("--features postgres"), "{text}");
+}
+
+#[cfg(not(feature = "redis"))]
 #[test]
 fn a_redis_cache_or_limiter_not_compiled_in_stops_the_server_naming_the_feature() {
-    let text = start_output("CACHE_DRIVER", "redis");
+    let text = refused_start("CACHE_DRIVER", "redis");
     assert!(
         text.contains("cache.driver") && text.contains("feature `redis`"),
         "{text}"
     );
-    let text = start_output("RATE_LIMITER_DRIVER", "redis");
+    let text = refused_start("RATE_LIMITER_DRIVER", "redis");
     assert!(
         text.contains("rate_limiter.driver") && text.contains("feature `redis`"),
         "{text}"
     );
-    let text = start_output("RATE_LIMITER_DRIVER", "leaky-bucket");
+    let text = refused_start("RATE_LIMITER_DRIVER", "leaky-bucket");
     assert!(text.contains("expected one of"), "{text}");
 }
