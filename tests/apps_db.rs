@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::{eventually, metric, Server, ServerOptions, APP_ID, APP_KEY, APP_SECRET};
+use common::{app_outage, eventually, metric, Server, ServerOptions, APP_ID, APP_KEY, APP_SECRET};
 use serde_json::json;
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A database holding Sockudo's `applications` table, written with the database's own client.
 trait AppDb {
@@ -582,34 +582,9 @@ fn outage_keeps_cached_apps_and_recovers(db: &dyn AppDb, name: &str, port_var: &
     c.subscribe("up");
     proxy.cut();
     std::thread::sleep(Duration::from_millis(1500)); // past the TTL: cached entries are stale now
-    for _ in 0..3 {
-        assert!(
-            connect(&server, APP_KEY).is_ok(),
-            "a cached app keeps connecting"
-        );
-    }
-    server.publish(&["up"], "during", "outage");
-    assert_eq!(c.next_event()["event"], "during");
-    let t = Instant::now();
-    assert_eq!(connect(&server, "later-key"), Err(4101));
-    assert!(
-        t.elapsed() < Duration::from_secs(8),
-        "refused without hanging: {:?}",
-        t.elapsed()
-    );
-    let (status, _, body) = server.try_http("GET", "/up", b"").unwrap();
-    assert!(
-        matches!((status, body.as_str()), (200, "DEGRADED") | (503, "ERROR")),
-        "{status} {body}"
-    );
+    app_outage::assert_cached_apps_serve_through_the_outage(&server, &mut c);
     proxy.restore();
-    eventually(
-        Duration::from_secs(15),
-        "recovers once the database is back",
-        || connect(&server, "later-key").is_ok(),
-    );
-    let (status, _, body) = server.try_http("GET", "/up", b"").unwrap();
-    assert_eq!((status, body.as_str()), (200, "OK"));
+    app_outage::assert_recovers(&server);
 }
 
 /// A row whose webhooks do not parse is skipped (connect: 4001) without taking the others down.

@@ -7,9 +7,10 @@
 
 mod common;
 
-use common::{eventually, Server, ServerOptions, APP_ID, APP_KEY, APP_SECRET};
+use common::app_outage::{self, connect};
+use common::{Server, ServerOptions, APP_ID, APP_KEY, APP_SECRET};
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn env_var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
@@ -65,20 +66,6 @@ impl Drop for Restart {
     }
 }
 
-fn connect(server: &Server, key: &str) -> Result<(), u16> {
-    let (mut ws, _) = server.ws(&format!("/app/{key}?protocol=7"));
-    loop {
-        match ws.read().expect("read") {
-            tungstenite::Message::Text(t) if t.as_str().contains("connection_established") => {
-                return Ok(())
-            }
-            tungstenite::Message::Close(Some(frame)) => return Err(u16::from(frame.code)),
-            tungstenite::Message::Close(None) => return Err(1005),
-            _ => {}
-        }
-    }
-}
-
 #[test]
 fn postgres_stopped_and_started() {
     let stop = env_var("SOCKUDO_TEST_POSTGRES_STOP");
@@ -130,47 +117,11 @@ fn postgres_stopped_and_started() {
     let restart = Restart(start.clone());
     std::thread::sleep(Duration::from_millis(1500)); // past the TTL: cached entries are stale now
 
-    for _ in 0..4 {
-        assert_eq!(
-            connect(&server, APP_KEY),
-            Ok(()),
-            "a cached app keeps connecting"
-        );
-    }
-    server.publish(&["up"], "during", "outage");
-    assert_eq!(c.next_event()["event"], "during");
-
-    let t = Instant::now();
-    assert_eq!(connect(&server, "later-key"), Err(4101), "an uncached app");
-    let (status, headers, body) = server.try_http("GET", "/apps/later/channels", b"").unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert!(
-        headers.to_ascii_lowercase().contains("retry-after: 1"),
-        "{headers}"
-    );
-    assert!(
-        t.elapsed() < Duration::from_secs(10),
-        "refused without hanging: {:?}",
-        t.elapsed()
-    );
-    let (status, _, body) = server.try_http("GET", "/up", b"").unwrap();
-    assert!(
-        matches!((status, body.as_str()), (200, "DEGRADED") | (503, "ERROR")),
-        "{status} {body}"
-    );
+    app_outage::assert_cached_apps_serve_through_the_outage(&server, &mut c);
 
     sh(&start);
     std::mem::forget(restart);
-    eventually(
-        Duration::from_secs(20),
-        "an uncached app connects once the database is back",
-        || connect(&server, "later-key").is_ok(),
-    );
-    eventually(
-        Duration::from_secs(10),
-        "/up says OK again",
-        || matches!(server.try_http("GET", "/up", b""), Ok((200, _, ref b)) if b == "OK"),
-    );
+    app_outage::assert_recovers(&server);
     server.publish(&["up"], "after", "outage");
     assert_eq!(c.next_event()["event"], "after");
 }

@@ -1,6 +1,7 @@
 //! Test harness: runs the real `sockudo` binary on a free loopback port and talks to it with real clients.
 #![allow(dead_code)]
 
+pub mod app_outage;
 pub mod broker;
 pub mod presence;
 
