@@ -26,17 +26,6 @@ for b in sockudo sockudo-bench; do
 done
 
 BASE="-n 1000 -c 1 fanout --rate 100 --duration 10 --ticker --payload-bytes 1000"
-case_args() {
-    case $1 in
-    plain) echo "$BASE" ;;
-    fossil | fossil-i100) echo "--delta fossil $BASE" ;;
-    xdelta3 | xdelta3-i100) echo "--delta xdelta3 $BASE" ;;
-    tagged) echo "--filter-match 100 $BASE" ;;
-    filtered) echo "--filter-match 10 $BASE" ;;
-    *) echo "unknown case $1" >&2; exit 2 ;;
-    esac
-}
-
 # The server's config file for a case (every case gets one, `{}` for the defaults).
 case_config() {
     local file="$OUT/$1.config.json"
@@ -47,24 +36,19 @@ case_config() {
     echo "$file"
 }
 
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2
-    return 1
-}
+. "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
 
-SERVER_PID=
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
+# This script's own cases (they replace the table's from lib/server.sh).
+case_args() {
+    case $1 in
+    plain) echo "$BASE" ;;
+    fossil | fossil-i100) echo "--delta fossil $BASE" ;;
+    xdelta3 | xdelta3-i100) echo "--delta xdelta3 $BASE" ;;
+    tagged) echo "--filter-match 100 $BASE" ;;
+    filtered) echo "--filter-match 10 $BASE" ;;
+    *) echo "unknown case $1" >&2; exit 2 ;;
+    esac
 }
-trap stop_server EXIT
 
 for run in $(seq 1 "$RUNS"); do
     for case in $CASES; do

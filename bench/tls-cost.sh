@@ -36,34 +36,7 @@ command -v openssl >/dev/null || { echo "the openssl command is needed for the t
         -extfile ext.cnf 2>/dev/null
 )
 
-case_args() {
-    case $1 in
-    idle) echo "-n 10000 -c 100 idle --hold 2" ;;
-    fanout-rate) echo "-n 1000 -c 1 fanout --rate 100 --duration 10" ;;
-    fanout-fast) echo "-n 5000 -c 1 fanout --events 500" ;;
-    churn) echo "-n 50 -c 10 churn --duration 10" ;;
-    *) echo "unknown case $1" >&2; exit 2 ;;
-    esac
-}
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2
-    return 1
-}
-
-SERVER_PID=
-stop_server() {
-    if [[ -n $SERVER_PID ]]; then
-        kill -TERM "$SERVER_PID" 2>/dev/null || true
-        wait "$SERVER_PID" 2>/dev/null || true
-        SERVER_PID=
-    fi
-}
-trap stop_server EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/lib/server.sh"
 
 # run_one SIDE CASE RUN
 run_one() {
